@@ -1,0 +1,1 @@
+"""podflow's Prefect flows, their stage wiring and the `podflow` command line."""

@@ -1,0 +1,122 @@
+"""`podflow`: run the ingest flow on a feed with a live per-stage display, or on the bundled demo feed."""
+
+from __future__ import annotations
+
+import os
+
+# Before Prefect is imported: no analytics from an offline machine, and the live display (not Prefect's per-task
+# INFO lines) owns the terminal; the runs' logs still reach the Prefect API and its UI.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Optional  # noqa: E402
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from flows import pipeline  # noqa: E402
+from flows.feedserver import FeedServer  # noqa: E402
+from flows.ingest import ingest_feed, listening  # noqa: E402
+from tasks.metadata import metadata_json_schema  # noqa: E402
+from tasks.models import STAGES, IngestReport, Settings  # noqa: E402
+
+DEMO_DIR = Path(__file__).parent / "demo"
+# Fixed, because the feed URL names the output folder: a second demo run must find the first one's work.
+DEMO_PORT = 47123
+STATUS_STYLE = {"complete": "green", "already complete": "cyan", "failed": "red", "skipped": "yellow"}
+
+app = typer.Typer(help="podflow: download, transcribe and describe every episode of a podcast feed.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+class StageDisplay:
+    """One progress bar per stage, fed by the pipeline's progress events."""
+
+    def __init__(self) -> None:
+        self.bars = Progress(
+            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]}"), TimeElapsedColumn(), console=console,
+        )
+        self.tasks = {stage: self.bars.add_task(stage, total=None, failed="") for stage in STAGES}
+
+    def __call__(self, feed_title: str, progress: pipeline.Progress) -> None:
+        for stage, bar in self.tasks.items():
+            failed = progress.failed.get(stage, 0)
+            self.bars.update(bar, total=progress.total, completed=progress.done.get(stage, 0) + failed,
+                             failed=f"[red]{failed} failed" if failed else "")
+
+
+def print_summary(report: IngestReport) -> None:
+    table = Table(title=f"{report.feed_title}  →  {report.feed_dir}")
+    for column in ("episode", "status", *STAGES, "error"):
+        table.add_column(column, overflow="fold")
+    for episode in report.episodes:
+        style = STATUS_STYLE[episode.status]
+        table.add_row(episode.title, f"[{style}]{episode.status}", *(episode.stages.get(s, "-") for s in STAGES),
+                      episode.error or "")
+    console.print(table)
+    console.print(", ".join(f"{report.count(s)} {s}" for s in STATUS_STYLE if report.count(s)))
+
+
+def run(feed_url: str, settings: Settings) -> int:
+    """Ingest one feed with the live display; the exit status is 1 when anything failed."""
+    display = StageDisplay()
+    with display.bars, listening(display):
+        state = ingest_feed(feed_url, settings, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, IngestReport):
+        print_summary(outcome)
+    if state.is_failed():
+        reason = outcome if isinstance(outcome, BaseException) else state.message
+        console.print(f"[red]Run failed: {reason}")
+        return 1
+    return 0
+
+
+@app.command()
+def ingest(
+    feed_url: Annotated[str, typer.Argument(help="RSS or Atom feed URL.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder.")] = None,
+    download_workers: Annotated[Optional[int], typer.Option(help="Episodes downloading at once.")] = None,
+    transcribe_workers: Annotated[Optional[int], typer.Option(help="Episodes transcribing at once.")] = None,
+    metadata_workers: Annotated[Optional[int], typer.Option(help="Episodes building metadata at once.")] = None,
+    transcriber: Annotated[Optional[str], typer.Option(help="Transcription backend.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model: bundled 'tiny.en', a folder or a name.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
+    compute_type: Annotated[Optional[str], typer.Option(help="CTranslate2 compute type.")] = None,
+    beam_size: Annotated[Optional[int], typer.Option(help="Beam size for decoding.")] = None,
+    language: Annotated[Optional[str], typer.Option(help="Spoken language; detected if not given.")] = None,
+    user_agent: Annotated[Optional[str], typer.Option(help="HTTP User-Agent.")] = None,
+) -> None:
+    """Ingest every new episode of FEED_URL. Options not given keep the Settings defaults (see README)."""
+    given = {
+        "output_dir": output, "download_workers": download_workers, "transcribe_workers": transcribe_workers,
+        "metadata_workers": metadata_workers, "transcriber": transcriber, "model": model, "device": device,
+        "compute_type": compute_type, "beam_size": beam_size, "language": language, "user_agent": user_agent,
+    }
+    settings = Settings(**{name: value for name, value in given.items() if value is not None})
+    raise typer.Exit(run(feed_url, settings))
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("podflow-demo"),
+) -> None:
+    """Serve the bundled demo feed on 127.0.0.1 and ingest it end to end."""
+    with FeedServer(DEMO_PORT) as server:
+        server.add_directory(DEMO_DIR)
+        feed_url = server.url("/feed.xml")
+        console.print(f"Serving the demo feed at {feed_url}")
+        status = run(feed_url, Settings(output_dir=output))
+    console.print(f"Output in {output.resolve()}. Run again: nothing is redone; delete it to start over.")
+    raise typer.Exit(status)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of metadata.json."""
+    print(metadata_json_schema(), end="")

@@ -1,0 +1,147 @@
+"""A real HTTP server on 127.0.0.1 for feeds and audio, with Range requests, redirects and faults on demand.
+
+`podflow demo` serves its bundled feed with it; the tests use it to delay, fail and cut off chosen paths.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    content_type: str = "application/octet-stream"
+    status: int = 200
+    delay_s: float = 0.0
+    fail_times: int = 0
+    fail_status: int = 503
+    truncate_after: int | None = None
+    redirect_to: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    method: str
+    path: str
+    headers: dict[str, str]
+    at: float
+
+
+class FeedServer:
+    """Serves registered routes; records every request it gets. Use as a context manager."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.routes: dict[str, Route] = {}
+        self.hits: list[Hit] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="feedserver", daemon=True)
+
+    def __enter__(self) -> FeedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def url(self, path: str) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+    def add(self, path: str, body: bytes = b"", **options: object) -> str:
+        """Serve `body` at `path` (options: see Route); returns its URL."""
+        if "content_type" not in options:
+            options["content_type"] = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        self.routes[path] = Route(body=body, **options)  # type: ignore[arg-type]
+        return self.url(path)
+
+    def add_directory(self, directory: Path, prefix: str = "/") -> None:
+        for file in sorted(directory.iterdir()):
+            if file.is_file():
+                self.add(prefix + file.name, file.read_bytes())
+
+    def count(self, path: str, method: str = "GET") -> int:
+        with self._lock:
+            return sum(1 for hit in self.hits if hit.path == path and hit.method == method)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet: tests read `hits` instead
+                pass
+
+            def do_HEAD(self) -> None:
+                self._respond(send_body=False)
+
+            def do_GET(self) -> None:
+                self._respond(send_body=True)
+
+            def _respond(self, send_body: bool) -> None:
+                path = self.path.split("?", 1)[0]
+                with server._lock:
+                    server.hits.append(Hit(self.command, path, dict(self.headers), time.monotonic()))
+                    route = server.routes.get(path)
+                    failing = route is not None and route.fail_times > 0
+                    if failing:
+                        route.fail_times -= 1
+                if route is None:
+                    return self._send(404, b"not found\n", "text/plain", send_body)
+                time.sleep(route.delay_s)
+                if failing:
+                    return self._send(route.fail_status, b"injected failure\n", "text/plain", send_body)
+                if route.redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", route.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                body, status, extra = route.body, route.status, dict(route.headers)
+                wanted = RANGE.match(self.headers.get("Range", ""))
+                if wanted and status == 200:
+                    start = int(wanted[1]) if wanted[1] else max(0, len(body) - int(wanted[2] or 0))
+                    end = int(wanted[2]) if wanted[1] and wanted[2] else len(body) - 1
+                    if start >= len(body):
+                        return self._send(416, b"", "text/plain", send_body, {"Content-Range": f"bytes */{len(body)}"})
+                    end = min(end, len(body) - 1)
+                    extra["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+                    body, status = body[start : end + 1], 206
+                extra.setdefault("Accept-Ranges", "bytes")
+                self._send(status, body, route.content_type, send_body, extra, route.truncate_after)
+                return None
+
+            def _send(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str,
+                send_body: bool,
+                headers: dict[str, str] | None = None,
+                truncate_after: int | None = None,
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if send_body:
+                    self.wfile.write(body if truncate_after is None else body[:truncate_after])
+                if truncate_after is not None:
+                    self.close_connection = True
+
+        return Handler

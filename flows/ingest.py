@@ -1,0 +1,130 @@
+"""The flows: `ingest_feed(feed_url, settings)` runs every new episode of a feed through download, transcribe and
+metadata as a true pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture
+from prefect.states import Failed, State
+
+from flows.pipeline import ItemRun, Progress, Stage, run_pipeline
+from tasks.download import download
+from tasks.feed import fetch_feed_task
+from tasks.metadata import metadata
+from tasks.models import STAGES, Episode, EpisodeOutcome, Feed, IngestReport, LedgerEntry, Settings
+from tasks.store import FeedStore
+from tasks.transcribe import transcribe
+
+_progress_listeners: list[Callable[[str, Progress], None]] = []
+
+
+@contextmanager
+def listening(listener: Callable[[str, Progress], None]) -> Iterator[None]:
+    """Call `listener(feed_title, progress)` on every step of pipelines run in this process (the CLI's display)."""
+    _progress_listeners.append(listener)
+    try:
+        yield
+    finally:
+        _progress_listeners.remove(listener)
+
+
+def episode_stages(feed: Feed, store: FeedStore, settings: Settings) -> list[Stage[Episode]]:
+    def download_parameters(episode: Episode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
+        return {"episode": episode, "store": store, "settings": settings}
+
+    def transcribe_parameters(episode: Episode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
+        return {"audio": upstream["download"], "store": store, "settings": settings}
+
+    def metadata_parameters(episode: Episode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
+        return {"feed": feed, "episode": episode, "audio": upstream["download"],
+                "transcript": upstream["transcribe"], "store": store}
+
+    return [
+        Stage("download", download, settings.download_workers, download_parameters),
+        Stage("transcribe", transcribe, settings.transcribe_workers, transcribe_parameters),
+        Stage("metadata", metadata, settings.metadata_workers, metadata_parameters),
+    ]
+
+
+def unique_episodes(episodes: list[Episode]) -> list[Episode]:
+    """The first of any items sharing a GUID: a feed that repeats one means the same episode."""
+    first: dict[str, Episode] = {}
+    for episode in episodes:
+        first.setdefault(episode.episode_id, episode)
+    return list(first.values())
+
+
+def is_complete(entry: LedgerEntry, store: FeedStore) -> bool:
+    return entry.complete and (store.episode_dir(entry) / "metadata.json").is_file()
+
+
+def _outcome(entry: LedgerEntry, status: str, error: str | None = None) -> EpisodeOutcome:
+    return EpisodeOutcome(
+        episode_id=entry.episode_id,
+        title=entry.title,
+        folder=entry.folder,
+        status=status,
+        stages={stage: outcome.status for stage, outcome in entry.stages.items()},
+        error=error,
+    )
+
+
+def _report(feed: Feed, store: FeedStore, episodes: list[Episode], runs: list[ItemRun[Episode]]) -> IngestReport:
+    ledger = store.read_ledger().episodes
+    errors = {run.item.episode_id: run.error for run in runs}
+    outcomes = []
+    for episode in episodes:
+        entry = ledger[episode.episode_id]
+        if entry.skipped:
+            outcomes.append(_outcome(entry, "skipped", entry.skipped))
+        elif episode.episode_id not in errors:
+            outcomes.append(_outcome(entry, "already complete"))
+        elif errors[episode.episode_id]:
+            outcomes.append(_outcome(entry, "failed", errors[episode.episode_id]))
+        else:
+            outcomes.append(_outcome(entry, "complete"))
+    return IngestReport(feed_url=feed.url, feed_title=feed.title, feed_dir=store.feed_dir, episodes=tuple(outcomes))
+
+
+def _publish(report: IngestReport) -> None:
+    create_table_artifact(
+        key="podflow-episodes",
+        table=[
+            {"episode": e.title, "status": e.status, **{s: e.stages.get(s, "-") for s in STAGES}, "error": e.error or ""}
+            for e in report.episodes
+        ],
+        description=f"Episodes of {report.feed_title}: outcome per stage",
+    )
+
+
+@flow(name="ingest-feed")
+def ingest_feed(feed_url: str, settings: Settings = Settings()) -> IngestReport | State:
+    """Fetch a feed and take each episode not yet complete through download -> transcribe -> metadata."""
+    logger = get_run_logger()
+    feed, found = fetch_feed_task(feed_url, settings)
+    episodes = unique_episodes(found)
+    store = FeedStore.for_feed(settings.output_dir, feed_url)
+    store.save_feed(feed)
+    entries = store.register(episodes)
+    todo = [e for e in episodes if not entries[e.episode_id].skipped and not is_complete(entries[e.episode_id], store)]
+    logger.info("%s: %d episodes, %d to process, output in %s", feed.title, len(episodes), len(todo), store.feed_dir)
+
+    progress_artifact = create_progress_artifact(0.0, description=f"Episodes of {feed.title} through the pipeline")
+
+    def on_progress(progress: Progress) -> None:
+        if progress.total:
+            update_progress_artifact(progress_artifact, 100.0 * progress.settled / progress.total)
+        for listener in _progress_listeners:
+            listener(feed.title, progress)
+
+    runs = run_pipeline(todo, episode_stages(feed, store, settings), on_progress)
+    report = _report(feed, store, episodes, runs)
+    _publish(report)
+    if failed := report.count("failed"):
+        return Failed(message=f"{failed} of {len(todo)} episodes failed; the others completed", data=report)
+    return report

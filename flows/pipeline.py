@@ -1,0 +1,106 @@
+"""Stage wiring: one bounded task runner per stage, and the flow's own thread handing each item to its next stage
+the moment its upstream future resolves.
+
+Why not `a.map(items)` -> `b.map(...)` on one runner: a task waiting on its upstream future holds a pool thread and
+the pool is FIFO, so downstream work queues behind every upstream task (head-of-line blocking). Why not submit from
+a future's done-callback: the callback runs outside the flow run's context, and the task runs lose their flow run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from prefect import Task
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
+
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True)
+class Stage(Generic[Item]):
+    """One stage: its task, how many of its tasks may run at once, and how to call it for an item.
+
+    `parameters(item, upstream)` gets the finished futures of the item's earlier stages by stage name; passing
+    them (not their results) as task parameters is what lets the Prefect UI draw each episode's lineage.
+    """
+
+    name: str
+    task: Task[..., Any]
+    workers: int
+    parameters: Callable[[Item, Mapping[str, PrefectFuture[Any]]], dict[str, Any]]
+
+
+@dataclass
+class ItemRun(Generic[Item]):
+    """One item's way through the stages: the futures of those that finished, or where and why it failed."""
+
+    item: Item
+    finished: dict[str, PrefectFuture[Any]] = field(default_factory=dict)
+    failed_stage: str | None = None
+    error: str | None = None
+
+    def result(self, stage: str) -> Any:
+        return self.finished[stage].result()
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    done: Mapping[str, int]
+    failed: Mapping[str, int]
+
+    @property
+    def settled(self) -> int:
+        """Items that will not move again: through the last stage, or failed."""
+        return sum(self.failed.values()) + (list(self.done.values())[-1] if self.done else 0)
+
+
+def run_pipeline(
+    items: Sequence[Item],
+    stages: Sequence[Stage[Item]],
+    on_progress: Callable[[Progress], None] = lambda progress: None,
+) -> list[ItemRun[Item]]:
+    """Run every item through every stage, each stage bounded by its workers; returns when all items settle.
+
+    Must be called inside a flow run. A failed task ends its item's run; the other items go on.
+    """
+    runs = [ItemRun(item) for item in items]
+    done: Counter[str] = Counter({stage.name: 0 for stage in stages})
+    failed: Counter[str] = Counter()
+    in_flight: dict[concurrent.futures.Future[Any], tuple[ItemRun[Item], int, PrefectFuture[Any]]] = {}
+
+    with ExitStack() as stack:
+        runners = [stack.enter_context(ThreadPoolTaskRunner(max_workers=stage.workers)) for stage in stages]
+
+        def submit(run: ItemRun[Item], index: int) -> None:
+            stage = stages[index]
+            future = runners[index].submit(stage.task, stage.parameters(run.item, run.finished))
+            in_flight[future.wrapped_future] = (run, index, future)
+
+        for run in runs:
+            submit(run, 0)
+        on_progress(Progress(len(runs), dict(done), dict(failed)))
+        while in_flight:
+            settled, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+            for wrapped in settled:
+                run, index, future = in_flight.pop(wrapped)
+                future.wait()  # syncs the future's final state from the finished thread
+                stage = stages[index]
+                if future.state.is_completed():
+                    done[stage.name] += 1
+                    run.finished[stage.name] = future
+                    if index + 1 < len(stages):
+                        submit(run, index + 1)
+                else:
+                    failed[stage.name] += 1
+                    exc = future.result(raise_on_failure=False)
+                    run.failed_stage = stage.name
+                    run.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
+            on_progress(Progress(len(runs), dict(done), dict(failed)))
+    return runs

@@ -1,0 +1,60 @@
+"""The one audio decoder: any container PyAV reads, to 16 kHz mono float32, with no ffmpeg binary needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+from tasks.errors import AudioDecodeError
+from tasks.models import Record
+
+SAMPLE_RATE = 16_000
+
+
+class AudioProbe(Record):
+    codec: str
+    sample_rate: int
+    channels: int
+    bit_rate: int | None
+    duration_s: float | None = None
+
+
+def probe(path: Path) -> AudioProbe:
+    """The audio stream's codec, rate and layout as the container declares them (nothing is decoded)."""
+    try:
+        with av.open(str(path)) as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise AudioDecodeError(f"{path.name} has no audio stream")
+            duration = float(container.duration) / av.time_base if container.duration else None
+            return AudioProbe(
+                codec=stream.codec_context.name,
+                sample_rate=stream.codec_context.sample_rate,
+                channels=stream.codec_context.channels,
+                bit_rate=container.bit_rate or None,
+                duration_s=duration,
+            )
+    except av.FFmpegError as exc:
+        raise AudioDecodeError(f"{path.name} is not readable audio: {exc}") from exc
+
+
+def decode(path: Path) -> np.ndarray:
+    """The whole file as 16 kHz mono float32 samples in [-1, 1]."""
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise AudioDecodeError(f"{path.name} has no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            for frame in container.decode(stream):
+                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    except av.FFmpegError as exc:
+        raise AudioDecodeError(f"{path.name} cannot be decoded: {exc}") from exc
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    if samples.size == 0:
+        raise AudioDecodeError(f"{path.name} holds no audio samples")
+    return samples.astype(np.float32, copy=False)

@@ -1,0 +1,177 @@
+"""Fetch a podcast feed over HTTP and parse it into a Feed and its Episodes."""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import time
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import feedparser
+import requests
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.errors import FeedError
+from tasks.http import new_session
+from tasks.models import Episode, Feed, Settings, TranscriptLink, utc_now
+
+PODCAST_NAMESPACE = "https://podcastindex.org/namespace/1.0"
+TRACKING_PARAMS = {"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "_ga", "igshid", "ref", "source"}
+
+
+def normalise_url(url: str) -> str:
+    """Lowercase scheme and host, no fragment, no tracking parameters, remaining parameters sorted."""
+    parts = urlsplit(url.strip())
+    query = sorted(
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not key.lower().startswith("utm_") and key.lower() not in TRACKING_PARAMS
+    )
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, urlencode(query), ""))
+
+
+def _hash_id(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _parse_duration(value: str | None) -> float | None:
+    """iTunes durations come as seconds ('3723') or clock time ('1:02:03', '62:03')."""
+    if not value:
+        return None
+    try:
+        seconds = 0.0
+        for part in value.strip().split(":"):
+            seconds = seconds * 60 + float(part)
+        return seconds
+    except ValueError:
+        return None
+
+
+def _parse_int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _timestamp(parsed: time.struct_time | None) -> datetime | None:
+    return datetime.fromtimestamp(calendar.timegm(parsed), timezone.utc) if parsed else None
+
+
+def _image(node: Any, base_url: str) -> str | None:
+    href = (node.get("image") or {}).get("href")
+    return urljoin(base_url, href) if href else None
+
+
+def _transcript_links(body: bytes, base_url: str) -> list[tuple[TranscriptLink, ...]] | None:
+    """Every item's `<podcast:transcript>` links, in item order; None where the XML cannot be read that way.
+
+    feedparser keeps only the last such element per item, so the XML is read a second time for them.
+    """
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None
+    return [
+        tuple(
+            TranscriptLink(
+                url=urljoin(base_url, link.get("url", "")),
+                type=link.get("type"),
+                language=link.get("language"),
+                rel=link.get("rel"),
+            )
+            for link in item.iter(f"{{{PODCAST_NAMESPACE}}}transcript")
+            if link.get("url")
+        )
+        for item in root.iter("item")
+    ]
+
+
+def episode_from_entry(entry: Any, base_url: str, transcripts: tuple[TranscriptLink, ...]) -> Episode:
+    """One feedparser entry as an Episode, with every URL resolved against the feed's final URL."""
+    enclosures = [link for link in entry.get("links", []) if link.get("rel") == "enclosure" and link.get("href")]
+    audio = next((link for link in enclosures if str(link.get("type", "")).startswith("audio/")), None)
+    enclosure = audio or (enclosures[0] if enclosures else None)
+    enclosure_url = urljoin(base_url, enclosure["href"].strip()) if enclosure else None
+    title = (entry.get("title") or "").strip()
+    published = _timestamp(entry.get("published_parsed") or entry.get("updated_parsed"))
+    guid = (entry.get("id") or "").strip()
+    if guid:
+        episode_id = guid
+    elif enclosure_url:
+        episode_id = _hash_id(normalise_url(enclosure_url))
+    else:
+        episode_id = _hash_id(f"{title}\n{published}\n{entry.get('link', '')}")
+    if not transcripts and entry.get("podcast_transcript", {}).get("url"):
+        found = entry["podcast_transcript"]
+        transcripts = (TranscriptLink(url=urljoin(base_url, found["url"]), type=found.get("type")),)
+    return Episode(
+        episode_id=episode_id,
+        title=title or "untitled",
+        published=published,
+        description=entry.get("summary", ""),
+        link=urljoin(base_url, entry["link"]) if entry.get("link") else None,
+        image=_image(entry, base_url),
+        enclosure_url=enclosure_url,
+        enclosure_type=enclosure.get("type") if enclosure else None,
+        enclosure_length=_parse_int(enclosure.get("length")) if enclosure else None,
+        itunes_duration_s=_parse_duration(entry.get("itunes_duration")),
+        season=_parse_int(entry.get("itunes_season")),
+        episode_number=_parse_int(entry.get("itunes_episode")),
+        transcripts=transcripts,
+    )
+
+
+def parse_feed(body: bytes, url: str, final_url: str, headers: dict[str, str]) -> tuple[Feed, list[Episode]]:
+    """Parse feed XML already fetched from `url` (found at `final_url`)."""
+    parsed = feedparser.parse(body)
+    if not parsed.get("version") and not parsed.entries:
+        reason = parsed.get("bozo_exception") or "no RSS or Atom document found"
+        raise FeedError(f"{url} is not a podcast feed: {reason}")
+    channel = parsed.feed
+    feed = Feed(
+        url=url,
+        final_url=final_url,
+        title=(channel.get("title") or "").strip() or final_url,
+        link=urljoin(final_url, channel["link"]) if channel.get("link") else None,
+        description=channel.get("subtitle", "") or channel.get("summary", ""),
+        image=_image(channel, final_url),
+        language=channel.get("language"),
+        author=channel.get("author") or channel.get("itunes_author"),
+        etag=headers.get("ETag"),
+        last_modified=headers.get("Last-Modified"),
+        fetched_at=utc_now(),
+    )
+    links = _transcript_links(body, final_url) if PODCAST_NAMESPACE.encode() in body else None
+    if links is None or len(links) != len(parsed.entries):
+        links = [()] * len(parsed.entries)
+    return feed, [episode_from_entry(entry, final_url, found) for entry, found in zip(parsed.entries, links)]
+
+
+def fetch_feed(url: str, settings: Settings) -> tuple[Feed, list[Episode]]:
+    """GET the feed (following redirects, within the size limit) and parse it."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise FeedError(f"{url} is not an http(s) URL")
+    try:
+        with new_session(settings) as session, session.get(url, timeout=settings.http_timeout_s, stream=True) as response:
+            if response.status_code >= 400:
+                raise FeedError(f"{url} returned HTTP {response.status_code} {response.reason}")
+            body = bytearray()
+            for chunk in response.iter_content(64 * 1024):
+                body += chunk
+                if len(body) > settings.max_feed_bytes:
+                    raise FeedError(f"{url} is larger than the {settings.max_feed_bytes:,}-byte feed limit")
+            return parse_feed(bytes(body), url, response.url, dict(response.headers))
+    except requests.TooManyRedirects as exc:
+        raise FeedError(f"{url} redirects too many times: {exc}") from exc
+    except requests.RequestException as exc:
+        raise FeedError(f"{url} could not be fetched: {exc}") from exc
+
+
+@task(name="fetch-feed", cache_policy=NO_CACHE)
+def fetch_feed_task(url: str, settings: Settings) -> tuple[Feed, list[Episode]]:
+    return fetch_feed(url, settings)

@@ -1,0 +1,81 @@
+"""Build `metadata.json`: feed, episode, audio, transcript and processing facts for one episode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from tasks import audio as audio_codec
+from tasks.models import (
+    AudioFacts,
+    AudioFile,
+    Episode,
+    EpisodeMetadata,
+    Feed,
+    ProcessingFacts,
+    StageTiming,
+    Transcript,
+    TranscriptFacts,
+    utc_now,
+)
+from tasks.store import FeedStore, write_record
+from tasks.transcribe import TRANSCRIPT_FILES
+
+
+def build_metadata(
+    feed: Feed,
+    episode: Episode,
+    audio: AudioFile,
+    transcript: Transcript,
+    processing: ProcessingFacts,
+) -> EpisodeMetadata:
+    """The metadata document; the audio facts come from the file itself, not from what the feed claims."""
+    probe = audio_codec.probe(audio.path)
+    return EpisodeMetadata(
+        feed=feed,
+        episode=episode,
+        audio=AudioFacts(
+            file=audio.path.name,
+            bytes=audio.bytes,
+            sha256=audio.sha256,
+            source_url=audio.source_url,
+            content_type=audio.content_type,
+            duration_s=transcript.audio_duration_s,
+            codec=probe.codec,
+            sample_rate=probe.sample_rate,
+            channels=probe.channels,
+            bit_rate=probe.bit_rate,
+        ),
+        transcript=TranscriptFacts(
+            backend=transcript.backend,
+            model=transcript.model,
+            language=transcript.language,
+            word_count=len(transcript.text.split()),
+            segment_count=len(transcript.segments),
+            files=TRANSCRIPT_FILES,
+        ),
+        processing=processing,
+    )
+
+
+def metadata_json_schema() -> str:
+    """The JSON Schema of metadata.json, for consumers that validate it."""
+    return json.dumps(EpisodeMetadata.model_json_schema(), indent=2) + "\n"
+
+
+@task(name="metadata", tags=["podflow-metadata"], cache_policy=NO_CACHE, task_run_name="metadata · {audio.path.parent.name}")
+def metadata(feed: Feed, episode: Episode, audio: AudioFile, transcript: Transcript, store: FeedStore) -> EpisodeMetadata:
+    episode_dir: Path = audio.path.parent
+    with store.recording(episode.episode_id, "metadata"):
+        started = utc_now()
+        stages = store.read_ledger().episodes[episode.episode_id].stages
+        timings = {name: StageTiming(started=o.started, ended=o.ended) for name, o in stages.items() if o.status == "done"}
+        draft = build_metadata(feed, episode, audio, transcript, ProcessingFacts(flow_run_id=flow_run.id, stages=timings))
+        timings["metadata"] = StageTiming(started=started, ended=utc_now())
+        document = draft.model_copy(update={"processing": ProcessingFacts(flow_run_id=flow_run.id, stages=timings)})
+        write_record(episode_dir / "metadata.json", document)
+    return document

@@ -1,0 +1,209 @@
+"""The records that cross a stage boundary or land on disk, and the one Settings model.
+
+Episode -> AudioFile -> Transcript -> EpisodeMetadata: the same types in memory, in the output folder and in the
+Prefect UI.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+StageName = Literal["download", "transcribe", "metadata"]
+STAGES: tuple[StageName, ...] = ("download", "transcribe", "metadata")
+
+METADATA_SCHEMA_VERSION = 1
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Settings(Record):
+    """Everything a run can be told; the flow takes it as one parameter, so the Prefect UI renders it as a form."""
+
+    output_dir: Path = Field(Path("podcasts"), description="Where feeds and episodes are written.")
+    download_workers: PositiveInt = Field(4, description="Episodes downloading at once.")
+    transcribe_workers: PositiveInt = Field(1, description="Episodes transcribing at once.")
+    metadata_workers: PositiveInt = Field(4, description="Episodes whose metadata is built at once.")
+    transcriber: Literal["faster-whisper"] = "faster-whisper"
+    model: str = Field(
+        "tiny.en",
+        description="'tiny.en' is bundled and needs no network; otherwise a CTranslate2 model folder or a "
+        "faster-whisper model name (fetched where a network exists).",
+    )
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str | None = Field(None, description="CTranslate2 compute type; default int8 on CPU, float16 on CUDA.")
+    beam_size: PositiveInt = 5
+    language: str | None = Field(None, description="Spoken language code; detected when empty.")
+    user_agent: str = "podflow/0.1 (+https://github.com/podflow/podflow)"
+    http_timeout_s: PositiveFloat = Field(30.0, description="Connect and read timeout of each HTTP request.")
+    download_attempts: PositiveInt = Field(4, description="Tries per download on connection errors, 429 and 5xx.")
+    retry_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each try, with jitter.")
+    max_feed_bytes: PositiveInt = 20 * 2**20
+    max_episode_bytes: PositiveInt = 2 * 2**30
+
+
+class TranscriptLink(Record):
+    """A Podcasting 2.0 `<podcast:transcript>` the feed publishes for an episode."""
+
+    url: str
+    type: str | None = None
+    language: str | None = None
+    rel: str | None = None
+
+
+class Feed(Record):
+    url: str = Field(description="The URL podflow was given.")
+    final_url: str = Field(description="Where the feed was found after redirects.")
+    title: str
+    link: str | None = None
+    description: str = ""
+    image: str | None = None
+    language: str | None = None
+    author: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    fetched_at: datetime
+
+
+class Episode(Record):
+    episode_id: str = Field(description="The feed's GUID, else a hash of the enclosure URL without tracking parameters.")
+    title: str
+    published: datetime | None = None
+    description: str = ""
+    link: str | None = None
+    image: str | None = None
+    enclosure_url: str | None = None
+    enclosure_type: str | None = None
+    enclosure_length: int | None = None
+    itunes_duration_s: float | None = None
+    season: int | None = None
+    episode_number: int | None = None
+    transcripts: tuple[TranscriptLink, ...] = ()
+
+
+class AudioFile(Record):
+    episode_id: str
+    path: Path
+    source_url: str = Field(description="The URL the bytes came from, after redirects.")
+    content_type: str | None = None
+    bytes: int
+    sha256: str
+
+
+class Segment(Record):
+    start: float
+    end: float
+    text: str
+
+
+class Transcript(Record):
+    episode_id: str
+    backend: str
+    model: str
+    language: str | None
+    audio_duration_s: float = Field(description="Length of the decoded audio.")
+    segments: tuple[Segment, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(segment.text.strip() for segment in self.segments).strip()
+
+
+class AudioFacts(Record):
+    file: str
+    bytes: int
+    sha256: str
+    source_url: str
+    content_type: str | None
+    duration_s: float
+    codec: str
+    sample_rate: int
+    channels: int
+    bit_rate: int | None
+
+
+class TranscriptFacts(Record):
+    backend: str
+    model: str
+    language: str | None
+    word_count: int
+    segment_count: int
+    files: tuple[str, ...]
+
+
+class StageTiming(Record):
+    started: datetime
+    ended: datetime
+
+
+class ProcessingFacts(Record):
+    flow_run_id: str | None
+    stages: dict[StageName, StageTiming]
+
+
+class EpisodeMetadata(Record):
+    """`metadata.json`: one document per episode. Bump METADATA_SCHEMA_VERSION on any incompatible change."""
+
+    schema_version: Literal[1] = METADATA_SCHEMA_VERSION
+    feed: Feed
+    episode: Episode
+    audio: AudioFacts
+    transcript: TranscriptFacts
+    processing: ProcessingFacts
+
+
+class StageOutcome(Record):
+    status: Literal["done", "failed"]
+    started: datetime
+    ended: datetime
+    error: str | None = None
+
+
+class LedgerEntry(Record):
+    episode_id: str
+    title: str
+    folder: str = Field(description="Fixed at first sight, so a renamed episode keeps its folder.")
+    skipped: str | None = Field(None, description="Why the episode has nothing to process (no enclosure).")
+    audio: AudioFile | None = None
+    stages: dict[StageName, StageOutcome] = {}
+
+    @property
+    def complete(self) -> bool:
+        return all((outcome := self.stages.get(stage)) is not None and outcome.status == "done" for stage in STAGES)
+
+
+class Ledger(Record):
+    """`ledger.json`: every episode podflow has seen in one feed, and how each stage went."""
+
+    feed_url: str
+    episodes: dict[str, LedgerEntry] = {}
+
+
+class EpisodeOutcome(Record):
+    episode_id: str
+    title: str
+    folder: str
+    status: Literal["complete", "already complete", "failed", "skipped"]
+    stages: dict[StageName, Literal["done", "failed"]] = {}
+    error: str | None = None
+
+
+class IngestReport(Record):
+    """What one run of a feed did, episode by episode."""
+
+    feed_url: str
+    feed_title: str
+    feed_dir: Path
+    episodes: tuple[EpisodeOutcome, ...]
+
+    def count(self, status: str) -> int:
+        return sum(1 for episode in self.episodes if episode.status == status)

@@ -1,0 +1,163 @@
+"""The output layout, atomic writes, and the per-feed ledger of stage outcomes.
+
+<output>/<feed-slug>/feed.json        the Feed record
+<output>/<feed-slug>/ledger.json      episode_id -> folder, audio record, stage outcomes
+<output>/<feed-slug>/episodes/<date>-<episode-slug>-<id8>/   audio.*, transcript.*, metadata.json
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+
+from tasks.models import AudioFile, Episode, Feed, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
+
+SLUG_MAX_CHARS = 60
+# mkstemp creates files readable by the owner only; published files get the usual umask-derived mode instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
+
+def slugify(text: str, max_chars: int = SLUG_MAX_CHARS) -> str:
+    """Lowercase ASCII words joined by '-': safe as a file name on every OS, never empty."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    slug = "-".join(words)[:max_chars].strip("-")
+    return slug or "untitled"
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def feed_folder_name(feed_url: str) -> str:
+    """Named from the URL podflow was given, which (unlike a feed's title) a publisher cannot change under us."""
+    parts = urlsplit(feed_url)
+    return f"{slugify(parts.netloc + ' ' + parts.path, 40)}-{short_hash(feed_url)}"
+
+
+def episode_folder_name(episode: Episode) -> str:
+    date = episode.published.strftime("%Y-%m-%d") if episode.published else "undated"
+    return f"{date}-{slugify(episode.title)}-{short_hash(episode.episode_id)}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename: readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp_file:
+            tmp_file.write(data)
+            tmp_file.flush()
+            os.fsync(tmp_file.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_record(path: Path, record: BaseModel) -> None:
+    atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
+
+
+class FeedStore:
+    """One feed's folder. Safe to use from many threads and processes at once: ledger updates hold a file lock."""
+
+    def __init__(self, feed_dir: Path, feed_url: str):
+        self.feed_dir = feed_dir
+        self.feed_url = feed_url
+
+    @classmethod
+    def for_feed(cls, output_dir: Path, feed_url: str) -> FeedStore:
+        return cls(output_dir / feed_folder_name(feed_url), feed_url)
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.feed_dir / "ledger.json"
+
+    def episode_dir(self, entry: LedgerEntry) -> Path:
+        return self.feed_dir / "episodes" / entry.folder
+
+    def save_feed(self, feed: Feed) -> None:
+        write_record(self.feed_dir / "feed.json", feed)
+
+    def read_ledger(self) -> Ledger:
+        if not self.ledger_path.exists():
+            return Ledger(feed_url=self.feed_url)
+        return Ledger.model_validate_json(self.ledger_path.read_bytes())
+
+    @contextmanager
+    def _locked_ledger(self) -> Iterator[dict[str, LedgerEntry]]:
+        """Read-modify-write of the ledger under an exclusive lock; the caller edits the yielded episode map."""
+        self.feed_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.feed_dir / ".ledger.lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            episodes = dict(self.read_ledger().episodes)
+            yield episodes
+            write_record(self.ledger_path, Ledger(feed_url=self.feed_url, episodes=episodes))
+
+    def register(self, episodes: list[Episode]) -> dict[str, LedgerEntry]:
+        """Give every new episode its folder (and mark those with no audio skipped); return all entries."""
+        with self._locked_ledger() as entries:
+            for episode in episodes:
+                if episode.episode_id not in entries:
+                    entries[episode.episode_id] = LedgerEntry(
+                        episode_id=episode.episode_id,
+                        title=episode.title,
+                        folder=episode_folder_name(episode),
+                        skipped=None if episode.enclosure_url else "the item has no enclosure",
+                    )
+            return dict(entries)
+
+    def record(
+        self,
+        episode_id: str,
+        stage: StageName,
+        started: datetime,
+        error: str | None = None,
+        audio: AudioFile | None = None,
+    ) -> None:
+        outcome = StageOutcome(status="failed" if error else "done", started=started, ended=utc_now(), error=error)
+        with self._locked_ledger() as entries:
+            entry = entries[episode_id]
+            update: dict[str, object] = {"stages": {**entry.stages, stage: outcome}}
+            if audio is not None:
+                update["audio"] = audio
+            entries[episode_id] = entry.model_copy(update=update)
+
+    @contextmanager
+    def recording(self, episode_id: str, stage: StageName) -> Iterator[StageRecording]:
+        """Record the enclosed stage's start, end and outcome in the ledger; errors still propagate."""
+        recording = StageRecording()
+        started = utc_now()
+        try:
+            yield recording
+        except Exception as exc:
+            self.record(episode_id, stage, started, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.record(episode_id, stage, started, audio=recording.audio)
+
+
+@dataclass
+class StageRecording:
+    """What a stage hands the ledger besides its outcome: the download stage's audio record."""
+
+    audio: AudioFile | None = None

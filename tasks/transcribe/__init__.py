@@ -1,0 +1,80 @@
+"""Transcribe an episode's audio into a Transcript record, `transcript.txt` and `transcript.json`."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import audio as audio_codec
+from tasks.errors import TranscriptionError
+from tasks.models import AudioFile, Segment, Settings, Transcript
+from tasks.store import FeedStore, atomic_write_text, write_record
+
+TRANSCRIPT_FILES = ("transcript.txt", "transcript.json")
+
+
+class Backend(Protocol):
+    name: str
+    model_name: str
+
+    def transcribe(self, samples: np.ndarray, language: str | None) -> tuple[str | None, list[Segment]]: ...
+
+
+_backends: dict[str, Backend] = {}
+_backends_lock = threading.Lock()
+
+
+def load_backend(settings: Settings) -> Backend:
+    """The process's one backend for these settings, loaded on first use."""
+    key = settings.model_dump_json(
+        include={"transcriber", "model", "device", "compute_type", "transcribe_workers", "beam_size"}
+    )
+    with _backends_lock:
+        if key not in _backends:
+            from tasks.transcribe.faster_whisper import FasterWhisperBackend
+
+            _backends[key] = FasterWhisperBackend(settings)
+        return _backends[key]
+
+
+def read_transcript(episode_dir: Path, episode_id: str) -> Transcript | None:
+    """The transcript a previous run finished for this episode, if any."""
+    path = episode_dir / "transcript.json"
+    if not path.is_file():
+        return None
+    transcript = Transcript.model_validate_json(path.read_bytes())
+    return transcript if transcript.episode_id == episode_id else None
+
+
+def transcribe_audio(audio: AudioFile, episode_dir: Path, settings: Settings) -> Transcript:
+    """Decode, transcribe and write the transcript files; a transcript already written is returned as is."""
+    if (done := read_transcript(episode_dir, audio.episode_id)) is not None:
+        return done
+    samples = audio_codec.decode(audio.path)
+    backend = load_backend(settings)
+    try:
+        language, segments = backend.transcribe(samples, settings.language)
+    except Exception as exc:
+        raise TranscriptionError(f"{backend.name} failed on {audio.path.name}: {exc}") from exc
+    transcript = Transcript(
+        episode_id=audio.episode_id,
+        backend=backend.name,
+        model=backend.model_name,
+        language=language,
+        audio_duration_s=round(samples.size / audio_codec.SAMPLE_RATE, 3),
+        segments=tuple(segments),
+    )
+    atomic_write_text(episode_dir / "transcript.txt", transcript.text + "\n")
+    write_record(episode_dir / "transcript.json", transcript)  # last: its presence means the stage is done
+    return transcript
+
+
+@task(name="transcribe", tags=["podflow-transcribe"], cache_policy=NO_CACHE, task_run_name="transcribe · {audio.path.parent.name}")
+def transcribe(audio: AudioFile, store: FeedStore, settings: Settings) -> Transcript:
+    with store.recording(audio.episode_id, "transcribe"):
+        return transcribe_audio(audio, audio.path.parent, settings)
