@@ -16,6 +16,7 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
 
 from flows import pipeline  # noqa: E402
 from flows.feedserver import FeedServer  # noqa: E402
@@ -51,14 +52,17 @@ class StageDisplay:
 
 
 def print_summary(report: IngestReport) -> None:
-    table = Table(title=f"{report.feed_title}  →  {report.feed_dir}")
-    for column in ("episode", "status", *STAGES, "error"):
-        table.add_column(column, overflow="fold")
+    table = Table(title=Text(f"{report.feed_title}  →  {report.feed_dir}"))
+    for column in ("episode", "status", *STAGES):
+        table.add_column(column)
     for episode in report.episodes:
         style = STATUS_STYLE[episode.status]
-        table.add_row(episode.title, f"[{style}]{episode.status}", *(episode.stages.get(s, "-") for s in STAGES),
-                      episode.error or "")
+        # Text, not a markup string: a title is the publisher's and may hold "[" or anything else.
+        table.add_row(Text(episode.title), Text(episode.status, style=style), *(episode.stages.get(s, "-") for s in STAGES))
     console.print(table)
+    for episode in report.episodes:
+        if episode.status == "failed":
+            console.print(f"✗ {episode.title}: {episode.error}", style="red", soft_wrap=True, markup=False)
     console.print(", ".join(f"{report.count(s)} {s}" for s in STATUS_STYLE if report.count(s)))
 
 
@@ -71,8 +75,7 @@ def run(feed_url: str, settings: Settings) -> int:
     if isinstance(outcome, IngestReport):
         print_summary(outcome)
     if state.is_failed():
-        reason = outcome if isinstance(outcome, BaseException) else state.message
-        console.print(f"[red]Run failed: {reason}")
+        console.print(f"Run failed: {state.message}", style="red", soft_wrap=True, markup=False)
         return 1
     return 0
 

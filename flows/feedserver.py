@@ -46,7 +46,9 @@ class FeedServer:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="feedserver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="feedserver", daemon=True
+        )
 
     def __enter__(self) -> FeedServer:
         self._thread.start()

@@ -106,7 +106,10 @@ def _publish(report: IngestReport) -> None:
 def ingest_feed(feed_url: str, settings: Settings = Settings()) -> IngestReport | State:
     """Fetch a feed and take each episode not yet complete through download -> transcribe -> metadata."""
     logger = get_run_logger()
-    feed, found = fetch_feed_task(feed_url, settings)
+    fetched = fetch_feed_task(feed_url, settings, return_state=True)
+    if fetched.is_failed():
+        return Failed(message=fetched.message)
+    feed, found = fetched.result()
     episodes = unique_episodes(found)
     store = FeedStore.for_feed(settings.output_dir, feed_url)
     store.save_feed(feed)

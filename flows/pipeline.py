@@ -101,6 +101,6 @@ def run_pipeline(
                     failed[stage.name] += 1
                     exc = future.result(raise_on_failure=False)
                     run.failed_stage = stage.name
-                    run.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
+                    run.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else future.state.message
             on_progress(Progress(len(runs), dict(done), dict(failed)))
     return runs

@@ -14,7 +14,7 @@ import requests
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.errors import DownloadError, RetryableDownloadError
+from tasks.errors import DownloadError, RetryableDownloadError, fail_quietly
 from tasks.http import new_session
 from tasks.models import AudioFile, Episode, Settings
 from tasks.store import FeedStore
@@ -130,6 +130,7 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
 
 
 @task(name="download", tags=["podflow-download"], cache_policy=NO_CACHE, task_run_name="download · {episode.title}")
+@fail_quietly
 def download(episode: Episode, store: FeedStore, settings: Settings) -> AudioFile:
     entry = store.read_ledger().episodes[episode.episode_id]
     with store.recording(episode.episode_id, "download") as recording:

@@ -1,5 +1,16 @@
 """The errors podflow expects, with messages a user can act on. Anything else is a bug."""
 
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from prefect.states import Failed, State
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class PodflowError(Exception):
     """An expected failure of one feed or one episode; the message says what and why."""
@@ -27,3 +38,17 @@ class AudioDecodeError(PodflowError):
 
 class TranscriptionError(PodflowError):
     """The transcriber failed on decodable audio."""
+
+
+def fail_quietly(stage_fn: Callable[P, R]) -> Callable[P, R | State]:
+    """Turn an expected PodflowError into a Failed task state carrying its message, with no traceback in the logs;
+    anything unexpected still raises with its traceback."""
+
+    @functools.wraps(stage_fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | State:
+        try:
+            return stage_fn(*args, **kwargs)
+        except PodflowError as exc:
+            return Failed(message=f"{type(exc).__name__}: {exc}")
+
+    return wrapper

@@ -15,7 +15,7 @@ import requests
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.errors import FeedError
+from tasks.errors import FeedError, fail_quietly
 from tasks.http import new_session
 from tasks.models import Episode, Feed, Settings, TranscriptLink, utc_now
 
@@ -173,5 +173,6 @@ def fetch_feed(url: str, settings: Settings) -> tuple[Feed, list[Episode]]:
 
 
 @task(name="fetch-feed", cache_policy=NO_CACHE)
+@fail_quietly
 def fetch_feed_task(url: str, settings: Settings) -> tuple[Feed, list[Episode]]:
     return fetch_feed(url, settings)

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks import audio as audio_codec
+from tasks.errors import fail_quietly
 from tasks.models import (
     AudioFacts,
     AudioFile,
@@ -68,6 +69,7 @@ def metadata_json_schema() -> str:
 
 
 @task(name="metadata", tags=["podflow-metadata"], cache_policy=NO_CACHE, task_run_name="metadata · {audio.path.parent.name}")
+@fail_quietly
 def metadata(feed: Feed, episode: Episode, audio: AudioFile, transcript: Transcript, store: FeedStore) -> EpisodeMetadata:
     episode_dir: Path = audio.path.parent
     with store.recording(episode.episode_id, "metadata"):

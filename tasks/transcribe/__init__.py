@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import audio as audio_codec
-from tasks.errors import TranscriptionError
+from tasks.errors import TranscriptionError, fail_quietly
 from tasks.models import AudioFile, Segment, Settings, Transcript
 from tasks.store import FeedStore, atomic_write_text, write_record
 
@@ -75,6 +75,7 @@ def transcribe_audio(audio: AudioFile, episode_dir: Path, settings: Settings) ->
 
 
 @task(name="transcribe", tags=["podflow-transcribe"], cache_policy=NO_CACHE, task_run_name="transcribe · {audio.path.parent.name}")
+@fail_quietly
 def transcribe(audio: AudioFile, store: FeedStore, settings: Settings) -> Transcript:
     with store.recording(audio.episode_id, "transcribe"):
         return transcribe_audio(audio, audio.path.parent, settings)

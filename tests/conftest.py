@@ -1,0 +1,57 @@
+"""Shared fixtures: a real HTTP server on 127.0.0.1, one Prefect test harness per run, the demo episodes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before Prefect is imported anywhere: its own home, no analytics, quiet console.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="podflow-test-prefect-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+import json  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from flows.feedserver import FeedServer  # noqa: E402
+from tasks.models import Settings  # noqa: E402
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "flows" / "demo"
+
+
+@dataclass(frozen=True)
+class DemoEpisode:
+    slug: str
+    title: str
+    published: str
+    script: str
+
+    @property
+    def audio(self) -> bytes:
+        return (DEMO_DIR / f"{self.slug}.mp3").read_bytes()
+
+
+DEMO_EPISODES = [DemoEpisode(**episode) for episode in json.loads((DEMO_DIR / "episodes.json").read_text())]
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """The real Prefect engine against a temporary local API; it takes seconds to start, so once per run."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    with FeedServer() as feed_server:
+        yield feed_server
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(output_dir=tmp_path / "out", retry_backoff_s=0.01)

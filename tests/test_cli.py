@@ -1,0 +1,56 @@
+"""The `podflow` command line, run in-process on the real engine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.feedserver import FeedServer
+from tasks.models import EpisodeMetadata
+from tests.conftest import DEMO_EPISODES
+from tests.feeds import rss, rss_item
+
+runner = CliRunner()
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_ingest_prints_the_summary_and_exits_non_zero_when_an_episode_failed(server: FeedServer, tmp_path) -> None:
+    demo = DEMO_EPISODES[3]
+    server.add(f"/{demo.slug}.mp3", demo.audio)
+    feed_url = server.add("/feed.xml", rss([
+        rss_item(demo.title, guid="good", enclosure=f"{demo.slug}.mp3"),
+        rss_item("Gone Episode", guid="gone", enclosure="gone.mp3"),
+    ], title="CLI Show"))
+
+    result = runner.invoke(app, ["ingest", feed_url, "--output", str(tmp_path), "--download-workers", "2"])
+
+    assert result.exit_code == 1, result.output
+    assert "CLI Show" in result.output
+    assert "Gone Episode" in result.output and "HTTP 404" in result.output
+    assert "1 complete, 1 failed" in result.output
+    assert len(list(tmp_path.glob("*/episodes/*/metadata.json"))) == 1
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_ingest_of_a_missing_feed_says_why(server: FeedServer, tmp_path) -> None:
+    url = server.add("/feed.xml", status=410)
+    result = runner.invoke(app, ["ingest", url, "--output", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "returned HTTP 410" in result.output
+
+
+def test_schema_is_the_metadata_json_schema() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert schema == EpisodeMetadata.model_json_schema()
+    assert set(schema["required"]) >= {"feed", "episode", "audio", "transcript", "processing"}
+
+
+def test_invalid_settings_are_refused_before_anything_runs(tmp_path) -> None:
+    result = runner.invoke(app, ["ingest", "http://127.0.0.1:9/feed.xml", "--download-workers", "0"])
+    assert result.exit_code != 0
+    assert "download_workers" in str(result.exception or result.output)

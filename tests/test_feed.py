@@ -1,0 +1,98 @@
+"""Feed fetching and parsing against a real HTTP server."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.feedserver import FeedServer
+from tasks.errors import FeedError
+from tasks.feed import fetch_feed
+from tasks.models import Settings
+from tests.conftest import DEMO_DIR, DEMO_EPISODES
+from tests.feeds import rss, rss_item
+
+
+def test_demo_feed_parses_into_episodes_with_absolute_enclosures(server: FeedServer, settings: Settings) -> None:
+    server.add_directory(DEMO_DIR)
+    feed, episodes = fetch_feed(server.url("/feed.xml"), settings)
+
+    assert feed.title == "The podflow Demo Show"
+    assert [e.title for e in episodes] == [d.title for d in DEMO_EPISODES]
+    first = episodes[0]
+    assert first.episode_id == "podflow-demo-rivers"
+    assert first.enclosure_url == server.url("/rivers.mp3")
+    assert first.enclosure_type == "audio/mpeg"
+    assert first.enclosure_length == len(DEMO_EPISODES[0].audio)
+    assert first.published is not None and first.published.isoformat() == "2026-11-02T08:00:00+00:00"
+    assert first.episode_number == 1
+    assert first.itunes_duration_s == 14.0
+
+
+def test_relative_urls_resolve_against_the_final_url_after_redirects(server: FeedServer, settings: Settings) -> None:
+    server.add("/new/feed.xml", rss([rss_item("One", guid="g1", enclosure="media/one.mp3")]))
+    server.add("/old/feed.xml", redirect_to=server.url("/new/feed.xml"))
+
+    feed, [episode] = fetch_feed(server.url("/old/feed.xml"), settings)
+
+    assert feed.url == server.url("/old/feed.xml")
+    assert feed.final_url == server.url("/new/feed.xml")
+    assert episode.enclosure_url == server.url("/new/media/one.mp3")
+
+
+def test_every_podcast_transcript_link_is_kept(server: FeedServer, settings: Settings) -> None:
+    links = (
+        '<podcast:transcript url="t/one.vtt" type="text/vtt"/>'
+        '<podcast:transcript url="https://cdn.example.org/one.json" type="application/json" language="en"/>'
+    )
+    url = server.add("/feed.xml", rss([rss_item("One", guid="g1", enclosure="one.mp3", extra=links),
+                                       rss_item("Two", guid="g2", enclosure="two.mp3")]))
+
+    _, (one, two) = fetch_feed(url, settings)
+
+    assert [(t.url, t.type, t.language) for t in one.transcripts] == [
+        (server.url("/t/one.vtt"), "text/vtt", None),
+        ("https://cdn.example.org/one.json", "application/json", "en"),
+    ]
+    assert two.transcripts == ()
+
+
+def test_an_episode_without_guid_keeps_its_id_when_title_and_tracking_parameters_change(
+    server: FeedServer, settings: Settings
+) -> None:
+    before = server.add("/before.xml", rss([rss_item("Original title", enclosure="https://cdn.example.org/ep.mp3?a=1")]))
+    after = server.add("/after.xml", rss([rss_item(
+        "Renamed", enclosure="https://CDN.example.org/ep.mp3?utm_source=feed&a=1&utm_medium=rss")]))
+    other = server.add("/other.xml", rss([rss_item("Original title", enclosure="https://cdn.example.org/ep.mp3?a=2")]))
+
+    [(_, [first]), (_, [second]), (_, [third])] = [fetch_feed(url, settings) for url in (before, after, other)]
+
+    assert first.episode_id == second.episode_id
+    assert first.episode_id.startswith("sha256:")
+    assert third.episode_id != first.episode_id
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "route", "message"),
+    [
+        ("/gone.xml", b"", {"status": 404}, "returned HTTP 404"),
+        ("/broken.xml", b"", {"status": 500}, "returned HTTP 500"),
+        ("/page.html", b"<html><body><p>Welcome to my blog</p></body></html>", {}, "is not a podcast feed"),
+        ("/empty.xml", b"", {}, "is not a podcast feed"),
+        ("/huge.xml", rss([rss_item(f"Episode {i}", guid=str(i)) for i in range(4000)]), {}, "feed limit"),
+    ],
+)
+def test_bad_feeds_fail_with_the_url_and_the_reason(
+    server: FeedServer, path: str, body: bytes, route: dict, message: str, tmp_path
+) -> None:
+    url = server.add(path, body, **route)
+    with pytest.raises(FeedError) as error:
+        fetch_feed(url, Settings(output_dir=tmp_path, max_feed_bytes=100_000))
+    assert url in str(error.value)
+    assert message in str(error.value)
+
+
+def test_an_unreachable_host_is_a_feed_error(settings: Settings) -> None:
+    with FeedServer() as server:
+        url = server.url("/feed.xml")
+    with pytest.raises(FeedError, match="could not be fetched"):
+        fetch_feed(url, settings)

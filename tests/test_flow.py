@@ -1,0 +1,186 @@
+"""The ingest flow on the real Prefect engine, a real HTTP server and the real model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+from prefect.states import State
+
+from flows.feedserver import FeedServer
+from flows.ingest import ingest_feed
+from tasks.models import EpisodeMetadata, IngestReport, Ledger, Settings
+from tasks.store import FeedStore
+from tests.conftest import DEMO_DIR, DEMO_EPISODES
+from tests.feeds import rss, rss_item
+from tests.speech import word_error_rate
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def run(feed_url: str, settings: Settings) -> tuple[State, IngestReport]:
+    state = ingest_feed(feed_url, settings, return_state=True)
+    report = state.result(raise_on_failure=False)
+    assert isinstance(report, IngestReport), report
+    return state, report
+
+
+def ledger_of(feed_url: str, settings: Settings) -> Ledger:
+    return FeedStore.for_feed(settings.output_dir, feed_url).read_ledger()
+
+
+def demo_feed(server: FeedServer, delays: dict[str, float] | None = None) -> str:
+    for demo in DEMO_EPISODES:
+        server.add(f"/{demo.slug}.mp3", demo.audio, delay_s=(delays or {}).get(demo.slug, 0.0))
+    return server.add("/feed.xml", (DEMO_DIR / "feed.xml").read_bytes())
+
+
+def flow_run_id(state: State) -> UUID:
+    assert state.state_details.flow_run_id is not None
+    return state.state_details.flow_run_id
+
+
+def test_demo_feed_end_to_end(server: FeedServer, settings: Settings) -> None:
+    feed_url = demo_feed(server)
+    state, report = run(feed_url, settings)
+
+    assert state.is_completed()
+    assert [e.status for e in report.episodes] == ["complete"] * 4
+    for demo, outcome in zip(DEMO_EPISODES, report.episodes):
+        folder = report.feed_dir / "episodes" / outcome.folder
+        assert sorted(p.name for p in folder.iterdir()) == ["audio.mp3", "metadata.json", "transcript.json", "transcript.txt"]
+        document = EpisodeMetadata.model_validate_json((folder / "metadata.json").read_bytes())
+        assert document.episode.title == demo.title
+        assert document.audio.sha256 == hashlib.sha256(demo.audio).hexdigest()
+        assert document.audio.codec.startswith("mp3") and document.audio.sample_rate == 22050
+        assert 10 < document.audio.duration_s < 20
+        assert document.transcript.word_count > 20
+        assert document.processing.flow_run_id == str(flow_run_id(state))
+        timings = document.processing.stages
+        assert timings["download"].ended <= timings["transcribe"].started <= timings["transcribe"].ended
+        assert timings["transcribe"].ended <= timings["metadata"].started
+        assert word_error_rate(demo.script, (folder / "transcript.txt").read_text()) < 0.3
+    assert json.loads((report.feed_dir / "feed.json").read_text())["title"] == "The podflow Demo Show"
+    assert all(entry.complete for entry in ledger_of(feed_url, settings).episodes.values())
+
+
+def test_task_runs_belong_to_the_flow_run_carry_stage_tags_and_record_lineage(
+    server: FeedServer, settings: Settings
+) -> None:
+    state, _ = run(demo_feed(server), settings)
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id(state)])))
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[flow_run_id(state)])))
+
+    by_stage: dict[str, list] = {}
+    for task_run in runs:
+        by_stage.setdefault(task_run.name.split(" ")[0].split("-")[0], []).append(task_run)
+    assert {stage: len(r) for stage, r in by_stage.items()} == {"fetch": 1, "download": 4, "transcribe": 4, "metadata": 4}
+    for stage in ("download", "transcribe", "metadata"):
+        assert all(r.tags == [f"podflow-{stage}"] for r in by_stage[stage])
+    download_ids = {r.id for r in by_stage["download"]}
+    transcribe_ids = {r.id for r in by_stage["transcribe"]}
+    for task_run in by_stage["transcribe"]:
+        assert {i.id for i in task_run.task_inputs["audio"]} <= download_ids
+    for task_run in by_stage["metadata"]:
+        assert {i.id for i in task_run.task_inputs["transcript"]} <= transcribe_ids
+    table = next(a for a in artifacts if a.type == "table")
+    assert table.key == "podflow-episodes"
+    assert "complete" in str(table.data)
+    assert any(a.type == "progress" and a.data == 100.0 for a in artifacts)
+
+
+def test_a_rerun_downloads_and_transcribes_nothing(server: FeedServer, settings: Settings) -> None:
+    feed_url = demo_feed(server)
+    run(feed_url, settings)
+    first = ledger_of(feed_url, settings)
+
+    state, report = run(feed_url, settings)
+
+    assert state.is_completed()
+    assert [e.status for e in report.episodes] == ["already complete"] * 4
+    assert all(server.count(f"/{demo.slug}.mp3") == 1 for demo in DEMO_EPISODES)
+    assert ledger_of(feed_url, settings) == first  # no stage ran again
+
+
+def test_one_broken_episode_fails_alone_and_a_rerun_finishes_what_was_left(server: FeedServer, settings: Settings) -> None:
+    for demo in DEMO_EPISODES[:2]:
+        server.add(f"/{demo.slug}.mp3", demo.audio)
+    server.add("/corrupt.mp3", b"\xff\xfb" + b"definitely not mpeg audio" * 200)
+    feed_url = server.add("/feed.xml", rss([
+        rss_item(DEMO_EPISODES[0].title, guid="ok-1", enclosure=f"{DEMO_EPISODES[0].slug}.mp3"),
+        rss_item("Missing audio", guid="missing", enclosure="missing.mp3"),
+        rss_item("Corrupt audio", guid="corrupt", enclosure="corrupt.mp3"),
+        rss_item("Just an announcement", guid="text-only"),
+        rss_item(DEMO_EPISODES[1].title, guid="ok-2", enclosure=f"{DEMO_EPISODES[1].slug}.mp3"),
+    ]))
+
+    state, report = run(feed_url, settings)
+
+    assert state.is_failed()
+    assert "2 of 4 episodes failed" in (state.message or "")
+    status = {e.episode_id: e for e in report.episodes}
+    assert status["ok-1"].status == status["ok-2"].status == "complete"
+    assert status["missing"].status == "failed" and status["missing"].stages == {"download": "failed"}
+    assert "HTTP 404" in (status["missing"].error or "")
+    assert status["corrupt"].status == "failed"
+    assert status["corrupt"].stages == {"download": "done", "transcribe": "failed"}
+    assert "AudioDecodeError" in (status["corrupt"].error or "")
+    assert status["text-only"].status == "skipped"
+    ledger = ledger_of(feed_url, settings).episodes
+    assert "HTTP 404" in (ledger["missing"].stages["download"].error or "")
+    assert server.count("/missing.mp3") == 1  # a 404 is not retried
+
+    server.add("/missing.mp3", DEMO_EPISODES[2].audio)  # the publisher fixes the enclosure
+    state, report = run(feed_url, settings)
+
+    status = {e.episode_id: e for e in report.episodes}
+    assert status["missing"].status == "complete"
+    assert status["ok-1"].status == status["ok-2"].status == "already complete"
+    assert status["corrupt"].status == "failed"
+    assert server.count("/corrupt.mp3") == 1  # its verified download was kept; only transcription was retried
+    assert all(server.count(f"/{demo.slug}.mp3") == 1 for demo in DEMO_EPISODES[:2])
+
+
+def test_a_feed_that_fails_fails_the_run_with_the_url_and_reason(server: FeedServer, settings: Settings) -> None:
+    url = server.add("/feed.xml", status=404)
+    state = ingest_feed(url, settings, return_state=True)
+    assert state.is_failed()
+    assert state.message == f"FeedError: {url} returned HTTP 404 Not Found"
+
+
+def overlaps(intervals: list[tuple[datetime, datetime]]) -> int:
+    """The largest number of intervals open at one instant."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_episodes_move_on_as_soon_as_their_download_ends_and_stages_keep_their_limits(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    settings = Settings(output_dir=tmp_path, download_workers=2, transcribe_workers=1, metadata_workers=1)
+    first, *others = DEMO_EPISODES
+    feed_url = demo_feed(server, delays={demo.slug: 3.0 for demo in others})
+
+    state, _ = run(feed_url, settings)
+
+    assert state.is_completed()
+    episodes = ledger_of(feed_url, settings).episodes
+    timing = {e.episode_id.removeprefix("podflow-demo-"): e.stages for e in episodes.values()}
+    last_download_end = max(stages["download"].ended for stages in timing.values())
+    assert timing[first.slug]["transcribe"].started < last_download_end
+    for stage, limit in (("download", 2), ("transcribe", 1), ("metadata", 1)):
+        peak = overlaps([(s[stage].started, s[stage].ended) for s in timing.values()])
+        assert peak <= limit, stage
+    assert overlaps([(s["download"].started, s["download"].ended) for s in timing.values()]) == 2
