@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_client, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 
@@ -33,7 +34,33 @@ def listening(listener: Callable[[str, Progress], None]) -> Iterator[None]:
         _progress_listeners.remove(listener)
 
 
-def episode_stages(feed: Feed, store: FeedStore, settings: Settings) -> list[Stage[Episode]]:
+def stage_tag(stage: str) -> str:
+    return f"podflow-{stage}"
+
+
+def limited_stage_tags() -> set[str]:
+    """The stage tags an operator has bounded across runs (`prefect concurrency-limit create podflow-<stage> N`)."""
+    limited = set()
+    with get_client(sync_client=True) as client:
+        for tag in map(stage_tag, STAGES):
+            try:
+                client.read_global_concurrency_limit_by_name(f"tag:{tag}")
+            except ObjectNotFound:
+                continue
+            limited.add(tag)
+    return limited
+
+
+def tagged(task: Task[..., Any], stage: str, limited: set[str]) -> Task[..., Any]:
+    """The stage's task, carrying its tag only where a limit exists for it.
+
+    Prefect asks the API for a concurrency slot for every tag of every task run, limit or none; on the default
+    SQLite server, concurrent first asks for an unlimited tag took about 1.8 s (bench/prefect_tags.py).
+    """
+    return task.with_options(tags={stage_tag(stage)}) if stage_tag(stage) in limited else task
+
+
+def episode_stages(feed: Feed, store: FeedStore, settings: Settings, limited: set[str]) -> list[Stage[Episode]]:
     def download_parameters(episode: Episode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
         return {"episode": episode, "store": store, "settings": settings}
 
@@ -45,9 +72,9 @@ def episode_stages(feed: Feed, store: FeedStore, settings: Settings) -> list[Sta
                 "transcript": upstream["transcribe"], "store": store}
 
     return [
-        Stage("download", download, settings.download_workers, download_parameters),
-        Stage("transcribe", transcribe, settings.transcribe_workers, transcribe_parameters),
-        Stage("metadata", metadata, settings.metadata_workers, metadata_parameters),
+        Stage("download", tagged(download, "download", limited), settings.download_workers, download_parameters),
+        Stage("transcribe", tagged(transcribe, "transcribe", limited), settings.transcribe_workers, transcribe_parameters),
+        Stage("metadata", tagged(metadata, "metadata", limited), settings.metadata_workers, metadata_parameters),
     ]
 
 
@@ -125,7 +152,10 @@ def ingest_feed(feed_url: str, settings: Settings = Settings()) -> IngestReport 
         for listener in _progress_listeners:
             listener(feed.title, progress)
 
-    runs = run_pipeline(todo, episode_stages(feed, store, settings), on_progress)
+    limited = limited_stage_tags()
+    if limited:
+        logger.info("Stage limits across runs apply to: %s", ", ".join(sorted(limited)))
+    runs = run_pipeline(todo, episode_stages(feed, store, settings, limited), on_progress)
     report = _report(feed, store, episodes, runs)
     _publish(report)
     if failed := report.count("failed"):

@@ -129,7 +129,7 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
             raise DownloadError(f"gave up after {settings.download_attempts} attempts: {exc}") from exc
 
 
-@task(name="download", tags=["podflow-download"], cache_policy=NO_CACHE, task_run_name="download · {episode.title}")
+@task(name="download", cache_policy=NO_CACHE, task_run_name="download · {episode.title}")
 @fail_quietly
 def download(episode: Episode, store: FeedStore, settings: Settings) -> AudioFile:
     entry = store.read_ledger().episodes[episode.episode_id]

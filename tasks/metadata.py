@@ -68,7 +68,7 @@ def metadata_json_schema() -> str:
     return json.dumps(EpisodeMetadata.model_json_schema(), indent=2) + "\n"
 
 
-@task(name="metadata", tags=["podflow-metadata"], cache_policy=NO_CACHE, task_run_name="metadata · {audio.path.parent.name}")
+@task(name="metadata", cache_policy=NO_CACHE, task_run_name="metadata · {audio.path.parent.name}")
 @fail_quietly
 def metadata(feed: Feed, episode: Episode, audio: AudioFile, transcript: Transcript, store: FeedStore) -> EpisodeMetadata:
     episode_dir: Path = audio.path.parent

@@ -70,7 +70,7 @@ def test_demo_feed_end_to_end(server: FeedServer, settings: Settings) -> None:
     assert all(entry.complete for entry in ledger_of(feed_url, settings).episodes.values())
 
 
-def test_task_runs_belong_to_the_flow_run_carry_stage_tags_and_record_lineage(
+def test_task_runs_belong_to_the_flow_run_and_record_lineage(
     server: FeedServer, settings: Settings
 ) -> None:
     state, _ = run(demo_feed(server), settings)
@@ -83,8 +83,7 @@ def test_task_runs_belong_to_the_flow_run_carry_stage_tags_and_record_lineage(
     for task_run in runs:
         by_stage.setdefault(task_run.name.split(" ")[0].split("-")[0], []).append(task_run)
     assert {stage: len(r) for stage, r in by_stage.items()} == {"fetch": 1, "download": 4, "transcribe": 4, "metadata": 4}
-    for stage in ("download", "transcribe", "metadata"):
-        assert all(r.tags == [f"podflow-{stage}"] for r in by_stage[stage])
+    assert all(r.tags == [] for r in runs)  # no stage limit exists, so no tag (see flows.ingest.tagged)
     download_ids = {r.id for r in by_stage["download"]}
     transcribe_ids = {r.id for r in by_stage["transcribe"]}
     for task_run in by_stage["transcribe"]:
@@ -184,3 +183,22 @@ def test_episodes_move_on_as_soon_as_their_download_ends_and_stages_keep_their_l
         peak = overlaps([(s[stage].started, s[stage].ended) for s in timing.values()])
         assert peak <= limit, stage
     assert overlaps([(s["download"].started, s["download"].ended) for s in timing.values()]) == 2
+
+
+def test_an_operator_limit_on_a_stage_tag_bounds_that_stage(server: FeedServer, tmp_path: Path) -> None:
+    settings = Settings(output_dir=tmp_path, transcribe_workers=2)
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag="podflow-transcribe", concurrency_limit=1)
+    try:
+        state, _ = run(demo_feed(server), settings)
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_concurrency_limit_by_tag("podflow-transcribe")
+
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id(state)])))
+    assert sorted(r.name.split(" ")[0] for r in runs if r.tags == ["podflow-transcribe"]) == ["transcribe"] * 4
+    assert all(r.tags == [] for r in runs if not r.name.startswith("transcribe"))
+    timing = [e.stages["transcribe"] for e in ledger_of(demo_feed(server), settings).episodes.values()]
+    assert overlaps([(t.started, t.ended) for t in timing]) == 1

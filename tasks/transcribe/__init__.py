@@ -74,7 +74,7 @@ def transcribe_audio(audio: AudioFile, episode_dir: Path, settings: Settings) ->
     return transcript
 
 
-@task(name="transcribe", tags=["podflow-transcribe"], cache_policy=NO_CACHE, task_run_name="transcribe · {audio.path.parent.name}")
+@task(name="transcribe", cache_policy=NO_CACHE, task_run_name="transcribe · {audio.path.parent.name}")
 @fail_quietly
 def transcribe(audio: AudioFile, store: FeedStore, settings: Settings) -> Transcript:
     with store.recording(audio.episode_id, "transcribe"):
