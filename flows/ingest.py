@@ -147,8 +147,7 @@ def ingest_feed(feed_url: str, settings: Settings = Settings()) -> IngestReport 
     progress_artifact = create_progress_artifact(0.0, description=f"Episodes of {feed.title} through the pipeline")
 
     def on_progress(progress: Progress) -> None:
-        if progress.total:
-            update_progress_artifact(progress_artifact, 100.0 * progress.settled / progress.total)
+        update_progress_artifact(progress_artifact, 100.0 * progress.settled / progress.total if progress.total else 100.0)
         for listener in _progress_listeners:
             listener(feed.title, progress)
 
