@@ -94,12 +94,19 @@ def ingest(
     beam_size: Annotated[Optional[int], typer.Option(help="Beam size for decoding.")] = None,
     language: Annotated[Optional[str], typer.Option(help="Spoken language; detected if not given.")] = None,
     user_agent: Annotated[Optional[str], typer.Option(help="HTTP User-Agent.")] = None,
+    http_timeout_s: Annotated[Optional[float], typer.Option(help="Connect and read timeout, seconds.")] = None,
+    download_attempts: Annotated[Optional[int], typer.Option(help="Tries per download.")] = None,
+    retry_backoff_s: Annotated[Optional[float], typer.Option(help="First retry delay, seconds.")] = None,
+    max_feed_bytes: Annotated[Optional[int], typer.Option(help="Largest feed accepted.")] = None,
+    max_episode_bytes: Annotated[Optional[int], typer.Option(help="Largest enclosure accepted.")] = None,
 ) -> None:
     """Ingest every new episode of FEED_URL. Options not given keep the Settings defaults (see README)."""
     given = {
         "output_dir": output, "download_workers": download_workers, "transcribe_workers": transcribe_workers,
         "metadata_workers": metadata_workers, "transcriber": transcriber, "model": model, "device": device,
         "compute_type": compute_type, "beam_size": beam_size, "language": language, "user_agent": user_agent,
+        "http_timeout_s": http_timeout_s, "download_attempts": download_attempts, "retry_backoff_s": retry_backoff_s,
+        "max_feed_bytes": max_feed_bytes, "max_episode_bytes": max_episode_bytes,
     }
     settings = Settings(**{name: value for name, value in given.items() if value is not None})
     raise typer.Exit(run(feed_url, settings))

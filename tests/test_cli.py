@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.feedserver import FeedServer
-from tasks.models import EpisodeMetadata
+from tasks.models import EpisodeMetadata, Settings
 from tests.conftest import DEMO_EPISODES
 from tests.feeds import rss, rss_item
 
@@ -54,3 +54,10 @@ def test_invalid_settings_are_refused_before_anything_runs(tmp_path) -> None:
     result = runner.invoke(app, ["ingest", "http://127.0.0.1:9/feed.xml", "--download-workers", "0"])
     assert result.exit_code != 0
     assert "download_workers" in str(result.exception or result.output)
+
+
+def test_every_setting_is_an_ingest_option() -> None:
+    result = runner.invoke(app, ["ingest", "--help"], env={"COLUMNS": "200"})
+    options = {name.replace("_", "-") for name in Settings.model_fields} - {"output-dir"}
+    missing = [name for name in options if f"--{name}" not in result.output]
+    assert missing == []
