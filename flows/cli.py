@@ -45,9 +45,11 @@ class StageDisplay:
         self.tasks = {stage: self.bars.add_task(stage, total=None, failed="") for stage in STAGES}
 
     def __call__(self, feed_title: str, progress: pipeline.Progress) -> None:
+        failed_before = 0  # episodes that failed upstream will never reach this stage: count them as settled here
         for stage, bar in self.tasks.items():
             failed = progress.failed.get(stage, 0)
-            self.bars.update(bar, total=progress.total, completed=progress.done.get(stage, 0) + failed,
+            failed_before += failed
+            self.bars.update(bar, total=progress.total, completed=progress.done.get(stage, 0) + failed_before,
                              failed=f"[red]{failed} failed" if failed else "")
 
 

@@ -37,7 +37,7 @@ def probe(path: Path) -> AudioProbe:
                 duration_s=duration,
             )
     except av.FFmpegError as exc:
-        raise AudioDecodeError(f"{path.name} is not readable audio: {exc}") from exc
+        raise AudioDecodeError(f"{path.name} is not readable audio: {exc.strerror or exc}") from exc
 
 
 def decode(path: Path) -> np.ndarray:
@@ -53,7 +53,7 @@ def decode(path: Path) -> np.ndarray:
                 chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
     except av.FFmpegError as exc:
-        raise AudioDecodeError(f"{path.name} cannot be decoded: {exc}") from exc
+        raise AudioDecodeError(f"{path.name} cannot be decoded: {exc.strerror or exc}") from exc
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
     if samples.size == 0:
         raise AudioDecodeError(f"{path.name} holds no audio samples")
