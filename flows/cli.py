@@ -53,18 +53,24 @@ class StageDisplay:
                              failed=f"[red]{failed} failed" if failed else "")
 
 
+def printable(text: str) -> str:
+    """Text from a feed or an error with control characters made visible, so none reaches the terminal raw."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def print_summary(report: IngestReport) -> None:
-    table = Table(title=Text(f"{report.feed_title}  →  {report.feed_dir}"))
+    table = Table(title=Text(printable(f"{report.feed_title}  →  {report.feed_dir}")))
     for column in ("episode", "status", *STAGES):
         table.add_column(column)
     for episode in report.episodes:
         style = STATUS_STYLE[episode.status]
         # Text, not a markup string: a title is the publisher's and may hold "[" or anything else.
-        table.add_row(Text(episode.title), Text(episode.status, style=style), *(episode.stages.get(s, "-") for s in STAGES))
+        table.add_row(Text(printable(episode.title)), Text(episode.status, style=style),
+                      *(episode.stages.get(s, "-") for s in STAGES))
     console.print(table)
     for episode in report.episodes:
         if episode.status == "failed":
-            console.print(f"✗ {episode.title}: {episode.error}", style="red", soft_wrap=True, markup=False)
+            console.print(printable(f"✗ {episode.title}: {episode.error}"), style="red", soft_wrap=True, markup=False)
     console.print(", ".join(f"{report.count(s)} {s}" for s in STATUS_STYLE if report.count(s)))
 
 
@@ -77,7 +83,7 @@ def run(feed_url: str, settings: Settings) -> int:
     if isinstance(outcome, IngestReport):
         print_summary(outcome)
     if state.is_failed():
-        console.print(f"Run failed: {state.message}", style="red", soft_wrap=True, markup=False)
+        console.print(printable(f"Run failed: {state.message}"), style="red", soft_wrap=True, markup=False)
         return 1
     return 0
 

@@ -15,6 +15,7 @@ from prefect.states import Failed, State
 
 from flows.pipeline import ItemRun, Progress, Stage, run_pipeline
 from tasks.download import download
+from tasks.errors import FeedBusyError
 from tasks.feed import fetch_feed_task
 from tasks.metadata import metadata
 from tasks.models import STAGES, Episode, EpisodeOutcome, Feed, IngestReport, LedgerEntry, Settings
@@ -103,16 +104,16 @@ def _outcome(entry: LedgerEntry, status: str, error: str | None = None) -> Episo
 
 def _report(feed: Feed, store: FeedStore, episodes: list[Episode], runs: list[ItemRun[Episode]]) -> IngestReport:
     ledger = store.read_ledger().episodes
-    errors = {run.item.episode_id: run.error for run in runs}
+    ran = {run.item.episode_id: run for run in runs}
     outcomes = []
     for episode in episodes:
-        entry = ledger[episode.episode_id]
+        entry, run = ledger[episode.episode_id], ran.get(episode.episode_id)
         if entry.skipped:
             outcomes.append(_outcome(entry, "skipped", entry.skipped))
-        elif episode.episode_id not in errors:
+        elif run is None:
             outcomes.append(_outcome(entry, "already complete"))
-        elif errors[episode.episode_id]:
-            outcomes.append(_outcome(entry, "failed", errors[episode.episode_id]))
+        elif run.failed_stage is not None:
+            outcomes.append(_outcome(entry, "failed", run.error or f"the {run.failed_stage} stage failed"))
         else:
             outcomes.append(_outcome(entry, "complete"))
     return IngestReport(feed_url=feed.url, feed_title=feed.title, feed_dir=store.feed_dir, episodes=tuple(outcomes))
@@ -132,13 +133,26 @@ def _publish(report: IngestReport) -> None:
 @flow(name="ingest-feed")
 def ingest_feed(feed_url: str, settings: Settings = Settings()) -> IngestReport | State:
     """Fetch a feed and take each episode not yet complete through download -> transcribe -> metadata."""
-    logger = get_run_logger()
     fetched = fetch_feed_task(feed_url, settings, return_state=True)
     if fetched.is_failed():
         return Failed(message=fetched.message)
     feed, found = fetched.result()
-    episodes = unique_episodes(found)
     store = FeedStore.for_feed(settings.output_dir, feed_url)
+    try:
+        with store.exclusive_run():
+            report = _ingest(feed, unique_episodes(found), store, settings)
+    except FeedBusyError as exc:
+        return Failed(message=f"{type(exc).__name__}: {exc}")
+    _publish(report)
+    if failed := report.count("failed"):
+        others = ", ".join(f"{report.count(s)} {s}" for s in ("complete", "already complete", "skipped") if report.count(s))
+        return Failed(message=f"{failed} of {len(report.episodes)} episodes failed ({others or 'none other'})", data=report)
+    return report
+
+
+def _ingest(feed: Feed, episodes: list[Episode], store: FeedStore, settings: Settings) -> IngestReport:
+    """Take every episode not yet complete through the stages; the caller holds the feed's run lock."""
+    logger = get_run_logger()
     store.save_feed(feed)
     entries = store.register(episodes)
     todo = [e for e in episodes if not entries[e.episode_id].skipped and not is_complete(entries[e.episode_id], store)]
@@ -147,16 +161,16 @@ def ingest_feed(feed_url: str, settings: Settings = Settings()) -> IngestReport 
     progress_artifact = create_progress_artifact(0.0, description=f"Episodes of {feed.title} through the pipeline")
 
     def on_progress(progress: Progress) -> None:
-        update_progress_artifact(progress_artifact, 100.0 * progress.settled / progress.total if progress.total else 100.0)
-        for listener in _progress_listeners:
-            listener(feed.title, progress)
+        # A display is no reason to stop the pipeline: its failures are logged, not raised.
+        try:
+            update_progress_artifact(progress_artifact, 100.0 * progress.settled / progress.total if progress.total else 100.0)
+            for listener in _progress_listeners:
+                listener(feed.title, progress)
+        except Exception:
+            logger.warning("Progress display failed", exc_info=True)
 
     limited = limited_stage_tags()
     if limited:
         logger.info("Stage limits across runs apply to: %s", ", ".join(sorted(limited)))
     runs = run_pipeline(todo, episode_stages(feed, store, settings, limited), on_progress)
-    report = _report(feed, store, episodes, runs)
-    _publish(report)
-    if failed := report.count("failed"):
-        return Failed(message=f"{failed} of {len(todo)} episodes failed; the others completed", data=report)
-    return report
+    return _report(feed, store, episodes, runs)

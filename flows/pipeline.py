@@ -52,13 +52,9 @@ class ItemRun(Generic[Item]):
 @dataclass(frozen=True)
 class Progress:
     total: int
+    settled: int  # items that will not move again: through every stage, or failed
     done: Mapping[str, int]
     failed: Mapping[str, int]
-
-    @property
-    def settled(self) -> int:
-        """Items that will not move again: through the last stage, or failed."""
-        return sum(self.failed.values()) + (list(self.done.values())[-1] if self.done else 0)
 
 
 def run_pipeline(
@@ -73,6 +69,7 @@ def run_pipeline(
     runs = [ItemRun(item) for item in items]
     done: Counter[str] = Counter({stage.name: 0 for stage in stages})
     failed: Counter[str] = Counter()
+    settled = 0
     in_flight: dict[concurrent.futures.Future[Any], tuple[ItemRun[Item], int, PrefectFuture[Any]]] = {}
 
     with ExitStack() as stack:
@@ -85,10 +82,10 @@ def run_pipeline(
 
         for run in runs:
             submit(run, 0)
-        on_progress(Progress(len(runs), dict(done), dict(failed)))
+        on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
         while in_flight:
-            settled, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
-            for wrapped in settled:
+            resolved, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+            for wrapped in resolved:
                 run, index, future = in_flight.pop(wrapped)
                 future.wait()  # syncs the future's final state from the finished thread
                 stage = stages[index]
@@ -97,10 +94,13 @@ def run_pipeline(
                     run.finished[stage.name] = future
                     if index + 1 < len(stages):
                         submit(run, index + 1)
+                    else:
+                        settled += 1
                 else:
+                    settled += 1
                     failed[stage.name] += 1
                     exc = future.result(raise_on_failure=False)
                     run.failed_stage = stage.name
                     run.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else future.state.message
-            on_progress(Progress(len(runs), dict(done), dict(failed)))
+            on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
     return runs

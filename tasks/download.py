@@ -7,6 +7,8 @@ import mimetypes
 import os
 import random
 import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
@@ -24,9 +26,19 @@ AUDIO_EXTENSIONS = {".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".w
 MAX_RETRY_AFTER_S = 60.0
 
 
+def _scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:
+        return ""
+
+
 def audio_file_name(episode: Episode) -> str:
     """`audio.<ext>`, the extension taken from the enclosure URL, else from its MIME type."""
-    suffix = PurePosixPath(urlsplit(episode.enclosure_url or "").path).suffix.lower()
+    try:
+        suffix = PurePosixPath(urlsplit(episode.enclosure_url or "").path).suffix.lower()
+    except ValueError:
+        suffix = ""
     if suffix not in AUDIO_EXTENSIONS:
         suffix = mimetypes.guess_extension(episode.enclosure_type or "") or ".audio"
     return f"audio{suffix}"
@@ -51,10 +63,18 @@ def is_verified(audio: AudioFile | None) -> bool:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return min(float(response.headers["Retry-After"]), MAX_RETRY_AFTER_S)
-    except (KeyError, ValueError):
+    """Retry-After in seconds (given as seconds or as an HTTP date), capped at a minute."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _fetch_once(session: requests.Session, episode: Episode, target: Path, settings: Settings) -> AudioFile:
@@ -99,6 +119,8 @@ def _fetch_once(session: requests.Session, episode: Episode, target: Path, setti
         raise DownloadError(f"{url} redirects too many times") from exc
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
         raise RetryableDownloadError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    except requests.RequestException as exc:  # a malformed URL, a redirect to another scheme, a broken encoding
+        raise DownloadError(f"{url}: {type(exc).__name__}: {exc}") from exc
     finally:
         part.unlink(missing_ok=True)
 
@@ -112,7 +134,7 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
     if previous is not None and is_verified(previous):
         return previous
     url = episode.enclosure_url or ""
-    if urlsplit(url).scheme not in ("http", "https"):
+    if _scheme(url) not in ("http", "https"):
         raise DownloadError(f"enclosure {url!r} is not an http(s) URL")
     episode_dir.mkdir(parents=True, exist_ok=True)
     target = episode_dir / audio_file_name(episode)
@@ -133,6 +155,9 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
 @fail_quietly
 def download(episode: Episode, store: FeedStore, settings: Settings) -> AudioFile:
     entry = store.read_ledger().episodes[episode.episode_id]
+    episode_dir = store.episode_dir(entry)
+    # The recorded path is re-based on today's episode folder, so a moved output folder is still recognised.
+    previous = entry.audio.model_copy(update={"path": episode_dir / entry.audio.path.name}) if entry.audio else None
     with store.recording(episode.episode_id, "download") as recording:
-        recording.audio = download_episode(episode, store.episode_dir(entry), settings, entry.audio)
+        recording.audio = download_episode(episode, episode_dir, settings, previous)
     return recording.audio

@@ -20,6 +20,10 @@ class FeedError(PodflowError):
     """The feed could not be fetched or is not a feed."""
 
 
+class FeedBusyError(PodflowError):
+    """Another run holds the feed's folder."""
+
+
 class DownloadError(PodflowError):
     """An episode's audio could not be downloaded."""
 

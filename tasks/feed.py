@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import time
+import unicodedata
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import Any
@@ -20,12 +21,16 @@ from tasks.http import new_session
 from tasks.models import Episode, Feed, Settings, TranscriptLink, utc_now
 
 PODCAST_NAMESPACE = "https://podcastindex.org/namespace/1.0"
+BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 TRACKING_PARAMS = {"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "_ga", "igshid", "ref", "source"}
 
 
 def normalise_url(url: str) -> str:
     """Lowercase scheme and host, no fragment, no tracking parameters, remaining parameters sorted."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return url.strip()
     query = sorted(
         (key, value)
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
@@ -62,9 +67,23 @@ def _timestamp(parsed: time.struct_time | None) -> datetime | None:
     return datetime.fromtimestamp(calendar.timegm(parsed), timezone.utc) if parsed else None
 
 
+def resolve_url(base_url: str, href: str) -> str:
+    """`href` resolved against the feed's URL; left as written where it is too malformed to resolve, so the
+    episode that uses it fails alone with that URL in its error."""
+    try:
+        return urljoin(base_url, href.strip())
+    except ValueError:
+        return href.strip()
+
+
+def clean_text(text: str) -> str:
+    """Without control characters and bidirectional overrides, which could rewrite a terminal or disguise a name."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc" and ch not in BIDI_CONTROLS).strip()
+
+
 def _image(node: Any, base_url: str) -> str | None:
     href = (node.get("image") or {}).get("href")
-    return urljoin(base_url, href) if href else None
+    return resolve_url(base_url, href) if href else None
 
 
 def _transcript_links(body: bytes, base_url: str) -> list[tuple[TranscriptLink, ...]] | None:
@@ -79,7 +98,7 @@ def _transcript_links(body: bytes, base_url: str) -> list[tuple[TranscriptLink, 
     return [
         tuple(
             TranscriptLink(
-                url=urljoin(base_url, link.get("url", "")),
+                url=resolve_url(base_url, link.get("url", "")),
                 type=link.get("type"),
                 language=link.get("language"),
                 rel=link.get("rel"),
@@ -96,8 +115,8 @@ def episode_from_entry(entry: Any, base_url: str, transcripts: tuple[TranscriptL
     enclosures = [link for link in entry.get("links", []) if link.get("rel") == "enclosure" and link.get("href")]
     audio = next((link for link in enclosures if str(link.get("type", "")).startswith("audio/")), None)
     enclosure = audio or (enclosures[0] if enclosures else None)
-    enclosure_url = urljoin(base_url, enclosure["href"].strip()) if enclosure else None
-    title = (entry.get("title") or "").strip()
+    enclosure_url = resolve_url(base_url, enclosure["href"]) if enclosure else None
+    title = clean_text(entry.get("title") or "")
     published = _timestamp(entry.get("published_parsed") or entry.get("updated_parsed"))
     guid = (entry.get("id") or "").strip()
     if guid:
@@ -108,13 +127,13 @@ def episode_from_entry(entry: Any, base_url: str, transcripts: tuple[TranscriptL
         episode_id = _hash_id(f"{title}\n{published}\n{entry.get('link', '')}")
     if not transcripts and entry.get("podcast_transcript", {}).get("url"):
         found = entry["podcast_transcript"]
-        transcripts = (TranscriptLink(url=urljoin(base_url, found["url"]), type=found.get("type")),)
+        transcripts = (TranscriptLink(url=resolve_url(base_url, found["url"]), type=found.get("type")),)
     return Episode(
         episode_id=episode_id,
         title=title or "untitled",
         published=published,
         description=entry.get("summary", ""),
-        link=urljoin(base_url, entry["link"]) if entry.get("link") else None,
+        link=resolve_url(base_url, entry["link"]) if entry.get("link") else None,
         image=_image(entry, base_url),
         enclosure_url=enclosure_url,
         enclosure_type=enclosure.get("type") if enclosure else None,
@@ -136,8 +155,8 @@ def parse_feed(body: bytes, url: str, final_url: str, headers: dict[str, str]) -
     feed = Feed(
         url=url,
         final_url=final_url,
-        title=(channel.get("title") or "").strip() or final_url,
-        link=urljoin(final_url, channel["link"]) if channel.get("link") else None,
+        title=clean_text(channel.get("title") or "") or final_url,
+        link=resolve_url(final_url, channel["link"]) if channel.get("link") else None,
         description=channel.get("subtitle", "") or channel.get("summary", ""),
         image=_image(channel, final_url),
         language=channel.get("language"),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks import audio as audio_codec
+from tasks.audio import AudioProbe
 from tasks.errors import fail_quietly
 from tasks.models import (
     AudioFacts,
@@ -31,11 +30,11 @@ def build_metadata(
     feed: Feed,
     episode: Episode,
     audio: AudioFile,
+    probe: AudioProbe,
     transcript: Transcript,
     processing: ProcessingFacts,
 ) -> EpisodeMetadata:
     """The metadata document; the audio facts come from the file itself, not from what the feed claims."""
-    probe = audio_codec.probe(audio.path)
     return EpisodeMetadata(
         feed=feed,
         episode=episode,
@@ -71,13 +70,12 @@ def metadata_json_schema() -> str:
 @task(name="metadata", cache_policy=NO_CACHE, task_run_name="metadata · {audio.path.parent.name}")
 @fail_quietly
 def metadata(feed: Feed, episode: Episode, audio: AudioFile, transcript: Transcript, store: FeedStore) -> EpisodeMetadata:
-    episode_dir: Path = audio.path.parent
-    with store.recording(episode.episode_id, "metadata"):
-        started = utc_now()
+    with store.recording(episode.episode_id, "metadata") as recording:
+        probe = audio_codec.probe(audio.path)
         stages = store.read_ledger().episodes[episode.episode_id].stages
         timings = {name: StageTiming(started=o.started, ended=o.ended) for name, o in stages.items() if o.status == "done"}
-        draft = build_metadata(feed, episode, audio, transcript, ProcessingFacts(flow_run_id=flow_run.id, stages=timings))
-        timings["metadata"] = StageTiming(started=started, ended=utc_now())
-        document = draft.model_copy(update={"processing": ProcessingFacts(flow_run_id=flow_run.id, stages=timings)})
-        write_record(episode_dir / "metadata.json", document)
+        timings["metadata"] = StageTiming(started=recording.started, ended=utc_now())
+        document = build_metadata(feed, episode, audio, probe, transcript,
+                                  ProcessingFacts(flow_run_id=flow_run.id, stages=timings))
+        write_record(audio.path.parent / "metadata.json", document)
     return document

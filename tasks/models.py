@@ -40,7 +40,9 @@ class Settings(Record):
         "faster-whisper model name (fetched where a network exists).",
     )
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    compute_type: str | None = Field(None, description="CTranslate2 compute type; default int8 on CPU, float16 on CUDA.")
+    compute_type: str | None = Field(
+        None, description="CTranslate2 compute type; default int8 on CPU, float16 on CUDA, the model's own on auto."
+    )
     beam_size: PositiveInt = 5
     language: str | None = Field(None, description="Spoken language code; detected when empty.")
     user_agent: str = "podflow/0.1 (+https://github.com/podflow/podflow)"
@@ -107,6 +109,7 @@ class Segment(Record):
 
 class Transcript(Record):
     episode_id: str
+    audio_sha256: str = Field(description="The audio file this transcript was made from.")
     backend: str
     model: str
     language: str | None

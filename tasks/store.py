@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from tasks.errors import FeedBusyError
 from tasks.models import AudioFile, Episode, Feed, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
 
 SLUG_MAX_CHARS = 60
@@ -87,7 +88,8 @@ class FeedStore:
 
     @classmethod
     def for_feed(cls, output_dir: Path, feed_url: str) -> FeedStore:
-        return cls(output_dir / feed_folder_name(feed_url), feed_url)
+        # Absolute, so records that hold paths mean the same file to every thread, process and later run.
+        return cls(output_dir.resolve() / feed_folder_name(feed_url), feed_url)
 
     @property
     def ledger_path(self) -> Path:
@@ -95,6 +97,17 @@ class FeedStore:
 
     def episode_dir(self, entry: LedgerEntry) -> Path:
         return self.feed_dir / "episodes" / entry.folder
+
+    @contextmanager
+    def exclusive_run(self) -> Iterator[None]:
+        """Held for a whole run: two runs of one feed at once would write the same episode files."""
+        self.feed_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.feed_dir / ".run.lock", "w") as lock_file:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FeedBusyError(f"another run is already ingesting {self.feed_url} into {self.feed_dir}") from None
+            yield
 
     def save_feed(self, feed: Feed) -> None:
         write_record(self.feed_dir / "feed.json", feed)
@@ -118,13 +131,16 @@ class FeedStore:
         """Give every new episode its folder (and mark those with no audio skipped); return all entries."""
         with self._locked_ledger() as entries:
             for episode in episodes:
+                skipped = None if episode.enclosure_url else "the item has no enclosure"
                 if episode.episode_id not in entries:
                     entries[episode.episode_id] = LedgerEntry(
                         episode_id=episode.episode_id,
                         title=episode.title,
                         folder=episode_folder_name(episode),
-                        skipped=None if episode.enclosure_url else "the item has no enclosure",
+                        skipped=skipped,
                     )
+                elif entries[episode.episode_id].skipped != skipped:  # e.g. the publisher added the audio later
+                    entries[episode.episode_id] = entries[episode.episode_id].model_copy(update={"skipped": skipped})
             return dict(entries)
 
     def record(
@@ -146,18 +162,18 @@ class FeedStore:
     @contextmanager
     def recording(self, episode_id: str, stage: StageName) -> Iterator[StageRecording]:
         """Record the enclosed stage's start, end and outcome in the ledger; errors still propagate."""
-        recording = StageRecording()
-        started = utc_now()
+        recording = StageRecording(started=utc_now())
         try:
             yield recording
         except Exception as exc:
-            self.record(episode_id, stage, started, error=f"{type(exc).__name__}: {exc}")
+            self.record(episode_id, stage, recording.started, error=f"{type(exc).__name__}: {exc}")
             raise
-        self.record(episode_id, stage, started, audio=recording.audio)
+        self.record(episode_id, stage, recording.started, audio=recording.audio)
 
 
 @dataclass
 class StageRecording:
-    """What a stage hands the ledger besides its outcome: the download stage's audio record."""
+    """A stage in progress: when it started, and what it hands the ledger besides its outcome (the audio record)."""
 
+    started: datetime
     audio: AudioFile | None = None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+import requests
 
 from flows.feedserver import FeedServer
-from tasks.download import download_episode
+from tasks.download import _retry_after, download_episode
 from tasks.errors import DownloadError
 from tasks.models import Episode, Settings
 from tests.conftest import DEMO_EPISODES
@@ -93,7 +96,29 @@ def test_an_enclosure_over_the_size_limit_is_refused(server: FeedServer, tmp_pat
     assert files_in(tmp_path) == []
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.org/a.mp3", "javascript:alert(1)", "a.mp3"])
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://example.org/a.mp3", "javascript:alert(1)", "a.mp3", "http://[::1/a.mp3"]
+)
 def test_only_http_enclosures_are_fetched(settings: Settings, tmp_path: Path, url: str) -> None:
-    with pytest.raises(DownloadError, match="not an http"):
+    with pytest.raises(DownloadError, match="not an http|Invalid"):
         download_episode(episode_at(url), tmp_path, settings, previous=None)
+
+
+def test_a_redirect_to_another_scheme_is_a_download_error(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+    url = server.add("/a.mp3", redirect_to="ftp://example.org/a.mp3")
+    with pytest.raises(DownloadError, match="ftp://example.org/a.mp3"):
+        download_episode(episode_at(url), tmp_path, settings, previous=None)
+
+
+def response_with(retry_after: str) -> requests.Response:
+    response = requests.Response()
+    response.headers["Retry-After"] = retry_after
+    return response
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date_and_capped() -> None:
+    in_30_s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert _retry_after(response_with("7")) == 7.0
+    assert 25 < (_retry_after(response_with(in_30_s)) or 0) <= 30
+    assert _retry_after(response_with("86400")) == 60.0
+    assert _retry_after(response_with("soon")) is None

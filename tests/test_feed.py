@@ -96,3 +96,15 @@ def test_an_unreachable_host_is_a_feed_error(settings: Settings) -> None:
         url = server.url("/feed.xml")
     with pytest.raises(FeedError, match="could not be fetched"):
         fetch_feed(url, settings)
+
+
+def test_one_malformed_item_does_not_take_the_feed_down(server: FeedServer, settings: Settings) -> None:
+    url = server.add("/feed.xml", rss([
+        rss_item("Bad URL", guid="bad", enclosure="http://[::1/broken.mp3"),
+        rss_item("\x1b]0;pwned\x07Title\x1b[2J with \u202eoverride", guid="escapes", enclosure="ok.mp3"),
+        rss_item("Fine", guid="fine", enclosure="fine.mp3"),
+    ]))
+    _, (bad, escapes, fine) = fetch_feed(url, settings)
+    assert bad.enclosure_url == "http://[::1/broken.mp3"  # kept as written: that episode fails alone, saying so
+    assert escapes.title == "]0;pwnedTitle[2J with override"
+    assert fine.enclosure_url == server.url("/fine.mp3")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.errors import FeedBusyError
 from tasks.models import Episode
 from tasks.store import FeedStore, atomic_write_text, episode_folder_name, feed_folder_name
 
@@ -61,11 +63,18 @@ def test_atomic_write_leaves_no_temp_file_and_a_readable_mode(tmp_path: Path) ->
     assert target.stat().st_mode & stat.S_IRGRP  # not mkstemp's owner-only 0600
 
 
-def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "file.txt"
     atomic_write_text(target, "complete")
-    with pytest.raises(AttributeError):
-        atomic_write_text(target, None)  # type: ignore[arg-type]
+
+    def full_disk(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_text(target, "half")
     assert target.read_text() == "complete"
     assert os.listdir(tmp_path) == ["file.txt"]
 
@@ -91,6 +100,33 @@ def test_ledger_keeps_every_outcome_recorded_from_many_threads(tmp_path: Path) -
     assert all(entry.complete for entry in ledger.episodes.values())
 
 
+def _record_stages(feed_dir: Path, episode_ids: list[str]) -> None:
+    store = FeedStore(feed_dir, "https://example.org/feed.xml")
+    for episode_id in episode_ids:
+        for stage in ("download", "transcribe", "metadata"):
+            with store.recording(episode_id, stage):
+                pass
+
+
+def test_ledger_keeps_every_outcome_recorded_from_several_processes(tmp_path: Path) -> None:
+    store = FeedStore(tmp_path, "https://example.org/feed.xml")
+    ids = [f"ep-{i}" for i in range(30)]
+    store.register([Episode(episode_id=i, title=i, enclosure_url="https://x/a.mp3") for i in ids])
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        pool.starmap(_record_stages, [(tmp_path, ids[k::3]) for k in range(3)])
+    assert all(entry.complete for entry in store.read_ledger().episodes.values())
+
+
+def test_a_second_run_of_the_same_feed_is_refused_while_the_first_holds_it(tmp_path: Path) -> None:
+    store = FeedStore(tmp_path, "https://example.org/feed.xml")
+    with store.exclusive_run():
+        with pytest.raises(FeedBusyError, match="another run is already ingesting https://example.org/feed.xml"):
+            with FeedStore(tmp_path, "https://example.org/feed.xml").exclusive_run():
+                pass
+    with store.exclusive_run():  # released afterwards
+        pass
+
+
 def test_a_failing_stage_is_recorded_with_its_error_and_still_raises(tmp_path: Path) -> None:
     store = FeedStore(tmp_path, "https://example.org/feed.xml")
     store.register([Episode(episode_id="ep", title="Ep", enclosure_url="https://x/a.mp3")])
@@ -110,7 +146,9 @@ def test_an_episode_keeps_its_folder_when_its_title_changes(tmp_path: Path) -> N
     assert "old-title" in second["ep"].folder
 
 
-def test_an_item_without_enclosure_is_registered_as_skipped(tmp_path: Path) -> None:
+def test_an_item_without_enclosure_is_skipped_until_its_audio_appears(tmp_path: Path) -> None:
     store = FeedStore(tmp_path, "https://example.org/feed.xml")
     entries = store.register([Episode(episode_id="ep", title="Announcement")])
     assert entries["ep"].skipped == "the item has no enclosure"
+    entries = store.register([Episode(episode_id="ep", title="Announcement", enclosure_url="https://x/a.mp3")])
+    assert entries["ep"].skipped is None

@@ -53,13 +53,18 @@ def test_transcript_matches_the_spoken_script(demo: DemoEpisode, settings: Setti
     assert Transcript.model_validate_json((tmp_path / "transcript.json").read_bytes()) == transcript
 
 
-def test_a_finished_transcript_is_not_redone(settings: Settings, tmp_path: Path) -> None:
+def test_a_finished_transcript_is_not_redone_unless_the_audio_changed(settings: Settings, tmp_path: Path) -> None:
     audio = audio_file(DEMO_EPISODES[0], tmp_path)
     first = transcribe_audio(audio, tmp_path, settings)
     written = (tmp_path / "transcript.json").stat().st_mtime_ns
     audio.path.write_bytes(b"no longer audio")  # would fail if it were decoded again
     assert transcribe_audio(audio, tmp_path, settings) == first
     assert (tmp_path / "transcript.json").stat().st_mtime_ns == written
+
+    replaced = audio_file(DEMO_EPISODES[1], tmp_path)  # same episode id, new audio (a re-download)
+    redone = transcribe_audio(replaced.model_copy(update={"episode_id": first.episode_id}), tmp_path, settings)
+    assert redone.audio_sha256 == replaced.sha256
+    assert word_error_rate(DEMO_EPISODES[1].script, redone.text) < MAX_WER
 
 
 def test_two_transcriptions_at_once_on_one_shared_model_both_come_out_right(tmp_path: Path) -> None:
@@ -79,7 +84,7 @@ def test_two_transcriptions_at_once_on_one_shared_model_both_come_out_right(tmp_
 def test_undecodable_audio_is_a_clear_error(settings: Settings, tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "audio.mp3"
     path.write_bytes(content)
-    audio = AudioFile(episode_id="x", path=path, source_url="http://127.0.0.1/x.mp3", bytes=len(content), sha256="0")
+    audio = AudioFile(episode_id="x", path=path, source_url="http://127.0.0.1/x.mp3", bytes=len(content), sha256="00")
     with pytest.raises(AudioDecodeError, match=message):
         transcribe_audio(audio, tmp_path, settings)
     assert not (tmp_path / "transcript.json").exists()

@@ -22,7 +22,7 @@ class Backend(Protocol):
     name: str
     model_name: str
 
-    def transcribe(self, samples: np.ndarray, language: str | None) -> tuple[str | None, list[Segment]]: ...
+    def transcribe(self, samples: np.ndarray, language: str | None, beam_size: int) -> tuple[str | None, list[Segment]]: ...
 
 
 _backends: dict[str, Backend] = {}
@@ -32,7 +32,7 @@ _backends_lock = threading.Lock()
 def load_backend(settings: Settings) -> Backend:
     """The process's one backend for these settings, loaded on first use."""
     key = settings.model_dump_json(
-        include={"transcriber", "model", "device", "compute_type", "transcribe_workers", "beam_size"}
+        include={"transcriber", "model", "device", "compute_type", "transcribe_workers"}
     )
     with _backends_lock:
         if key not in _backends:
@@ -42,27 +42,28 @@ def load_backend(settings: Settings) -> Backend:
         return _backends[key]
 
 
-def read_transcript(episode_dir: Path, episode_id: str) -> Transcript | None:
-    """The transcript a previous run finished for this episode, if any."""
+def read_transcript(episode_dir: Path, audio: AudioFile) -> Transcript | None:
+    """The transcript a previous run finished from this very audio file, if any."""
     path = episode_dir / "transcript.json"
     if not path.is_file():
         return None
     transcript = Transcript.model_validate_json(path.read_bytes())
-    return transcript if transcript.episode_id == episode_id else None
+    return transcript if (transcript.episode_id, transcript.audio_sha256) == (audio.episode_id, audio.sha256) else None
 
 
 def transcribe_audio(audio: AudioFile, episode_dir: Path, settings: Settings) -> Transcript:
     """Decode, transcribe and write the transcript files; a transcript already written is returned as is."""
-    if (done := read_transcript(episode_dir, audio.episode_id)) is not None:
+    if (done := read_transcript(episode_dir, audio)) is not None:
         return done
     samples = audio_codec.decode(audio.path)
     backend = load_backend(settings)
     try:
-        language, segments = backend.transcribe(samples, settings.language)
+        language, segments = backend.transcribe(samples, settings.language, settings.beam_size)
     except Exception as exc:
         raise TranscriptionError(f"{backend.name} failed on {audio.path.name}: {exc}") from exc
     transcript = Transcript(
         episode_id=audio.episode_id,
+        audio_sha256=audio.sha256,
         backend=backend.name,
         model=backend.model_name,
         language=language,

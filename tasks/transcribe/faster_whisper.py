@@ -24,9 +24,8 @@ class FasterWhisperBackend:
 
     def __init__(self, settings: Settings):
         self.model_name = settings.model
-        self.beam_size = settings.beam_size
         device = settings.device
-        compute_type = settings.compute_type or ("int8" if device == "cpu" else "default")
+        compute_type = settings.compute_type or {"cpu": "int8", "cuda": "float16"}.get(device, "default")
         workers = settings.transcribe_workers
         # The model is thread-safe; num_workers lets that many transcriptions run truly in parallel, and the
         # cores are split between them rather than oversubscribed.
@@ -39,6 +38,6 @@ class FasterWhisperBackend:
             local_files_only=Path(model_location(settings.model)).is_dir(),
         )
 
-    def transcribe(self, samples: np.ndarray, language: str | None) -> tuple[str | None, list[Segment]]:
-        segments, info = self.model.transcribe(samples, language=language, beam_size=self.beam_size)
+    def transcribe(self, samples: np.ndarray, language: str | None, beam_size: int) -> tuple[str | None, list[Segment]]:
+        segments, info = self.model.transcribe(samples, language=language, beam_size=beam_size)
         return info.language, [Segment(start=s.start, end=s.end, text=s.text.strip()) for s in segments]
