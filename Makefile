@@ -19,6 +19,7 @@ test: $(BIN)/podflow
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/podflow
+	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/prefect_tags.py
 
 clean:
