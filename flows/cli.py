@@ -88,27 +88,33 @@ def run(feed_url: str, settings: Settings) -> int:
     return 0
 
 
+def described(setting: str) -> str:
+    """The Settings field's own description and default, so the CLI and the Prefect UI form say the same."""
+    field = Settings.model_fields[setting]
+    return f"{field.description} (default: {field.default})"
+
+
 @app.command()
 def ingest(
     feed_url: Annotated[str, typer.Argument(help="RSS or Atom feed URL.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder.")] = None,
-    download_workers: Annotated[Optional[int], typer.Option(help="Episodes downloading at once.")] = None,
-    transcribe_workers: Annotated[Optional[int], typer.Option(help="Episodes transcribing at once.")] = None,
-    metadata_workers: Annotated[Optional[int], typer.Option(help="Episodes building metadata at once.")] = None,
-    transcriber: Annotated[Optional[str], typer.Option(help="Transcription backend.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model: bundled 'tiny.en', a folder or a name.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
-    compute_type: Annotated[Optional[str], typer.Option(help="CTranslate2 compute type.")] = None,
-    beam_size: Annotated[Optional[int], typer.Option(help="Beam size for decoding.")] = None,
-    language: Annotated[Optional[str], typer.Option(help="Spoken language; detected if not given.")] = None,
-    user_agent: Annotated[Optional[str], typer.Option(help="HTTP User-Agent.")] = None,
-    http_timeout_s: Annotated[Optional[float], typer.Option(help="Connect and read timeout, seconds.")] = None,
-    download_attempts: Annotated[Optional[int], typer.Option(help="Tries per download.")] = None,
-    retry_backoff_s: Annotated[Optional[float], typer.Option(help="First retry delay, seconds.")] = None,
-    max_feed_bytes: Annotated[Optional[int], typer.Option(help="Largest feed accepted.")] = None,
-    max_episode_bytes: Annotated[Optional[int], typer.Option(help="Largest enclosure accepted.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=described("output_dir"))] = None,
+    download_workers: Annotated[Optional[int], typer.Option(help=described("download_workers"))] = None,
+    transcribe_workers: Annotated[Optional[int], typer.Option(help=described("transcribe_workers"))] = None,
+    metadata_workers: Annotated[Optional[int], typer.Option(help=described("metadata_workers"))] = None,
+    transcriber: Annotated[Optional[str], typer.Option(help=described("transcriber"))] = None,
+    model: Annotated[Optional[str], typer.Option(help=described("model"))] = None,
+    device: Annotated[Optional[str], typer.Option(help=described("device"))] = None,
+    compute_type: Annotated[Optional[str], typer.Option(help=described("compute_type"))] = None,
+    beam_size: Annotated[Optional[int], typer.Option(help=described("beam_size"))] = None,
+    language: Annotated[Optional[str], typer.Option(help=described("language"))] = None,
+    user_agent: Annotated[Optional[str], typer.Option(help=described("user_agent"))] = None,
+    http_timeout_s: Annotated[Optional[float], typer.Option(help=described("http_timeout_s"))] = None,
+    download_attempts: Annotated[Optional[int], typer.Option(help=described("download_attempts"))] = None,
+    retry_backoff_s: Annotated[Optional[float], typer.Option(help=described("retry_backoff_s"))] = None,
+    max_feed_bytes: Annotated[Optional[int], typer.Option(help=described("max_feed_bytes"))] = None,
+    max_episode_bytes: Annotated[Optional[int], typer.Option(help=described("max_episode_bytes"))] = None,
 ) -> None:
-    """Ingest every new episode of FEED_URL. Options not given keep the Settings defaults (see README)."""
+    """Ingest every new episode of FEED_URL."""
     given = {
         "output_dir": output, "download_workers": download_workers, "transcribe_workers": transcribe_workers,
         "metadata_workers": metadata_workers, "transcriber": transcriber, "model": model, "device": device,

@@ -33,24 +33,24 @@ class Settings(Record):
     download_workers: PositiveInt = Field(4, description="Episodes downloading at once.")
     transcribe_workers: PositiveInt = Field(1, description="Episodes transcribing at once.")
     metadata_workers: PositiveInt = Field(4, description="Episodes whose metadata is built at once.")
-    transcriber: Literal["faster-whisper"] = "faster-whisper"
+    transcriber: Literal["faster-whisper"] = Field("faster-whisper", description="Transcription backend.")
     model: str = Field(
         "tiny.en",
         description="'tiny.en' is bundled and needs no network; otherwise a CTranslate2 model folder or a "
         "faster-whisper model name (fetched where a network exists).",
     )
-    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where the model runs: cpu, cuda or auto.")
     compute_type: str | None = Field(
         None, description="CTranslate2 compute type; default int8 on CPU, float16 on CUDA, the model's own on auto."
     )
-    beam_size: PositiveInt = 5
+    beam_size: PositiveInt = Field(5, description="Beam size for decoding.")
     language: str | None = Field(None, description="Spoken language code; detected when empty.")
-    user_agent: str = "podflow/0.1 (+https://github.com/podflow/podflow)"
+    user_agent: str = Field("podflow/0.1", description="HTTP User-Agent.")
     http_timeout_s: PositiveFloat = Field(30.0, description="Connect and read timeout of each HTTP request.")
     download_attempts: PositiveInt = Field(4, description="Tries per download on connection errors, 429 and 5xx.")
     retry_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each try, with jitter.")
-    max_feed_bytes: PositiveInt = 20 * 2**20
-    max_episode_bytes: PositiveInt = 2 * 2**30
+    max_feed_bytes: PositiveInt = Field(20 * 2**20, description="Larger feeds are refused while streaming.")
+    max_episode_bytes: PositiveInt = Field(2 * 2**30, description="Larger enclosures are refused while streaming.")
 
 
 class TranscriptLink(Record):
