@@ -38,15 +38,16 @@ class Stage(Generic[Item]):
 
 @dataclass
 class ItemRun(Generic[Item]):
-    """One item's way through the stages: the futures of those that finished, or where and why it failed."""
+    """One item's way through the stages: where and why it failed, if it did.
+
+    `finished` holds the futures of its finished stages only while the item is in flight; they are dropped once it
+    settles, so a run's memory does not grow with its results (a transcript per episode).
+    """
 
     item: Item
     finished: dict[str, PrefectFuture[Any]] = field(default_factory=dict)
     failed_stage: str | None = None
     error: str | None = None
-
-    def result(self, stage: str) -> Any:
-        return self.finished[stage].result()
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,13 @@ def run_pipeline(
                     run.finished[stage.name] = future
                     if index + 1 < len(stages):
                         submit(run, index + 1)
-                    else:
-                        settled += 1
+                        continue
                 else:
-                    settled += 1
                     failed[stage.name] += 1
                     exc = future.result(raise_on_failure=False)
                     run.failed_stage = stage.name
                     run.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else future.state.message
+                settled += 1
+                run.finished.clear()
             on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
     return runs

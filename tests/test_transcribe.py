@@ -41,7 +41,8 @@ def test_decode_gives_16khz_mono_float_samples_of_the_clip_length() -> None:
 
 @pytest.mark.parametrize("demo", DEMO_EPISODES, ids=lambda d: d.slug)
 def test_transcript_matches_the_spoken_script(demo: DemoEpisode, settings: Settings, tmp_path: Path) -> None:
-    transcript = transcribe_audio(audio_file(demo, tmp_path), tmp_path, settings)
+    progress: list[tuple[float, float]] = []
+    transcript = transcribe_audio(audio_file(demo, tmp_path), tmp_path, settings, lambda *p: progress.append(p))
 
     assert word_error_rate(demo.script, transcript.text) < MAX_WER, transcript.text
     assert transcript.language == "en"
@@ -51,6 +52,8 @@ def test_transcript_matches_the_spoken_script(demo: DemoEpisode, settings: Setti
     assert [s.start for s in transcript.segments] == sorted(s.start for s in transcript.segments)
     assert (tmp_path / "transcript.txt").read_text().strip() == transcript.text
     assert Transcript.model_validate_json((tmp_path / "transcript.json").read_bytes()) == transcript
+    assert [done for done, _ in progress] == [s.end for s in transcript.segments]
+    assert all(total == pytest.approx(transcript.audio_duration_s, abs=0.001) for _, total in progress)
 
 
 def test_a_finished_transcript_is_not_redone_unless_the_audio_changed(settings: Settings, tmp_path: Path) -> None:

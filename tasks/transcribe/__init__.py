@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import audio as audio_codec
@@ -22,7 +23,11 @@ class Backend(Protocol):
     name: str
     model_name: str
 
-    def transcribe(self, samples: np.ndarray, language: str | None, beam_size: int) -> tuple[str | None, list[Segment]]: ...
+    def transcribe(
+        self, samples: np.ndarray, language: str | None, beam_size: int
+    ) -> tuple[str | None, Iterator[Segment]]:
+        """The language and the segments, produced lazily as decoding goes on."""
+        ...
 
 
 _backends: dict[str, Backend] = {}
@@ -51,14 +56,27 @@ def read_transcript(episode_dir: Path, audio: AudioFile) -> Transcript | None:
     return transcript if (transcript.episode_id, transcript.audio_sha256) == (audio.episode_id, audio.sha256) else None
 
 
-def transcribe_audio(audio: AudioFile, episode_dir: Path, settings: Settings) -> Transcript:
-    """Decode, transcribe and write the transcript files; a transcript already written is returned as is."""
+def transcribe_audio(
+    audio: AudioFile,
+    episode_dir: Path,
+    settings: Settings,
+    on_segment: Callable[[float, float], None] = lambda done_s, total_s: None,
+) -> Transcript:
+    """Decode, transcribe and write the transcript files; a transcript already written is returned as is.
+
+    `on_segment(seconds_transcribed, seconds_in_total)` is called as each segment comes out.
+    """
     if (done := read_transcript(episode_dir, audio)) is not None:
         return done
     samples = audio_codec.decode(audio.path)
+    duration_s = samples.size / audio_codec.SAMPLE_RATE
     backend = load_backend(settings)
+    segments: list[Segment] = []
     try:
-        language, segments = backend.transcribe(samples, settings.language, settings.beam_size)
+        language, produced = backend.transcribe(samples, settings.language, settings.beam_size)
+        for segment in produced:
+            segments.append(segment)
+            on_segment(segment.end, duration_s)
     except Exception as exc:
         raise TranscriptionError(f"{backend.name} failed on {audio.path.name}: {exc}") from exc
     transcript = Transcript(
@@ -67,7 +85,7 @@ def transcribe_audio(audio: AudioFile, episode_dir: Path, settings: Settings) ->
         backend=backend.name,
         model=backend.model_name,
         language=language,
-        audio_duration_s=round(samples.size / audio_codec.SAMPLE_RATE, 3),
+        audio_duration_s=round(duration_s, 3),
         segments=tuple(segments),
     )
     atomic_write_text(episode_dir / "transcript.txt", transcript.text + "\n")
@@ -78,5 +96,14 @@ def transcribe_audio(audio: AudioFile, episode_dir: Path, settings: Settings) ->
 @task(name="transcribe", cache_policy=NO_CACHE, task_run_name="transcribe · {audio.path.parent.name}")
 @fail_quietly
 def transcribe(audio: AudioFile, store: FeedStore, settings: Settings) -> Transcript:
+    logger = get_run_logger()
+    next_tenth = 1
+
+    def log_progress(done_s: float, total_s: float) -> None:  # every tenth of the audio, for long episodes
+        nonlocal next_tenth
+        if total_s and done_s >= total_s * next_tenth / 10 and next_tenth < 10:
+            logger.info("%s: %d%% transcribed (%.0f of %.0f s)", audio.path.parent.name, next_tenth * 10, done_s, total_s)
+            next_tenth = int(done_s / total_s * 10) + 1
+
     with store.recording(audio.episode_id, "transcribe"):
-        return transcribe_audio(audio, audio.path.parent, settings)
+        return transcribe_audio(audio, audio.path.parent, settings, log_progress)

