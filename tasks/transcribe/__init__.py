@@ -99,11 +99,11 @@ def transcribe(audio: AudioFile, store: FeedStore, settings: Settings) -> Transc
     logger = get_run_logger()
     next_tenth = 1
 
-    def log_progress(done_s: float, total_s: float) -> None:  # every tenth of the audio, for long episodes
+    def log_progress(done_s: float, total_s: float) -> None:  # at most once per tenth of the audio
         nonlocal next_tenth
-        if total_s and done_s >= total_s * next_tenth / 10 and next_tenth < 10:
-            logger.info("%s: %d%% transcribed (%.0f of %.0f s)", audio.path.parent.name, next_tenth * 10, done_s, total_s)
-            next_tenth = int(done_s / total_s * 10) + 1
+        if total_s and done_s >= total_s * next_tenth / 10:
+            logger.info("%.0f%% transcribed (%.0f of %.0f s of audio)", 100 * done_s / total_s, done_s, total_s)
+            next_tenth = int(10 * done_s / total_s) + 1
 
     with store.recording(audio.episode_id, "transcribe"):
         return transcribe_audio(audio, audio.path.parent, settings, log_progress)
