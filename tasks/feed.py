@@ -12,12 +12,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import feedparser
-import requests
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import FeedError, fail_quietly
-from tasks.http import new_session
+from tasks.http import fetch_document
 from tasks.models import Episode, Feed, Settings, TranscriptLink, utc_now
 
 PODCAST_NAMESPACE = "https://podcastindex.org/namespace/1.0"
@@ -173,22 +172,8 @@ def parse_feed(body: bytes, url: str, final_url: str, headers: dict[str, str]) -
 
 def fetch_feed(url: str, settings: Settings) -> tuple[Feed, list[Episode]]:
     """GET the feed (following redirects, within the size limit) and parse it."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise FeedError(f"{url} is not an http(s) URL")
-    try:
-        with new_session(settings) as session, session.get(url, timeout=settings.http_timeout_s, stream=True) as response:
-            if response.status_code >= 400:
-                raise FeedError(f"{url} returned HTTP {response.status_code} {response.reason}")
-            body = bytearray()
-            for chunk in response.iter_content(64 * 1024):
-                body += chunk
-                if len(body) > settings.max_feed_bytes:
-                    raise FeedError(f"{url} is larger than the {settings.max_feed_bytes:,}-byte feed limit")
-            return parse_feed(bytes(body), url, response.url, dict(response.headers))
-    except requests.TooManyRedirects as exc:
-        raise FeedError(f"{url} redirects too many times: {exc}") from exc
-    except requests.RequestException as exc:
-        raise FeedError(f"{url} could not be fetched: {exc}") from exc
+    fetched = fetch_document(url, settings, FeedError)
+    return parse_feed(fetched.body, url, fetched.final_url, fetched.headers)
 
 
 @task(name="fetch-feed", cache_policy=NO_CACHE)

@@ -1,7 +1,13 @@
-"""The one HTTP session factory: every request podflow makes carries the same user agent and limits."""
+"""The one HTTP session factory, and the bounded GET for small documents (feeds, published transcripts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 
+from tasks.errors import PodflowError
 from tasks.models import Settings
 
 MAX_REDIRECTS = 10
@@ -13,3 +19,34 @@ def new_session(settings: Settings) -> requests.Session:
     session.headers["User-Agent"] = settings.user_agent
     session.max_redirects = MAX_REDIRECTS
     return session
+
+
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes
+    final_url: str
+    headers: dict[str, str]
+
+
+def fetch_document(url: str, settings: Settings, error: type[PodflowError], what: str = "") -> Fetched:
+    """GET a document whole, following redirects, refusing it while streaming past `settings.max_feed_bytes`.
+
+    Every failure raises `error` with a message naming the URL (and `what` it was meant to be).
+    """
+    named = f"{url}{f' ({what})' if what else ''}"
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise error(f"{named} is not an http(s) URL")
+    try:
+        with new_session(settings) as session, session.get(url, timeout=settings.http_timeout_s, stream=True) as response:
+            if response.status_code >= 400:
+                raise error(f"{named} returned HTTP {response.status_code} {response.reason}")
+            body = bytearray()
+            for chunk in response.iter_content(64 * 1024):
+                body += chunk
+                if len(body) > settings.max_feed_bytes:
+                    raise error(f"{named} is larger than the {settings.max_feed_bytes:,}-byte document limit")
+            return Fetched(bytes(body), response.url, dict(response.headers))
+    except requests.TooManyRedirects as exc:
+        raise error(f"{named} redirects too many times: {exc}") from exc
+    except requests.RequestException as exc:
+        raise error(f"{named} could not be fetched: {exc}") from exc

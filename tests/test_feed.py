@@ -78,7 +78,7 @@ def test_an_episode_without_guid_keeps_its_id_when_title_and_tracking_parameters
         ("/broken.xml", b"", {"status": 500}, "returned HTTP 500"),
         ("/page.html", b"<html><body><p>Welcome to my blog</p></body></html>", {}, "is not a podcast feed"),
         ("/empty.xml", b"", {}, "is not a podcast feed"),
-        ("/huge.xml", rss([rss_item(f"Episode {i}", guid=str(i)) for i in range(4000)]), {}, "feed limit"),
+        ("/huge.xml", rss([rss_item(f"Episode {i}", guid=str(i)) for i in range(4000)]), {}, "document limit"),
     ],
 )
 def test_bad_feeds_fail_with_the_url_and_the_reason(
