@@ -9,6 +9,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 $(BIN)/podflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	# First, so nothing pulls a multi-GB CUDA build: this release's CPU wheel.
+	$(BIN)/pip install --quiet torch==2.13.0
+	# Without its requirements, which pull triton (1 GB, GPU only); pyproject.toml lists the ones it needs.
+	$(BIN)/pip install --quiet --no-deps openai-whisper==20250625
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -21,6 +25,7 @@ test: $(BIN)/podflow
 bench: $(BIN)/podflow
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/prefect_tags.py
+	$(BIN)/python bench/transcribe.py
 
 clean:
 	rm -rf $(VENV) podflow-demo

@@ -104,9 +104,16 @@ def ingest(
     transcriber: Annotated[Optional[str], typer.Option(help=described("transcriber"))] = None,
     model: Annotated[Optional[str], typer.Option(help=described("model"))] = None,
     device: Annotated[Optional[str], typer.Option(help=described("device"))] = None,
+    transcribe_pool: Annotated[Optional[str], typer.Option(help=described("transcribe_pool"))] = None,
     compute_type: Annotated[Optional[str], typer.Option(help=described("compute_type"))] = None,
     beam_size: Annotated[Optional[int], typer.Option(help=described("beam_size"))] = None,
     language: Annotated[Optional[str], typer.Option(help=described("language"))] = None,
+    word_timestamps: Annotated[Optional[bool], typer.Option(help=described("word_timestamps"))] = None,
+    prefer_published: Annotated[Optional[bool], typer.Option(help=described("prefer_published"))] = None,
+    published_types: Annotated[
+        Optional[list[str]], typer.Option(help=f"Repeat for each type, most preferred first. {described('published_types')}")
+    ] = None,
+    published_fallback: Annotated[Optional[bool], typer.Option(help=described("published_fallback"))] = None,
     user_agent: Annotated[Optional[str], typer.Option(help=described("user_agent"))] = None,
     http_timeout_s: Annotated[Optional[float], typer.Option(help=described("http_timeout_s"))] = None,
     download_attempts: Annotated[Optional[int], typer.Option(help=described("download_attempts"))] = None,
@@ -118,7 +125,10 @@ def ingest(
     given = {
         "output_dir": output, "download_workers": download_workers, "transcribe_workers": transcribe_workers,
         "metadata_workers": metadata_workers, "transcriber": transcriber, "model": model, "device": device,
-        "compute_type": compute_type, "beam_size": beam_size, "language": language, "user_agent": user_agent,
+        "transcribe_pool": transcribe_pool, "compute_type": compute_type, "beam_size": beam_size, "language": language,
+        "word_timestamps": word_timestamps, "prefer_published": prefer_published,
+        "published_types": tuple(published_types) if published_types else None,
+        "published_fallback": published_fallback, "user_agent": user_agent,
         "http_timeout_s": http_timeout_s, "download_attempts": download_attempts, "retry_backoff_s": retry_backoff_s,
         "max_feed_bytes": max_feed_bytes, "max_episode_bytes": max_episode_bytes,
     }

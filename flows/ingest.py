@@ -21,6 +21,7 @@ from tasks.metadata import metadata
 from tasks.models import STAGES, Episode, EpisodeOutcome, Feed, IngestReport, LedgerEntry, Settings
 from tasks.store import FeedStore
 from tasks.transcribe import transcribe
+from tasks.transcribe.engine import runs_in_processes
 
 _progress_listeners: list[Callable[[str, Progress], None]] = []
 
@@ -66,7 +67,7 @@ def episode_stages(feed: Feed, store: FeedStore, settings: Settings, limited: se
         return {"episode": episode, "store": store, "settings": settings}
 
     def transcribe_parameters(episode: Episode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
-        return {"audio": upstream["download"], "store": store, "settings": settings}
+        return {"episode": episode, "audio": upstream["download"], "store": store, "settings": settings}
 
     def metadata_parameters(episode: Episode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
         return {"feed": feed, "episode": episode, "audio": upstream["download"],
@@ -74,7 +75,8 @@ def episode_stages(feed: Feed, store: FeedStore, settings: Settings, limited: se
 
     return [
         Stage("download", tagged(download, "download", limited), settings.download_workers, download_parameters),
-        Stage("transcribe", tagged(transcribe, "transcribe", limited), settings.transcribe_workers, transcribe_parameters),
+        Stage("transcribe", tagged(transcribe, "transcribe", limited), settings.transcribe_workers, transcribe_parameters,
+              in_processes=runs_in_processes(settings)),
         Stage("metadata", tagged(metadata, "metadata", limited), settings.metadata_workers, metadata_parameters),
     ]
 

@@ -3,12 +3,14 @@ the moment its upstream future resolves.
 
 Why not `a.map(items)` -> `b.map(...)` on one runner: a task waiting on its upstream future holds a pool thread and
 the pool is FIFO, so downstream work queues behind every upstream task (head-of-line blocking). Why not submit from
-a future's done-callback: the callback runs outside the flow run's context, and the task runs lose their flow run.
+a future's done-callback: the callback runs outside the flow run's context, and the task runs lose their flow run;
+the callback only tells the flow's thread, which submits.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import queue
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -17,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from prefect import Task
 from prefect.futures import PrefectFuture
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 Item = TypeVar("Item")
 
@@ -34,6 +36,11 @@ class Stage(Generic[Item]):
     task: Task[..., Any]
     workers: int
     parameters: Callable[[Item, Mapping[str, PrefectFuture[Any]]], dict[str, Any]]
+    in_processes: bool = False  # worker processes for work that holds the GIL; threads otherwise
+
+    def task_runner(self) -> TaskRunner[Any]:
+        runner = ProcessPoolTaskRunner if self.in_processes else ThreadPoolTaskRunner
+        return runner(max_workers=self.workers)
 
 
 @dataclass
@@ -71,37 +78,40 @@ def run_pipeline(
     done: Counter[str] = Counter({stage.name: 0 for stage in stages})
     failed: Counter[str] = Counter()
     settled = 0
-    in_flight: dict[concurrent.futures.Future[Any], tuple[ItemRun[Item], int, PrefectFuture[Any]]] = {}
+    in_flight: dict[uuid.UUID, tuple[ItemRun[Item], int]] = {}
+    # Runner threads only signal here; the flow's own thread submits, so every task run keeps its flow run.
+    resolved: queue.SimpleQueue[PrefectFuture[Any]] = queue.SimpleQueue()
 
     with ExitStack() as stack:
-        runners = [stack.enter_context(ThreadPoolTaskRunner(max_workers=stage.workers)) for stage in stages]
+        runners = [stack.enter_context(stage.task_runner()) for stage in stages]
 
         def submit(run: ItemRun[Item], index: int) -> None:
             stage = stages[index]
             future = runners[index].submit(stage.task, stage.parameters(run.item, run.finished))
-            in_flight[future.wrapped_future] = (run, index, future)
+            in_flight[future.task_run_id] = (run, index)
+            future.add_done_callback(resolved.put)
 
         for run in runs:
             submit(run, 0)
         on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
         while in_flight:
-            resolved, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
-            for wrapped in resolved:
-                run, index, future = in_flight.pop(wrapped)
-                future.wait()  # syncs the future's final state from the finished thread
-                stage = stages[index]
-                if future.state.is_completed():
-                    done[stage.name] += 1
-                    run.finished[stage.name] = future
-                    if index + 1 < len(stages):
-                        submit(run, index + 1)
-                        continue
-                else:
-                    failed[stage.name] += 1
-                    exc = future.result(raise_on_failure=False)
-                    run.failed_stage = stage.name
-                    run.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else future.state.message
-                settled += 1
-                run.finished.clear()
+            future = resolved.get()
+            run, index = in_flight.pop(future.task_run_id)
+            future.wait()  # syncs the future's final state from the finished worker
+            stage = stages[index]
+            if future.state.is_completed():
+                done[stage.name] += 1
+                run.finished[stage.name] = future
+                if index + 1 < len(stages):
+                    submit(run, index + 1)
+                    on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
+                    continue
+            else:
+                failed[stage.name] += 1
+                exc = future.result(raise_on_failure=False)
+                run.failed_stage = stage.name
+                run.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else future.state.message
+            settled += 1
+            run.finished.clear()
             on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
     return runs

@@ -17,6 +17,9 @@ STAGES: tuple[StageName, ...] = ("download", "transcribe", "metadata")
 
 METADATA_SCHEMA_VERSION = 1
 
+# Timed formats first: their cue times are the speaker's, where HTML and text timings can only be estimated.
+PUBLISHED_TRANSCRIPT_TYPES = ("text/vtt", "application/x-subrip", "application/json", "text/html", "text/plain")
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -33,23 +36,48 @@ class Settings(Record):
     download_workers: PositiveInt = Field(4, description="Episodes downloading at once.")
     transcribe_workers: PositiveInt = Field(1, description="Episodes transcribing at once.")
     metadata_workers: PositiveInt = Field(4, description="Episodes whose metadata is built at once.")
-    transcriber: Literal["faster-whisper"] = Field("faster-whisper", description="Transcription backend.")
+    transcriber: Literal["faster-whisper", "whisper", "published"] = Field(
+        "faster-whisper",
+        description="faster-whisper (CTranslate2), whisper (openai-whisper, PyTorch), or published: only the "
+        "transcripts the feed links, never Whisper.",
+    )
     model: str = Field(
-        "tiny.en",
-        description="'tiny.en' is bundled and needs no network; otherwise a CTranslate2 model folder or a "
-        "faster-whisper model name (fetched where a network exists).",
+        "bundled:tiny.en",
+        description="bundled:tiny.en (English) or bundled:base (multilingual) ship with podflow and need no network; "
+        "otherwise a model name the engine fetches (tiny.en … large-v3) or a local model (faster-whisper: a "
+        "CTranslate2 folder; whisper: a checkpoint file).",
     )
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where the model runs: cpu, cuda or auto.")
+    transcribe_pool: Literal["auto", "threads", "processes"] = Field(
+        "auto",
+        description="Run the transcribe workers as threads or processes (one model each, loaded once per process). "
+        "auto: processes for whisper on CUDA, where threads contend on Python; threads otherwise.",
+    )
     compute_type: str | None = Field(
         None, description="CTranslate2 compute type; default int8 on CPU, float16 on CUDA, the model's own on auto."
     )
     beam_size: PositiveInt = Field(5, description="Beam size for decoding.")
     language: str | None = Field(None, description="Spoken language code; detected when empty.")
+    word_timestamps: bool = Field(False, description="Add word timings to transcript.json.")
+    prefer_published: bool = Field(
+        False, description="Use a transcript the feed links (Podcasting 2.0) instead of Whisper where there is one."
+    )
+    published_types: tuple[str, ...] = Field(
+        PUBLISHED_TRANSCRIPT_TYPES,
+        description="Published transcript media types podflow takes, most preferred first.",
+    )
+    published_fallback: bool = Field(
+        True,
+        description="When a preferred published transcript cannot be fetched or parsed, transcribe the audio "
+        "instead of failing the episode (not with transcriber=published).",
+    )
     user_agent: str = Field("podflow/0.1", description="HTTP User-Agent.")
     http_timeout_s: PositiveFloat = Field(30.0, description="Connect and read timeout of each HTTP request.")
     download_attempts: PositiveInt = Field(4, description="Tries per download on connection errors, 429 and 5xx.")
     retry_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each try, with jitter.")
-    max_feed_bytes: PositiveInt = Field(20 * 2**20, description="Larger feeds are refused while streaming.")
+    max_feed_bytes: PositiveInt = Field(
+        20 * 2**20, description="Larger feeds and published transcripts are refused while streaming."
+    )
     max_episode_bytes: PositiveInt = Field(2 * 2**30, description="Larger enclosures are refused while streaming.")
 
 
@@ -101,10 +129,18 @@ class AudioFile(Record):
     sha256: str
 
 
-class Segment(Record):
+class Word(Record):
     start: float
     end: float
     text: str
+    probability: float | None = None
+
+
+class Segment(Record):
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+    text: str
+    words: tuple[Word, ...] = Field((), description="Word timings, when the settings ask for them.")
 
 
 class Transcript(Record):
@@ -113,7 +149,12 @@ class Transcript(Record):
     backend: str
     model: str
     language: str | None
+    language_probability: float | None = Field(None, description="How sure the detection was; None when given.")
     audio_duration_s: float = Field(description="Length of the decoded audio.")
+    source_url: str | None = Field(None, description="The published transcript this was read from.")
+    estimated_timing: bool = Field(
+        False, description="Segment times spread over the audio by length: the source (HTML, text) had none."
+    )
     segments: tuple[Segment, ...]
 
     @property
@@ -138,6 +179,9 @@ class TranscriptFacts(Record):
     backend: str
     model: str
     language: str | None
+    language_probability: float | None = None
+    source_url: str | None = None
+    estimated_timing: bool = False
     word_count: int
     segment_count: int
     files: tuple[str, ...]

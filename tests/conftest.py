@@ -9,6 +9,8 @@ import tempfile
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="podflow-test-prefect-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+# The bundled models are converted for openai-whisper into a fresh cache, so every run tests the conversion.
+os.environ["PODFLOW_CACHE"] = tempfile.mkdtemp(prefix="podflow-test-cache-")
 
 import json  # noqa: E402
 from collections.abc import Iterator  # noqa: E402

@@ -4,7 +4,7 @@ import re
 
 
 def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower().replace(",", ""))
+    return re.findall(r"[\w']+", text.lower().replace(",", ""))
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

@@ -54,7 +54,8 @@ def test_demo_feed_end_to_end(server: FeedServer, settings: Settings) -> None:
     assert [e.status for e in report.episodes] == ["complete"] * 4
     for demo, outcome in zip(DEMO_EPISODES, report.episodes):
         folder = report.feed_dir / "episodes" / outcome.folder
-        assert sorted(p.name for p in folder.iterdir()) == ["audio.mp3", "metadata.json", "transcript.json", "transcript.txt"]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "audio.mp3", "metadata.json", "transcript.json", "transcript.srt", "transcript.txt", "transcript.vtt"]
         document = EpisodeMetadata.model_validate_json((folder / "metadata.json").read_bytes())
         assert document.episode.title == demo.title
         assert document.audio.sha256 == hashlib.sha256(demo.audio).hexdigest()
@@ -203,3 +204,55 @@ def test_an_operator_limit_on_a_stage_tag_bounds_that_stage(server: FeedServer, 
     assert all(r.tags == [] for r in runs if not r.name.startswith("transcribe"))
     timing = [e.stages["transcribe"] for e in ledger_of(feed_url, settings).episodes.values()]
     assert overlaps([(t.started, t.ended) for t in timing]) == 1
+
+
+def test_transcribe_workers_can_be_processes(server: FeedServer, tmp_path: Path) -> None:
+    settings = Settings(output_dir=tmp_path, transcriber="whisper", beam_size=1, transcribe_workers=2,
+                        transcribe_pool="processes")
+    feed_url = demo_feed(server)
+
+    state, report = run(feed_url, settings)
+
+    assert state.is_completed(), state.message
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id(state)])))
+    assert sorted(r.name.split(" ")[0] for r in runs if r.state_name == "Completed").count("transcribe") == 4
+    for demo, outcome in zip(DEMO_EPISODES, report.episodes):
+        folder = report.feed_dir / "episodes" / outcome.folder
+        document = EpisodeMetadata.model_validate_json((folder / "metadata.json").read_bytes())
+        assert document.transcript.backend == "whisper"
+        assert word_error_rate(demo.script, (folder / "transcript.txt").read_text()) < 0.3
+    timing = [e.stages["transcribe"] for e in ledger_of(feed_url, settings).episodes.values()]
+    assert overlaps([(t.started, t.ended) for t in timing]) <= 2
+
+
+def test_published_transcripts_are_read_from_the_feed_and_bad_ones_fail_their_episode(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    settings = Settings(output_dir=tmp_path, transcriber="published")
+    good, unlinked, broken = DEMO_EPISODES[:3]
+    for demo in (good, unlinked, broken):
+        server.add(f"/{demo.slug}.mp3", demo.audio)
+    server.add("/good.vtt", f"WEBVTT\n\n00:00.000 --> 00:05.000\n{good.script}\n".encode())
+    server.add("/broken.json", b'{"version": "1.0.0", "segments": "nope"}')
+    link = '<podcast:transcript url="{}" type="{}" language="en"/>'
+    feed_url = server.add("/feed.xml", rss([
+        rss_item(good.title, guid="good", enclosure=f"{good.slug}.mp3",
+                 extra=link.format("good.vtt", "text/vtt") + link.format("good.txt", "text/plain")),
+        rss_item(unlinked.title, guid="unlinked", enclosure=f"{unlinked.slug}.mp3"),
+        rss_item(broken.title, guid="broken", enclosure=f"{broken.slug}.mp3",
+                 extra=link.format("broken.json", "application/json")),
+    ]))
+
+    state, report = run(feed_url, settings)
+
+    assert state.is_failed() and state.message == "2 of 3 episodes failed (1 complete)"
+    status = {e.episode_id: e for e in report.episodes}
+    assert status["good"].status == "complete"
+    folder = report.feed_dir / "episodes" / status["good"].folder
+    document = EpisodeMetadata.model_validate_json((folder / "metadata.json").read_bytes())
+    assert document.transcript.backend == "published" and document.transcript.source_url == server.url("/good.vtt")
+    assert (folder / "transcript.txt").read_text().strip() == good.script
+    assert "links no transcript" in (status["unlinked"].error or "")
+    assert server.url("/broken.json") in (status["broken"].error or "")
+    assert server.count("/good.txt") == 0  # VTT was preferred; the text version was never fetched

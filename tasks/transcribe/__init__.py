@@ -1,50 +1,23 @@
-"""Transcribe an episode's audio into a Transcript record, `transcript.txt` and `transcript.json`."""
+"""Transcribe an episode: a transcript the feed publishes, or Whisper on its audio; written as text, JSON, SRT
+and WebVTT."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError, fail_quietly
-from tasks.models import AudioFile, Segment, Settings, Transcript
+from tasks.models import AudioFile, Episode, Segment, Settings, Transcript
 from tasks.store import FeedStore, atomic_write_text, write_record
+from tasks.transcribe.engine import load_backend
+from tasks.transcribe.published import published_transcript
+from tasks.transcribe.subtitles import to_srt, to_vtt
 
-TRANSCRIPT_FILES = ("transcript.txt", "transcript.json")
-
-
-class Backend(Protocol):
-    name: str
-    model_name: str
-
-    def transcribe(
-        self, samples: np.ndarray, language: str | None, beam_size: int
-    ) -> tuple[str | None, Iterator[Segment]]:
-        """The language and the segments, produced lazily as decoding goes on."""
-        ...
-
-
-_backends: dict[str, Backend] = {}
-_backends_lock = threading.Lock()
-
-
-def load_backend(settings: Settings) -> Backend:
-    """The process's one backend for these settings, loaded on first use."""
-    key = settings.model_dump_json(
-        include={"transcriber", "model", "device", "compute_type", "transcribe_workers"}
-    )
-    with _backends_lock:
-        if key not in _backends:
-            from tasks.transcribe.faster_whisper import FasterWhisperBackend
-
-            _backends[key] = FasterWhisperBackend(settings)
-        return _backends[key]
+TRANSCRIPT_FILES = ("transcript.txt", "transcript.srt", "transcript.vtt", "transcript.json")
 
 
 def read_transcript(episode_dir: Path, audio: AudioFile) -> Transcript | None:
@@ -56,46 +29,79 @@ def read_transcript(episode_dir: Path, audio: AudioFile) -> Transcript | None:
     return transcript if (transcript.episode_id, transcript.audio_sha256) == (audio.episode_id, audio.sha256) else None
 
 
-def transcribe_audio(
-    audio: AudioFile,
-    episode_dir: Path,
-    settings: Settings,
-    on_segment: Callable[[float, float], None] = lambda done_s, total_s: None,
+def whisper_transcript(
+    audio: AudioFile, settings: Settings, on_segment: Callable[[float, float], None]
 ) -> Transcript:
-    """Decode, transcribe and write the transcript files; a transcript already written is returned as is.
-
-    `on_segment(seconds_transcribed, seconds_in_total)` is called as each segment comes out.
-    """
-    if (done := read_transcript(episode_dir, audio)) is not None:
-        return done
     samples = audio_codec.decode(audio.path)
     duration_s = samples.size / audio_codec.SAMPLE_RATE
-    backend = load_backend(settings)
     segments: list[Segment] = []
     try:
-        language, produced = backend.transcribe(samples, settings.language, settings.beam_size)
+        backend = load_backend(settings)
+    except Exception as exc:
+        raise TranscriptionError(f"the {settings.transcriber} model {settings.model!r} cannot be loaded: {exc}") from exc
+    try:
+        detected, produced = backend.transcribe(samples, settings)
         for segment in produced:
             segments.append(segment)
             on_segment(segment.end, duration_s)
     except Exception as exc:
         raise TranscriptionError(f"{backend.name} failed on {audio.path.name}: {exc}") from exc
-    transcript = Transcript(
+    return Transcript(
         episode_id=audio.episode_id,
         audio_sha256=audio.sha256,
         backend=backend.name,
         model=backend.model_name,
-        language=language,
+        language=detected.language,
+        language_probability=detected.probability,
         audio_duration_s=round(duration_s, 3),
         segments=tuple(segments),
     )
+
+
+def write_transcript(transcript: Transcript, episode_dir: Path) -> None:
     atomic_write_text(episode_dir / "transcript.txt", transcript.text + "\n")
+    atomic_write_text(episode_dir / "transcript.srt", to_srt(transcript.segments))
+    atomic_write_text(episode_dir / "transcript.vtt", to_vtt(transcript.segments))
     write_record(episode_dir / "transcript.json", transcript)  # last: its presence means the stage is done
+
+
+def transcribe_audio(
+    audio: AudioFile,
+    episode: Episode,
+    episode_dir: Path,
+    settings: Settings,
+    on_segment: Callable[[float, float], None] = lambda done_s, total_s: None,
+    on_fallback: Callable[[str], None] = lambda reason: None,
+) -> Transcript:
+    """The episode's transcript, written to its folder; one already written from this audio is returned as is.
+
+    A published transcript is used where the settings ask for one and the feed links one; `on_fallback(reason)`
+    hears why Whisper was used after all. `on_segment(seconds_transcribed, seconds_in_total)` follows Whisper.
+    """
+    if (done := read_transcript(episode_dir, audio)) is not None:
+        return done
+    transcript = None
+    if settings.transcriber == "published" or settings.prefer_published:
+        try:
+            transcript = published_transcript(episode, audio, settings)
+        except TranscriptionError as exc:
+            if settings.transcriber == "published" or not settings.published_fallback:
+                raise
+            on_fallback(str(exc))
+    if transcript is None:
+        if settings.transcriber == "published":
+            offered = ", ".join(link.type or link.url for link in episode.transcripts) or "none"
+            raise TranscriptionError(
+                f"the feed links no transcript of a type in published_types for this episode (offered: {offered})"
+            )
+        transcript = whisper_transcript(audio, settings, on_segment)
+    write_transcript(transcript, episode_dir)
     return transcript
 
 
 @task(name="transcribe", cache_policy=NO_CACHE, task_run_name="transcribe · {audio.path.parent.name}")
 @fail_quietly
-def transcribe(audio: AudioFile, store: FeedStore, settings: Settings) -> Transcript:
+def transcribe(episode: Episode, audio: AudioFile, store: FeedStore, settings: Settings) -> Transcript:
     logger = get_run_logger()
     next_tenth = 1
 
@@ -105,5 +111,8 @@ def transcribe(audio: AudioFile, store: FeedStore, settings: Settings) -> Transc
             logger.info("%.0f%% transcribed (%.0f of %.0f s of audio)", 100 * done_s / total_s, done_s, total_s)
             next_tenth = int(10 * done_s / total_s) + 1
 
+    def log_fallback(reason: str) -> None:
+        logger.warning("Transcribing the audio: the published transcript is unusable: %s", reason)
+
     with store.recording(audio.episode_id, "transcribe"):
-        return transcribe_audio(audio, audio.path.parent, settings, log_progress)
+        return transcribe_audio(audio, episode, audio.path.parent, settings, log_progress, log_fallback)

