@@ -111,7 +111,7 @@ def ingest(
     word_timestamps: Annotated[Optional[bool], typer.Option(help=described("word_timestamps"))] = None,
     prefer_published: Annotated[Optional[bool], typer.Option(help=described("prefer_published"))] = None,
     published_types: Annotated[
-        Optional[list[str]], typer.Option(help=f"Repeat for each type, most preferred first. {described('published_types')}")
+        Optional[list[str]], typer.Option(help=f"Repeat the option for each type. {described('published_types')}")
     ] = None,
     published_fallback: Annotated[Optional[bool], typer.Option(help=described("published_fallback"))] = None,
     user_agent: Annotated[Optional[str], typer.Option(help=described("user_agent"))] = None,

@@ -13,6 +13,7 @@ import queue
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -78,7 +79,7 @@ def run_pipeline(
     done: Counter[str] = Counter({stage.name: 0 for stage in stages})
     failed: Counter[str] = Counter()
     settled = 0
-    in_flight: dict[uuid.UUID, tuple[ItemRun[Item], int]] = {}
+    in_flight: dict[uuid.UUID, tuple[ItemRun[Item], int, TaskRunner[Any]]] = {}
     # Runner threads only signal here; the flow's own thread submits, so every task run keeps its flow run.
     resolved: queue.SimpleQueue[PrefectFuture[Any]] = queue.SimpleQueue()
 
@@ -88,7 +89,7 @@ def run_pipeline(
         def submit(run: ItemRun[Item], index: int) -> None:
             stage = stages[index]
             future = runners[index].submit(stage.task, stage.parameters(run.item, run.finished))
-            in_flight[future.task_run_id] = (run, index)
+            in_flight[future.task_run_id] = (run, index, runners[index])
             future.add_done_callback(resolved.put)
 
         for run in runs:
@@ -96,21 +97,30 @@ def run_pipeline(
         on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
         while in_flight:
             future = resolved.get()
-            run, index = in_flight.pop(future.task_run_id)
-            future.wait()  # syncs the future's final state from the finished worker
+            run, index, runner = in_flight.pop(future.task_run_id)
             stage = stages[index]
-            if future.state.is_completed():
-                done[stage.name] += 1
-                run.finished[stage.name] = future
-                if index + 1 < len(stages):
-                    submit(run, index + 1)
-                    on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
-                    continue
-            else:
+            try:
+                future.wait()  # syncs the future's final state from the finished worker
+            except BrokenProcessPool as exc:
+                # A worker process died (killed, out of memory) and took its pool down: every task queued on
+                # that pool fails, and later ones go to a new pool.
+                if runners[index] is runner:
+                    runners[index] = stack.enter_context(stage.task_runner())
                 failed[stage.name] += 1
-                exc = future.result(raise_on_failure=False)
-                run.failed_stage = stage.name
-                run.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else future.state.message
+                run.failed_stage, run.error = stage.name, f"the worker process died: {type(exc).__name__}: {exc}"
+            else:
+                if future.state.is_completed():
+                    done[stage.name] += 1
+                    run.finished[stage.name] = future
+                    if index + 1 < len(stages):
+                        submit(run, index + 1)
+                        on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
+                        continue
+                else:
+                    failed[stage.name] += 1
+                    exc = future.result(raise_on_failure=False)
+                    run.failed_stage = stage.name
+                    run.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else future.state.message
             settled += 1
             run.finished.clear()
             on_progress(Progress(len(runs), settled, dict(done), dict(failed)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -235,11 +236,19 @@ def test_two_transcriptions_at_once_both_come_out_right(engine: str, tmp_path: P
 
 
 def test_whisper_gives_each_concurrent_transcription_its_own_model(tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path, transcriber="whisper", transcribe_workers=2, beam_size=1)
+    # Three workers: a backend of its own, not one an earlier test left in the process's cache.
+    settings = Settings(output_dir=tmp_path, transcriber="whisper", transcribe_workers=3, beam_size=1)
     backend = load_backend(settings)
     samples = audio_codec.decode(DEMO_DIR / f"{DEMO_EPISODES[0].slug}.mp3")[: 3 * audio_codec.SAMPLE_RATE]
+    together = threading.Barrier(2)
+
+    def transcribe_with_the_other() -> None:
+        together.wait()
+        list(backend.transcribe(samples, settings)[1])
+
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda _: list(backend.transcribe(samples, settings)[1]), range(2)))
+        for running in [pool.submit(transcribe_with_the_other) for _ in range(2)]:
+            running.result()
     models = [backend._idle.get_nowait() for _ in range(backend._idle.qsize())]  # type: ignore[attr-defined]
     assert len(models) == 2 and models[0] is not models[1]
 
@@ -265,3 +274,25 @@ def test_undecodable_audio_is_a_clear_error(settings: Settings, tmp_path: Path, 
     with pytest.raises(AudioDecodeError, match=message):
         transcribe_audio(audio, episode_of(audio), tmp_path, settings)
     assert not (tmp_path / "transcript.json").exists()
+
+
+def test_when_the_preferred_link_fails_the_next_one_is_used(server: FeedServer, tmp_path: Path) -> None:
+    demo = DEMO_EPISODES[0]
+    audio = demo_audio(demo, tmp_path)
+    srt_url = server.add("/t.srt", b"1\n00:00:00,000 --> 00:00:02,000\nHello from the SRT.\n")
+    episode = episode_of(audio, TranscriptLink(url=server.url("/gone.vtt"), type="text/vtt"),
+                         TranscriptLink(url=srt_url, type="application/srt"))
+    transcript = transcribe_audio(audio, episode, tmp_path, Settings(output_dir=tmp_path, transcriber="published"))
+    assert (transcript.source_url, transcript.model, transcript.text) == (srt_url, "application/x-subrip",
+                                                                          "Hello from the SRT.")
+
+
+def test_a_transcript_from_before_subtitles_gets_its_srt_and_vtt_on_the_next_run(
+    settings: Settings, tmp_path: Path
+) -> None:
+    audio = demo_audio(DEMO_EPISODES[0], tmp_path)
+    first = transcribe_audio(audio, episode_of(audio), tmp_path, settings)
+    (tmp_path / "transcript.srt").unlink()
+    (tmp_path / "transcript.vtt").unlink()
+    assert transcribe_audio(audio, episode_of(audio), tmp_path, settings) == first
+    assert_files_agree(first, tmp_path)

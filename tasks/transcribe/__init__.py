@@ -79,6 +79,8 @@ def transcribe_audio(
     hears why Whisper was used after all. `on_segment(seconds_transcribed, seconds_in_total)` follows Whisper.
     """
     if (done := read_transcript(episode_dir, audio)) is not None:
+        if not all((episode_dir / name).is_file() for name in TRANSCRIPT_FILES):  # made before podflow wrote them
+            write_transcript(done, episode_dir)
         return done
     transcript = None
     if settings.transcriber == "published" or settings.prefer_published:

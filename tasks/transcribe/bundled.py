@@ -12,6 +12,7 @@ from pathlib import Path
 from tasks.store import atomic_write_bytes
 
 BUNDLED_PREFIX = "bundled:"
+CONVERSION_REVISION = 1  # bump when tasks/transcribe/ct2.py changes what it writes, so caches are rebuilt
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def cache_dir() -> Path:
 
 def whisper_checkpoint_path(model: BundledModel) -> Path:
     """An openai-whisper checkpoint of the bundled model, converted on first use (about a second) and cached."""
-    path = cache_dir() / "openai-whisper" / f"{model.name}-{model.version}.pt"
+    path = cache_dir() / "openai-whisper" / f"{model.name}-{model.version}-r{CONVERSION_REVISION}.pt"
     if not path.is_file():
         import torch
 

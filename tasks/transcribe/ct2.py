@@ -67,6 +67,10 @@ def read_ct2_model(data: bytes) -> dict[str, np.ndarray]:
             variables[alias] = variables[target]
     except struct.error as exc:
         raise ModelFormatError(f"the model file ends early ({len(data)} bytes)") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelFormatError(f"the model file is damaged: {exc}") from exc
+    if quantized := [name for name in variables if name.endswith("weight_scale")]:
+        raise ModelFormatError(f"the model is quantized ({quantized[0]}); openai-whisper needs float weights")
     return variables
 
 

@@ -38,7 +38,8 @@ class FasterWhisperBackend:
         segments, info = self.model.transcribe(
             samples, language=settings.language, beam_size=settings.beam_size, word_timestamps=settings.word_timestamps
         )
-        detected = Detected(info.language, None if settings.language else round(info.language_probability, 4))
+        detected = Detected(info.language, round(info.language_probability, 4)
+                            if settings.language is None and self.model.model.is_multilingual else None)
         return detected, (
             Segment(
                 start=max(0.0, s.start),

@@ -59,13 +59,13 @@ class WhisperBackend:
     def transcribe(self, samples: np.ndarray, settings: Settings) -> tuple[Detected, Iterator[Segment]]:
         with self._checked_out() as model:
             detected = Detected(settings.language, None)
-            if settings.language is None and model.is_multilingual:
+            if not model.is_multilingual:
+                detected = Detected("en", None)
+            elif settings.language is None:
                 mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), model.dims.n_mels).to(self.device)
                 _, probabilities = model.detect_language(mel)
                 language = max(probabilities, key=probabilities.get)
                 detected = Detected(language, round(float(probabilities[language]), 4))
-            elif settings.language is None:
-                detected = Detected("en", None)
             result = model.transcribe(
                 samples,
                 language=detected.language,

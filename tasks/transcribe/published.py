@@ -21,37 +21,31 @@ from tasks.http import fetch_document
 from tasks.models import PUBLISHED_TRANSCRIPT_TYPES, AudioFile, Episode, Segment, Settings, Transcript, TranscriptLink
 
 VTT, SRT, JSON, HTML, PLAIN = "text/vtt", "application/x-subrip", "application/json", "text/html", "text/plain"
-PUBLISHED_TYPES = PUBLISHED_TRANSCRIPT_TYPES
 ALIASES = {"application/srt": SRT, "text/srt": SRT, "application/x-srt": SRT, "text/x-srt": SRT}
 FORMAT_NAMES = {VTT: "WebVTT", SRT: "SRT", JSON: "JSON", HTML: "HTML", PLAIN: "plain-text"}
 SUFFIX_TYPES = {".vtt": VTT, ".srt": SRT, ".json": JSON, ".html": HTML, ".htm": HTML, ".txt": PLAIN}
 
 # Hours are optional (WebVTT allows `mm:ss.ttt`); a comma or a point before the fraction, since files mix them up.
-CLOCK = r"(?:(\d+):)?([0-5]\d):([0-5]\d)[.,](\d{1,3})"
+CLOCK = r"(?:(\d{1,6}):)?([0-5]\d):([0-5]\d)[.,](\d{1,3})"
 TIMING_LINE = re.compile(rf"\s*{CLOCK}\s+-->\s+{CLOCK}(?:\s.*)?")
-HTML_CLOCK = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})(?:[.,](\d+))?")
+HTML_CLOCK = re.compile(r"(?:(\d{1,6}):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,9}))?")
 BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
-VTT_TAG = re.compile(r"<[^>]*>")  # WebVTT escapes a literal `<`, so every `<` opens a tag
-SRT_TAG = re.compile(r"</?(?:b|i|u|s|font)\b[^>]*>", re.IGNORECASE)  # SRT escapes nothing: strip only its styling
+VTT_TAG = re.compile(r"<[^<>]*>")  # WebVTT escapes a literal `<`, so every `<` opens a tag
+SRT_TAG = re.compile(r"</?(?:b|i|u|s|font)\b[^<>]*>", re.IGNORECASE)  # SRT escapes nothing: strip only its styling
 VTT_SKIPPED_BLOCKS = re.compile(r"(?:NOTE|STYLE|REGION)(?:\s|$)")
 
 
-def chosen_link(episode: Episode, preference: Sequence[str]) -> tuple[TranscriptLink, str] | None:
-    """The episode's transcript link of the most preferred type (the feed's first among equals), with that type."""
+def ranked_links(episode: Episode, preference: Sequence[str]) -> list[tuple[TranscriptLink, str]]:
+    """The episode's transcript links of the preferred types, most preferred first (the feed's order among
+    equals), each with its type."""
     ranked = [canonical_type(media_type) for media_type in preference]
     candidates = [(ranked.index(kind), order, link, kind) for order, link in enumerate(episode.transcripts)
                   if (kind := media_type_of(link.type, link.url)) in ranked]
-    return min(candidates, key=lambda candidate: candidate[:2])[2:] if candidates else None
+    return [(link, kind) for _, _, link, kind in sorted(candidates, key=lambda candidate: candidate[:2])]
 
 
-def published_transcript(episode: Episode, audio: AudioFile, settings: Settings) -> Transcript | None:
-    """The transcript the feed links for the episode, in the most preferred type; None when it links none of them.
-
-    Raises TranscriptionError, naming the URL, when the file cannot be fetched or read.
-    """
-    if (chosen := chosen_link(episode, settings.published_types)) is None:
-        return None
-    link, media_type = chosen
+def read_link(link: TranscriptLink, media_type: str, audio: AudioFile, settings: Settings) -> Transcript:
+    """Fetch and parse one published transcript; TranscriptionError, naming the URL, when it cannot be used."""
     fetched = fetch_document(link.url, settings, TranscriptionError, "published transcript")
     duration_s = audio_codec.probe(audio.path).duration_s or audio_codec.decode(audio.path).size / audio_codec.SAMPLE_RATE
     try:
@@ -71,9 +65,23 @@ def published_transcript(episode: Episode, audio: AudioFile, settings: Settings)
     )
 
 
+def published_transcript(episode: Episode, audio: AudioFile, settings: Settings) -> Transcript | None:
+    """The first usable transcript the feed links for the episode, trying the preferred types in order; None when
+    it links none of them. Raises TranscriptionError with every link's reason when none could be used."""
+    reasons = []
+    for link, media_type in ranked_links(episode, settings.published_types):
+        try:
+            return read_link(link, media_type, audio, settings)
+        except TranscriptionError as exc:
+            reasons.append(str(exc))
+    if reasons:
+        raise TranscriptionError("; ".join(reasons))
+    return None
+
+
 def media_type_of(declared_type: str | None, url: str) -> str | None:
-    """The type in PUBLISHED_TYPES that a transcript link declares, else the one its URL's suffix suggests."""
-    if declared_type and (media_type := canonical_type(declared_type)) in PUBLISHED_TYPES:
+    """The type in PUBLISHED_TRANSCRIPT_TYPES that a transcript link declares, else the one its URL's suffix suggests."""
+    if declared_type and (media_type := canonical_type(declared_type)) in PUBLISHED_TRANSCRIPT_TYPES:
         return media_type
     return SUFFIX_TYPES.get(PurePosixPath(urlsplit(url).path).suffix.lower())
 
@@ -87,26 +95,32 @@ def canonical_type(media_type: str) -> str:
 def parse_published(body: bytes, media_type: str, audio_duration_s: float) -> tuple[list[Segment], bool]:
     """The segments of a published transcript, sorted by start, and whether their times are the file's own."""
     kind = canonical_type(media_type)
+    if kind not in FORMAT_NAMES:
+        raise TranscriptionError(f"transcript type {media_type!r} is not one of {', '.join(PUBLISHED_TRANSCRIPT_TYPES)}")
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = body.decode("latin-1")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if kind == VTT:
-        segments, timed = parse_vtt(text), True
-    elif kind == SRT:
-        segments, timed = cue_segments(text.strip(), "SRT", SRT_TAG, unescape=False), True
-    elif kind == JSON:
-        segments, timed = parse_json(text), True
-    elif kind == HTML:
-        segments, timed = parse_html(text, audio_duration_s)
-    elif kind == PLAIN:
-        segments, timed = spread_over(BLANK_LINES.split(text), audio_duration_s), False
-    else:
-        raise TranscriptionError(f"transcript type {media_type!r} is not one of {', '.join(PUBLISHED_TYPES)}")
+    try:
+        segments, timed = parse_as(kind, text, audio_duration_s)
+    except (ValueError, OverflowError, RecursionError) as exc:  # numbers or nesting beyond what any real file has
+        raise TranscriptionError(f"{FORMAT_NAMES[kind]} transcript cannot be read: {type(exc).__name__}: {exc}") from None
     if not segments:
         raise TranscriptionError(f"{FORMAT_NAMES[kind]} transcript has no text")
     return sorted(segments, key=lambda segment: segment.start), timed
+
+
+def parse_as(kind: str, text: str, audio_duration_s: float) -> tuple[list[Segment], bool]:
+    if kind == VTT:
+        return parse_vtt(text), True
+    if kind == SRT:
+        return cue_segments(text.strip(), "SRT", SRT_TAG, unescape=False), True
+    if kind == JSON:
+        return parse_json(text), True
+    if kind == HTML:
+        return parse_html(text, audio_duration_s)
+    return spread_over(BLANK_LINES.split(text), audio_duration_s), False
 
 
 def parse_vtt(text: str) -> list[Segment]:
