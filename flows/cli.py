@@ -118,8 +118,10 @@ def ingest(
     http_timeout_s: Annotated[Optional[float], typer.Option(help=described("http_timeout_s"))] = None,
     download_attempts: Annotated[Optional[int], typer.Option(help=described("download_attempts"))] = None,
     retry_backoff_s: Annotated[Optional[float], typer.Option(help=described("retry_backoff_s"))] = None,
+    max_download_s: Annotated[Optional[float], typer.Option(help=described("max_download_s"))] = None,
     max_feed_bytes: Annotated[Optional[int], typer.Option(help=described("max_feed_bytes"))] = None,
     max_episode_bytes: Annotated[Optional[int], typer.Option(help=described("max_episode_bytes"))] = None,
+    max_audio_duration_s: Annotated[Optional[float], typer.Option(help=described("max_audio_duration_s"))] = None,
 ) -> None:
     """Ingest every new episode of FEED_URL."""
     given = {
@@ -130,7 +132,8 @@ def ingest(
         "published_types": tuple(published_types) if published_types else None,
         "published_fallback": published_fallback, "user_agent": user_agent,
         "http_timeout_s": http_timeout_s, "download_attempts": download_attempts, "retry_backoff_s": retry_backoff_s,
-        "max_feed_bytes": max_feed_bytes, "max_episode_bytes": max_episode_bytes,
+        "max_download_s": max_download_s, "max_feed_bytes": max_feed_bytes, "max_episode_bytes": max_episode_bytes,
+        "max_audio_duration_s": max_audio_duration_s,
     }
     settings = Settings(**{name: value for name, value in given.items() if value is not None})
     raise typer.Exit(run(feed_url, settings))

@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import re
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,9 +27,26 @@ class Route:
     delay_s: float = 0.0
     fail_times: int = 0
     fail_status: int = 503
+    retry_after: str | None = None  # sent with the injected failures
     truncate_after: int | None = None
     redirect_to: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    ignore_range: bool = False  # like servers that answer every Range request with the whole body
+    drip_s: float = 0.0  # pause between 1 KiB pieces of the body: a server that never stalls long but never ends
+    after_response: Callable[[Route], None] | None = None  # e.g. replace the body between two requests
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha256(self.body).hexdigest()[:16] + '"'
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Clients that hang up mid-response (timeouts, cut-off tests) are expected; anything else is printed."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -44,8 +64,7 @@ class FeedServer:
         self.routes: dict[str, Route] = {}
         self.hits: list[Hit] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="feedserver", daemon=True
         )
@@ -105,16 +124,18 @@ class FeedServer:
                     return self._send(404, b"not found\n", "text/plain", send_body)
                 time.sleep(route.delay_s)
                 if failing:
-                    return self._send(route.fail_status, b"injected failure\n", "text/plain", send_body)
+                    retry = {"Retry-After": route.retry_after} if route.retry_after else {}
+                    return self._send(route.fail_status, b"injected failure\n", "text/plain", send_body, retry)
                 if route.redirect_to:
                     self.send_response(302)
                     self.send_header("Location", route.redirect_to)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return None
-                body, status, extra = route.body, route.status, dict(route.headers)
+                body, status, extra = route.body, route.status, {"ETag": route.etag, **route.headers}
                 wanted = RANGE.match(self.headers.get("Range", ""))
-                if wanted and status == 200:
+                if_range = self.headers.get("If-Range")
+                if wanted and status == 200 and not route.ignore_range and if_range in (None, extra["ETag"]):
                     start = int(wanted[1]) if wanted[1] else max(0, len(body) - int(wanted[2] or 0))
                     end = int(wanted[2]) if wanted[1] and wanted[2] else len(body) - 1
                     if start >= len(body):
@@ -122,8 +143,10 @@ class FeedServer:
                     end = min(end, len(body) - 1)
                     extra["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
                     body, status = body[start : end + 1], 206
-                extra.setdefault("Accept-Ranges", "bytes")
-                self._send(status, body, route.content_type, send_body, extra, route.truncate_after)
+                extra.setdefault("Accept-Ranges", "none" if route.ignore_range else "bytes")
+                self._send(status, body, route.content_type, send_body, extra, route.truncate_after, route.drip_s)
+                if route.after_response is not None:
+                    route.after_response(route)
                 return None
 
             def _send(
@@ -134,6 +157,7 @@ class FeedServer:
                 send_body: bool,
                 headers: dict[str, str] | None = None,
                 truncate_after: int | None = None,
+                drip_s: float = 0.0,
             ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -141,8 +165,10 @@ class FeedServer:
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                if send_body:
-                    self.wfile.write(body if truncate_after is None else body[:truncate_after])
+                sent = body if truncate_after is None else body[:truncate_after]
+                for start in range(0, len(sent) if send_body else 0, 1024 if drip_s else max(1, len(sent))):
+                    time.sleep(drip_s)
+                    self.wfile.write(sent[start : start + (1024 if drip_s else len(sent))])
                 if truncate_after is not None:
                     self.close_connection = True
 

@@ -19,6 +19,7 @@ from tasks.errors import FeedBusyError
 from tasks.feed import fetch_feed_task
 from tasks.metadata import metadata
 from tasks.models import STAGES, Episode, EpisodeOutcome, Feed, IngestReport, LedgerEntry, Settings
+from tasks.redaction import redact_urls
 from tasks.store import FeedStore
 from tasks.transcribe import transcribe
 from tasks.transcribe.engine import runs_in_processes
@@ -100,7 +101,7 @@ def _outcome(entry: LedgerEntry, status: str, error: str | None = None) -> Episo
         folder=entry.folder,
         status=status,
         stages={stage: outcome.status for stage, outcome in entry.stages.items()},
-        error=error,
+        error=error and redact_urls(error),  # expected errors are masked already; this covers the unexpected
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from tasks.errors import AudioDecodeError
+from tasks.errors import AudioDecodeError, AudioTooLongError
 from tasks.models import Record
 
 SAMPLE_RATE = 16_000
@@ -40,9 +40,11 @@ def probe(path: Path) -> AudioProbe:
         raise AudioDecodeError(f"{path.name} is not readable audio: {exc.strerror or exc}") from exc
 
 
-def decode(path: Path) -> np.ndarray:
-    """The whole file as 16 kHz mono float32 samples in [-1, 1]."""
+def decode(path: Path, max_duration_s: float = float("inf")) -> np.ndarray:
+    """The whole file as 16 kHz mono float32 samples in [-1, 1]; AudioTooLongError past `max_duration_s`, checked
+    while decoding, so a file whose header understates its length cannot fill the memory either."""
     chunks: list[np.ndarray] = []
+    decoded = 0
     try:
         with av.open(str(path)) as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
@@ -51,6 +53,9 @@ def decode(path: Path) -> np.ndarray:
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
             for frame in container.decode(stream):
                 chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+                decoded += frame.samples / (frame.sample_rate or SAMPLE_RATE)
+                if decoded > max_duration_s:
+                    raise AudioTooLongError(f"{path.name} is longer than the {max_duration_s:,.0f}-second limit")
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
     except av.FFmpegError as exc:
         raise AudioDecodeError(f"{path.name} cannot be decoded: {exc.strerror or exc}") from exc

@@ -6,13 +6,17 @@ import hashlib
 import mimetypes
 import os
 import random
+import re
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -77,27 +81,86 @@ def _retry_after(response: requests.Response) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
-def _fetch_once(session: requests.Session, episode: Episode, target: Path, settings: Settings) -> AudioFile:
+# A server that answers these instead of audio is serving an error page or a login wall.
+NOT_AUDIO_TYPES = ("text/html", "application/xhtml+xml", "application/json", "text/xml", "application/xml")
+CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)$")
+
+
+@dataclass
+class PartFile:
+    """The `.part` file one download keeps across its attempts, and the validator of the response that began it,
+    so that a later attempt resumes with `Range` only if the file on the server is still the same one."""
+
+    path: Path
+    validator: str | None = None
+
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.validator = None
+
+
+def _validator(response: requests.Response) -> str | None:
+    """A strong ETag, else Last-Modified: what If-Range may carry (a weak ETag may not)."""
+    etag = response.headers.get("ETag")
+    return etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
+
+
+def _arriving(response: requests.Response, deadline: float) -> Iterator[bytes]:
+    """The body as it arrives. Unlike `iter_content`, a connection that drops mid-chunk still yields the bytes
+    that came before the drop, so a resume loses nothing. A body still arriving at `deadline` is given up: the
+    read timeout bounds each read, not a server that sends a byte now and then forever."""
+    while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
+        if time.monotonic() > deadline:
+            raise DownloadError(f"{response.url} was still downloading after the max_download_s limit")
+        yield chunk
+
+
+def _fetch_once(
+    session: requests.Session, episode: Episode, target: Path, part: PartFile, settings: Settings, deadline: float
+) -> AudioFile:
+    """One attempt. A retryable failure keeps the bytes received in `part` for the next attempt to resume from."""
     url = episode.enclosure_url or ""
-    part = target.with_name(target.name + ".part")
+    have = part.size()
+    if have and part.validator is None:  # nothing proves the server's file is the one begun: start over
+        part.discard()
+        have = 0
+    headers = {"Range": f"bytes={have}-", "If-Range": part.validator or ""} if have else {}
     try:
-        with session.get(url, stream=True, timeout=settings.http_timeout_s) as response:
+        with session.get(url, stream=True, timeout=settings.http_timeout_s, headers=headers) as response:
             status = f"HTTP {response.status_code} {response.reason}"
+            if response.status_code == 416:
+                part.discard()
+                raise RetryableDownloadError(f"{url} refused to resume at byte {have:,} ({status}); starting over")
             if response.status_code == 429 or response.status_code >= 500:
                 raise RetryableDownloadError(f"{url} returned {status}", _retry_after(response))
             if response.status_code >= 400:
                 raise DownloadError(f"{url} returned {status}")
+            content_type = response.headers.get("Content-Type")
+            if (content_type or "").split(";")[0].strip().lower() in NOT_AUDIO_TYPES:
+                raise DownloadError(f"{url} sent {content_type}, not audio")
             declared = response.headers.get("Content-Length")
-            expected = int(declared) if declared and declared.isdigit() else None
+            length = int(declared) if declared and declared.isdigit() else None
+            resumed = response.status_code == 206
+            if resumed:
+                span = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+                if span is None or int(span[1]) != have or _validator(response) not in (None, part.validator):
+                    part.discard()
+                    raise RetryableDownloadError(f"{url} answered the resume with another range or file; starting over")
+                expected: int | None = int(span[3])
+            else:  # the whole file: a server that ignores Range, or one whose file changed since the part began
+                have, part.validator = 0, _validator(response)
+                expected = length
             if expected is not None and expected > settings.max_episode_bytes:
                 raise DownloadError(f"{url} is {expected:,} bytes, over the {settings.max_episode_bytes:,}-byte limit")
-            digest, written = hashlib.sha256(), 0
-            with open(part, "wb") as file:
-                for chunk in response.iter_content(CHUNK_BYTES):
+            written = have
+            with open(part.path, "ab" if resumed else "wb") as file:
+                for chunk in _arriving(response, deadline):
                     written += len(chunk)
                     if written > settings.max_episode_bytes:
                         raise DownloadError(f"{url} is over the {settings.max_episode_bytes:,}-byte limit")
-                    digest.update(chunk)
                     file.write(chunk)
                 file.flush()
                 os.fsync(file.fileno())
@@ -106,30 +169,32 @@ def _fetch_once(session: requests.Session, episode: Episode, target: Path, setti
                 raise RetryableDownloadError(f"{url} sent {written:,} of {expected:,} bytes")
             if written == 0:
                 raise DownloadError(f"{url} sent an empty body")
-            os.replace(part, target)
+            os.replace(part.path, target)
             return AudioFile(
                 episode_id=episode.episode_id,
                 path=target,
                 source_url=response.url,
-                content_type=response.headers.get("Content-Type"),
+                content_type=content_type,
                 bytes=written,
-                sha256=digest.hexdigest(),
+                sha256=sha256_of(target),
             )
     except requests.TooManyRedirects as exc:
         raise DownloadError(f"{url} redirects too many times") from exc
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.HTTPError) as exc:
         raise RetryableDownloadError(f"{url}: {type(exc).__name__}: {exc}") from exc
     except requests.RequestException as exc:  # a malformed URL, a redirect to another scheme, a broken encoding
         raise DownloadError(f"{url}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        part.unlink(missing_ok=True)
+    except OSError as exc:  # the disk is full, or the folder is not writable
+        raise DownloadError(f"{url} could not be saved: {exc.strerror or exc}") from exc
 
 
 def download_episode(episode: Episode, episode_dir: Path, settings: Settings, previous: AudioFile | None) -> AudioFile:
     """The episode's verified audio file: the one already on disk if it still checks out, else a fresh download.
 
-    Connection errors, short bodies, 429 and 5xx are retried with exponential backoff and jitter (429's
-    Retry-After is honoured, up to a minute); any other 4xx fails at once.
+    Connection errors, cut-off bodies, 429 and 5xx are retried with exponential backoff and jitter (Retry-After
+    is honoured, up to a minute); a retry resumes with a Range request where the server allows it. Any other 4xx
+    fails at once. No `.part` file outlives the download, whatever its outcome.
     """
     if previous is not None and is_verified(previous):
         return previous
@@ -138,17 +203,24 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
         raise DownloadError(f"enclosure {url!r} is not an http(s) URL")
     episode_dir.mkdir(parents=True, exist_ok=True)
     target = episode_dir / audio_file_name(episode)
-    with new_session(settings) as session:
-        for attempt in range(1, settings.download_attempts):
-            try:
-                return _fetch_once(session, episode, target, settings)
-            except RetryableDownloadError as exc:
-                backoff = settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
-                time.sleep(max(backoff, exc.retry_after_s or 0.0))
-        try:
-            return _fetch_once(session, episode, target, settings)
-        except RetryableDownloadError as exc:
-            raise DownloadError(f"gave up after {settings.download_attempts} attempts: {exc}") from exc
+    part = PartFile(target.with_name(target.name + ".part"))
+    part.discard()  # left by a run that was killed: its validator is gone with it
+    deadline = time.monotonic() + settings.max_download_s
+    try:
+        with new_session(settings) as session:
+            attempt = 1
+            while True:
+                try:
+                    return _fetch_once(session, episode, target, part, settings, deadline)
+                except RetryableDownloadError as exc:
+                    backoff = settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
+                    wait_s = max(backoff, exc.retry_after_s or 0.0)
+                    if attempt == settings.download_attempts or time.monotonic() + wait_s > deadline:
+                        raise DownloadError(f"gave up after {attempt} attempts: {exc}") from exc
+                    time.sleep(wait_s)
+                    attempt += 1
+    finally:
+        part.discard()
 
 
 @task(name="download", cache_policy=NO_CACHE, task_run_name="download · {episode.title}")

@@ -8,12 +8,18 @@ from typing import ParamSpec, TypeVar
 
 from prefect.states import Failed, State
 
+from tasks.redaction import redact_urls
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 class PodflowError(Exception):
-    """An expected failure of one feed or one episode; the message says what and why."""
+    """An expected failure of one feed or one episode; the message says what and why, with credentials in any
+    URL it names masked."""
+
+    def __init__(self, message: str):
+        super().__init__(redact_urls(message))
 
 
 class FeedError(PodflowError):
@@ -38,6 +44,10 @@ class RetryableDownloadError(DownloadError):
 
 class AudioDecodeError(PodflowError):
     """The downloaded file is not audio PyAV can decode."""
+
+
+class AudioTooLongError(PodflowError):
+    """The audio runs past the settings' maximum duration."""
 
 
 class TranscriptionError(PodflowError):

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
+from tasks.redaction import RedactedUrl
+
 StageName = Literal["download", "transcribe", "metadata"]
 STAGES: tuple[StageName, ...] = ("download", "transcribe", "metadata")
 
@@ -75,28 +77,34 @@ class Settings(Record):
     http_timeout_s: PositiveFloat = Field(30.0, description="Connect and read timeout of each HTTP request.")
     download_attempts: PositiveInt = Field(4, description="Tries per download on connection errors, 429 and 5xx.")
     retry_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each try, with jitter.")
+    max_download_s: PositiveFloat = Field(
+        3 * 3600.0, description="A download still going after this long, retries included, is given up."
+    )
     max_feed_bytes: PositiveInt = Field(
         20 * 2**20, description="Larger feeds and published transcripts are refused while streaming."
     )
     max_episode_bytes: PositiveInt = Field(2 * 2**30, description="Larger enclosures are refused while streaming.")
+    max_audio_duration_s: PositiveFloat = Field(
+        6 * 3600.0, description="Longer audio is refused (checked while decoding) instead of transcribed."
+    )
 
 
 class TranscriptLink(Record):
     """A Podcasting 2.0 `<podcast:transcript>` the feed publishes for an episode."""
 
-    url: str
+    url: RedactedUrl
     type: str | None = None
     language: str | None = None
     rel: str | None = None
 
 
 class Feed(Record):
-    url: str = Field(description="The URL podflow was given.")
-    final_url: str = Field(description="Where the feed was found after redirects.")
+    url: RedactedUrl = Field(description="The URL podflow was given.")
+    final_url: RedactedUrl = Field(description="Where the feed was found after redirects.")
     title: str
-    link: str | None = None
+    link: RedactedUrl | None = None
     description: str = ""
-    image: str | None = None
+    image: RedactedUrl | None = None
     language: str | None = None
     author: str | None = None
     etag: str | None = None
@@ -109,9 +117,9 @@ class Episode(Record):
     title: str
     published: datetime | None = None
     description: str = ""
-    link: str | None = None
-    image: str | None = None
-    enclosure_url: str | None = None
+    link: RedactedUrl | None = None
+    image: RedactedUrl | None = None
+    enclosure_url: RedactedUrl | None = None
     enclosure_type: str | None = None
     enclosure_length: int | None = None
     itunes_duration_s: float | None = None
@@ -123,7 +131,7 @@ class Episode(Record):
 class AudioFile(Record):
     episode_id: str
     path: Path
-    source_url: str = Field(description="The URL the bytes came from, after redirects.")
+    source_url: RedactedUrl = Field(description="The URL the bytes came from, after redirects.")
     content_type: str | None = None
     bytes: int
     sha256: str
@@ -151,7 +159,7 @@ class Transcript(Record):
     language: str | None
     language_probability: float | None = Field(None, description="How sure the detection was; None when given.")
     audio_duration_s: float = Field(description="Length of the decoded audio.")
-    source_url: str | None = Field(None, description="The published transcript this was read from.")
+    source_url: RedactedUrl | None = Field(None, description="The published transcript this was read from.")
     estimated_timing: bool = Field(
         False, description="Segment times spread over the audio by length: the source (HTML, text) had none."
     )
@@ -166,7 +174,7 @@ class AudioFacts(Record):
     file: str
     bytes: int
     sha256: str
-    source_url: str
+    source_url: RedactedUrl
     content_type: str | None
     duration_s: float
     codec: str
@@ -180,7 +188,7 @@ class TranscriptFacts(Record):
     model: str
     language: str | None
     language_probability: float | None = None
-    source_url: str | None = None
+    source_url: RedactedUrl | None = None
     estimated_timing: bool = False
     word_count: int
     segment_count: int
@@ -231,7 +239,7 @@ class LedgerEntry(Record):
 class Ledger(Record):
     """`ledger.json`: every episode podflow has seen in one feed, and how each stage went."""
 
-    feed_url: str
+    feed_url: RedactedUrl
     episodes: dict[str, LedgerEntry] = {}
 
 
@@ -247,7 +255,7 @@ class EpisodeOutcome(Record):
 class IngestReport(Record):
     """What one run of a feed did, episode by episode."""
 
-    feed_url: str
+    feed_url: RedactedUrl
     feed_title: str
     feed_dir: Path
     episodes: tuple[EpisodeOutcome, ...]

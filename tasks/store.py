@@ -47,7 +47,8 @@ def short_hash(text: str) -> str:
 def feed_folder_name(feed_url: str) -> str:
     """Named from the URL podflow was given, which (unlike a feed's title) a publisher cannot change under us."""
     parts = urlsplit(feed_url)
-    return f"{slugify(parts.netloc + ' ' + parts.path, 40)}-{short_hash(feed_url)}"
+    host = parts.netloc.rsplit("@", 1)[-1]  # never a user name or password
+    return f"{slugify(host + ' ' + parts.path, 40)}-{short_hash(feed_url)}"
 
 
 def episode_folder_name(episode: Episode) -> str:
@@ -107,7 +108,16 @@ class FeedStore:
                 fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise FeedBusyError(f"another run is already ingesting {self.feed_url} into {self.feed_dir}") from None
+            self.remove_leftovers()
             yield
+
+    def remove_leftovers(self) -> None:
+        """Delete the temp and `.part` files a killed run left behind; only the run lock's holder may call this.
+
+        No reader takes them for finished files (those appear only by rename), but they would pile up."""
+        leftovers = [path for pattern in (".*.tmp", "*.part") for path in self.feed_dir.rglob(pattern) if path.is_file()]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
 
     def save_feed(self, feed: Feed) -> None:
         write_record(self.feed_dir / "feed.json", feed)

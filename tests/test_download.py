@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from flows.feedserver import FeedServer
+from flows.feedserver import FeedServer, Route
 from tasks.download import _retry_after, download_episode
 from tasks.errors import DownloadError
 from tasks.models import Episode, Settings
@@ -122,3 +124,133 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date_and_capped() -> None:
     assert 25 < (_retry_after(response_with(in_30_s)) or 0) <= 30
     assert _retry_after(response_with("86400")) == 60.0
     assert _retry_after(response_with("soon")) is None
+
+
+def range_requests(server: FeedServer, path: str) -> list[tuple[str | None, str | None]]:
+    return [(hit.headers.get("Range"), hit.headers.get("If-Range")) for hit in server.hits if hit.path == path]
+
+
+def test_a_dropped_connection_resumes_from_the_bytes_already_received(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
+    cut = len(AUDIO) // 3 + 1  # every response is cut off after this many bytes
+    url = server.add("/a.mp3", AUDIO, truncate_after=cut)
+    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)
+
+    assert audio.sha256 == hashlib.sha256(AUDIO).hexdigest() and audio.bytes == len(AUDIO)
+    etag = server.routes["/a.mp3"].etag
+    assert range_requests(server, "/a.mp3") == [(None, None), (f"bytes={cut}-", etag), (f"bytes={2 * cut}-", etag)]
+    assert files_in(tmp_path) == ["audio.mp3"]
+
+
+def test_a_server_that_ignores_range_is_downloaded_again_from_the_start(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
+    def heal(route: Route) -> None:
+        route.truncate_after = None
+
+    url = server.add("/a.mp3", AUDIO, truncate_after=5000, ignore_range=True, after_response=heal)
+    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)
+    assert audio.path.read_bytes() == AUDIO
+    assert server.count("/a.mp3") == 2
+
+
+def test_a_file_that_changed_between_attempts_is_not_spliced(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
+    replacement = DEMO_EPISODES[1].audio
+
+    def republish(route: Route) -> None:
+        route.body, route.truncate_after = replacement, None
+
+    url = server.add("/a.mp3", AUDIO, truncate_after=5000, after_response=republish)
+    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)
+    assert audio.path.read_bytes() == replacement  # If-Range carried the old ETag, so the server sent it whole
+    assert audio.sha256 == hashlib.sha256(replacement).hexdigest()
+
+
+def test_a_416_on_resume_starts_over(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+    shorter = AUDIO[:3000]
+
+    def shrink(route: Route) -> None:  # same ETag, fewer bytes than were already received
+        route.body, route.truncate_after = shorter, None
+
+    url = server.add("/a.mp3", AUDIO, truncate_after=5000, headers={"ETag": '"same"'}, after_response=shrink)
+    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)
+    assert audio.path.read_bytes() == shorter
+    assert server.count("/a.mp3") == 3  # cut off, 416, whole
+
+
+def test_a_stalled_server_times_out_and_retries_are_bounded(server: FeedServer, tmp_path: Path) -> None:
+    url = server.add("/a.mp3", AUDIO, delay_s=1.0)
+    settings = Settings(output_dir=tmp_path, http_timeout_s=0.2, retry_backoff_s=0.01, download_attempts=3)
+    with pytest.raises(DownloadError, match="gave up after 3 attempts: .*ReadTimeout"):
+        download_episode(episode_at(url), tmp_path, settings, previous=None)
+    assert server.count("/a.mp3") == 3
+    assert files_in(tmp_path) == []
+
+
+def test_a_redirect_loop_is_a_download_error(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+    server.add("/b.mp3", redirect_to=server.url("/a.mp3"))
+    url = server.add("/a.mp3", redirect_to=server.url("/b.mp3"))
+    with pytest.raises(DownloadError, match="redirects too many times"):
+        download_episode(episode_at(url), tmp_path, settings, previous=None)
+
+
+def test_an_html_page_instead_of_audio_fails_at_once(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+    url = server.add("/a.mp3", b"<html><body>Please log in</body></html>", content_type="text/html; charset=utf-8")
+    with pytest.raises(DownloadError, match="sent text/html; charset=utf-8, not audio"):
+        download_episode(episode_at(url), tmp_path, settings, previous=None)
+    assert server.count("/a.mp3") == 1
+    assert files_in(tmp_path) == []
+
+
+FULL_DISK = """
+import resource, sys
+from pathlib import Path
+from tasks.download import download_episode
+from tasks.errors import DownloadError
+from tasks.models import Episode, Settings
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # no file may grow past 20 kB: a disk that fills up
+episode = Episode(episode_id="e", title="e", enclosure_url=sys.argv[1])
+try:
+    download_episode(episode, Path(sys.argv[2]), Settings(retry_backoff_s=0.01), previous=None)
+except DownloadError as error:
+    print(error)
+"""
+
+
+def test_a_full_disk_fails_the_download_cleanly_and_a_later_run_completes(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
+    url = server.add("/a.mp3", AUDIO)
+    result = subprocess.run([sys.executable, "-c", FULL_DISK, url, str(tmp_path)], capture_output=True, text=True,
+                            cwd=Path(__file__).parents[1], timeout=120)
+    assert "could not be saved: File too large" in result.stdout, result.stderr
+    assert files_in(tmp_path) == []  # nothing partial left in place
+
+    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)  # space was freed
+    assert audio.path.read_bytes() == AUDIO
+
+
+def test_a_zero_length_file_fails_the_episode(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+    url = server.add("/a.mp3", b"")
+    with pytest.raises(DownloadError, match="sent an empty body"):
+        download_episode(episode_at(url), tmp_path, settings, previous=None)
+    assert files_in(tmp_path) == []
+
+
+def test_a_server_that_drips_bytes_forever_is_given_up_at_the_time_limit(server: FeedServer, tmp_path: Path) -> None:
+    url = server.add("/a.mp3", AUDIO, drip_s=0.05)  # about 4 s for the whole file, no read ever times out
+    settings = Settings(output_dir=tmp_path, max_download_s=0.5)
+    with pytest.raises(DownloadError, match="still downloading after the max_download_s limit"):
+        download_episode(episode_at(url), tmp_path, settings, previous=None)
+    assert server.count("/a.mp3") == 1 and files_in(tmp_path) == []
+
+
+def test_retries_stop_when_the_next_wait_would_pass_the_time_limit(server: FeedServer, tmp_path: Path) -> None:
+    url = server.add("/a.mp3", AUDIO, fail_times=5, fail_status=503, retry_after="30")
+    settings = Settings(output_dir=tmp_path, max_download_s=5, download_attempts=10)
+    with pytest.raises(DownloadError, match="gave up after 1 attempts: .*HTTP 503"):
+        download_episode(episode_at(url), tmp_path, settings, previous=None)
+    assert server.count("/a.mp3") == 1

@@ -254,3 +254,16 @@ def test_published_transcripts_are_read_from_the_feed_and_bad_ones_fail_their_ep
     assert "links no transcript" in (status["unlinked"].error or "")
     assert server.url("/broken.json") in (status["broken"].error or "")
     assert server.count("/good.txt") == 0  # VTT was preferred; the text version was never fetched
+
+
+def test_items_sharing_a_guid_are_one_episode(server: FeedServer, settings: Settings) -> None:
+    demo = DEMO_EPISODES[0]
+    server.add("/a.mp3", demo.audio)
+    feed_url = server.add("/feed.xml", rss([
+        rss_item("First copy", guid="same", enclosure="a.mp3"),
+        rss_item("Second copy", guid="same", enclosure="b.mp3"),
+    ]))
+    state, report = run(feed_url, settings)
+    assert state.is_completed()
+    assert [(e.episode_id, e.title, e.status) for e in report.episodes] == [("same", "First copy", "complete")]
+    assert server.count("/b.mp3") == 0

@@ -19,7 +19,7 @@ import webvtt
 from flows.feedserver import FeedServer
 from tasks import audio as audio_codec
 from tasks.download import sha256_of
-from tasks.errors import AudioDecodeError, TranscriptionError
+from tasks.errors import AudioDecodeError, AudioTooLongError, TranscriptionError
 from tasks.models import AudioFile, Episode, Segment, Settings, Transcript, TranscriptLink
 from tasks.transcribe import transcribe_audio
 from tasks.transcribe.engine import load_backend
@@ -296,3 +296,11 @@ def test_a_transcript_from_before_subtitles_gets_its_srt_and_vtt_on_the_next_run
     (tmp_path / "transcript.vtt").unlink()
     assert transcribe_audio(audio, episode_of(audio), tmp_path, settings) == first
     assert_files_agree(first, tmp_path)
+
+
+def test_audio_longer_than_the_limit_is_refused_while_decoding(tmp_path: Path) -> None:
+    audio = demo_audio(DEMO_EPISODES[0], tmp_path)
+    settings = Settings(output_dir=tmp_path, max_audio_duration_s=5)
+    with pytest.raises(AudioTooLongError, match="audio.mp3 is longer than the 5-second limit"):
+        transcribe_audio(audio, episode_of(audio), tmp_path, settings)
+    assert not (tmp_path / "transcript.json").exists()

@@ -32,7 +32,7 @@ def read_transcript(episode_dir: Path, audio: AudioFile) -> Transcript | None:
 def whisper_transcript(
     audio: AudioFile, settings: Settings, on_segment: Callable[[float, float], None]
 ) -> Transcript:
-    samples = audio_codec.decode(audio.path)
+    samples = audio_codec.decode(audio.path, settings.max_audio_duration_s)
     duration_s = samples.size / audio_codec.SAMPLE_RATE
     segments: list[Segment] = []
     try:
