@@ -32,6 +32,7 @@ class Route:
     redirect_to: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     ignore_range: bool = False  # like servers that answer every Range request with the whole body
+    ignore_if_range: bool = False  # like servers that send the asked range of whatever file they have now
     drip_s: float = 0.0  # pause between 1 KiB pieces of the body: a server that never stalls long but never ends
     after_response: Callable[[Route], None] | None = None  # e.g. replace the body between two requests
 
@@ -135,7 +136,8 @@ class FeedServer:
                 body, status, extra = route.body, route.status, {"ETag": route.etag, **route.headers}
                 wanted = RANGE.match(self.headers.get("Range", ""))
                 if_range = self.headers.get("If-Range")
-                if wanted and status == 200 and not route.ignore_range and if_range in (None, extra["ETag"]):
+                if_range_holds = route.ignore_if_range or if_range in (None, extra["ETag"])
+                if wanted and status == 200 and not route.ignore_range and if_range_holds:
                     start = int(wanted[1]) if wanted[1] else max(0, len(body) - int(wanted[2] or 0))
                     end = int(wanted[2]) if wanted[1] and wanted[2] else len(body) - 1
                     if start >= len(body):

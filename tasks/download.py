@@ -82,7 +82,7 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 # A server that answers these instead of audio is serving an error page or a login wall.
-NOT_AUDIO_TYPES = ("text/html", "application/xhtml+xml", "application/json", "text/xml", "application/xml")
+NOT_AUDIO_TYPES = ("text/html", "application/xhtml+xml", "application/json", "text/xml", "application/xml", "text/plain")
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)$")
 
 
@@ -127,7 +127,10 @@ def _fetch_once(
     if have and part.validator is None:  # nothing proves the server's file is the one begun: start over
         part.discard()
         have = 0
-    headers = {"Range": f"bytes={have}-", "If-Range": part.validator or ""} if have else {}
+    # Ranges count the bytes as sent; asking for them unencoded keeps those the bytes written to the .part file.
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers |= {"Range": f"bytes={have}-", "If-Range": part.validator or ""}
     try:
         with session.get(url, stream=True, timeout=settings.http_timeout_s, headers=headers) as response:
             status = f"HTTP {response.status_code} {response.reason}"
@@ -151,7 +154,8 @@ def _fetch_once(
                     raise RetryableDownloadError(f"{url} answered the resume with another range or file; starting over")
                 expected: int | None = int(span[3])
             else:  # the whole file: a server that ignores Range, or one whose file changed since the part began
-                have, part.validator = 0, _validator(response)
+                encoded = "Content-Encoding" in response.headers  # encoded anyway: its ranges are not ours to resume
+                have, part.validator = 0, None if encoded else _validator(response)
                 expected = length
             if expected is not None and expected > settings.max_episode_bytes:
                 raise DownloadError(f"{url} is {expected:,} bytes, over the {settings.max_episode_bytes:,}-byte limit")
@@ -194,7 +198,8 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
 
     Connection errors, cut-off bodies, 429 and 5xx are retried with exponential backoff and jitter (Retry-After
     is honoured, up to a minute); a retry resumes with a Range request where the server allows it. Any other 4xx
-    fails at once. No `.part` file outlives the download, whatever its outcome.
+    fails at once. No `.part` file outlives the download, whatever its outcome, so a run that was killed starts
+    its unfinished downloads over.
     """
     if previous is not None and is_verified(previous):
         return previous
@@ -215,8 +220,10 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
                 except RetryableDownloadError as exc:
                     backoff = settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
                     wait_s = max(backoff, exc.retry_after_s or 0.0)
-                    if attempt == settings.download_attempts or time.monotonic() + wait_s > deadline:
+                    if attempt == settings.download_attempts:
                         raise DownloadError(f"gave up after {attempt} attempts: {exc}") from exc
+                    if time.monotonic() + wait_s > deadline:
+                        raise DownloadError(f"gave up after {attempt} attempts at the max_download_s limit: {exc}") from exc
                     time.sleep(wait_s)
                     attempt += 1
     finally:

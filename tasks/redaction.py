@@ -1,40 +1,39 @@
 """Credentials never leave podflow: URL passwords and token-like query values are masked in every error message
-and every record written to disk or shown in the UI. Private podcast feeds carry them in just those places."""
+and every record written to disk or shown in the UI. Private podcast feeds carry them in just those places.
+
+A token inside a URL's path (`/feeds/3f9a…/rss`) cannot be told from an ordinary path and is left as it is.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import PlainSerializer
 
 MASK = "***"
-# Query parameters whose values are credentials (matched as substrings: `access_token`, `X-Amz-Signature`, ...).
-SECRET_PARAMETERS = ("token", "secret", "key", "sig", "auth", "pass", "session", "credential", "jwt")
-URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+# Words of a query parameter's name that make its value a credential: access_token, X-Amz-Signature, apiKey, ...
+SECRET_WORDS = {"token", "secret", "key", "apikey", "sig", "signature", "auth", "authorization", "password", "pass",
+                "passwd", "session", "sessionid", "credential", "credentials", "jwt"}
+USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
+# A name=value pair after ? & or #, in a whole URL or in a bare path such as urllib3 puts in its messages.
+# The value stops before trailing punctuation, so "…?token=abc: 404" keeps its colon.
+PARAMETER = re.compile(r"(?<=[?&#;])([^=&#\s'\"<>]+)=((?:[^&#\s'\"<>]*[^&#\s'\"<>.,:;!?)\]])?)")
+NAME_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
-def redact_url(url: str) -> str:
-    """The URL with any user:password and the values of token-like query parameters replaced by ***."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
-        query = urlencode(
-            [(name, MASK if any(word in name.lower() for word in SECRET_PARAMETERS) else value)
-             for name, value in parse_qsl(parts.query, keep_blank_values=True)],
-            safe="*",
-        )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:  # not parseable as a URL: nothing in it can be trusted to be safe to show
-        return MASK
+def is_secret_name(name: str) -> bool:
+    return any(word.lower() in SECRET_WORDS for word in NAME_WORDS.findall(name))
 
 
 def redact_urls(text: str) -> str:
-    return URL_IN_TEXT.sub(lambda match: redact_url(match[0]), text)
+    """`text` with the user:password of any URL and the values of token-like query parameters replaced by ***;
+    everything else, other URLs and punctuation included, is left exactly as it was."""
+    text = USERINFO.sub(f"{MASK}@", text)
+    return PARAMETER.sub(lambda m: f"{m[1]}={MASK}" if is_secret_name(m[1]) and m[2] else m[0], text)
 
+
+redact_url = redact_urls  # one URL is a text like any other
 
 # A URL kept in full in memory (podflow fetches it) and masked wherever it is serialised.
 RedactedUrl = Annotated[str, PlainSerializer(redact_url, when_used="json")]

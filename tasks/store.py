@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from tasks.errors import FeedBusyError
 from tasks.models import AudioFile, Episode, Feed, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
+from tasks.redaction import redact_url, redact_urls
 
 SLUG_MAX_CHARS = 60
 # mkstemp creates files readable by the owner only; published files get the usual umask-derived mode instead.
@@ -48,7 +49,8 @@ def feed_folder_name(feed_url: str) -> str:
     """Named from the URL podflow was given, which (unlike a feed's title) a publisher cannot change under us."""
     parts = urlsplit(feed_url)
     host = parts.netloc.rsplit("@", 1)[-1]  # never a user name or password
-    return f"{slugify(host + ' ' + parts.path, 40)}-{short_hash(feed_url)}"
+    # Hashed without its credentials: a subscriber whose token is rotated keeps the folder and all done in it.
+    return f"{slugify(host + ' ' + parts.path, 40)}-{short_hash(redact_url(feed_url))}"
 
 
 def episode_folder_name(episode: Episode) -> str:
@@ -176,7 +178,8 @@ class FeedStore:
         try:
             yield recording
         except Exception as exc:
-            self.record(episode_id, stage, recording.started, error=f"{type(exc).__name__}: {exc}")
+            # Expected errors are masked already; an unexpected one's message may still carry a credential.
+            self.record(episode_id, stage, recording.started, error=redact_urls(f"{type(exc).__name__}: {exc}"))
             raise
         self.record(episode_id, stage, recording.started, audio=recording.audio)
 

@@ -3,8 +3,8 @@ nothing was lost or redone.
 
 The test runs one round; for more, run `.venv/bin/python -m tests.crash_resume --rounds 10`, which prints a table.
 A round is a fresh output folder, a few killed runs, then a run to the end. Each kill hits the whole process group
-(the CLI and its ephemeral Prefect server) at a random time, so kills land during start-up, downloads,
-transcriptions, metadata and file writes alike.
+(the CLI and its ephemeral Prefect server): every third one at a random moment of start-up, the others at a random
+moment up to 6 s after the run first wrote the ledger, among downloads, transcriptions, metadata and file writes.
 """
 
 from __future__ import annotations
@@ -75,6 +75,15 @@ def ingest(feed_url: str, output: Path, prefect_home: Path, log: Path) -> subpro
         )
 
 
+def wait_for_ledger_write(output: Path, after: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        folder = feed_dir(output)
+        if folder is not None and (folder / "ledger.json").stat().st_mtime > after:
+            return
+        time.sleep(0.05)
+
+
 def feed_dir(output: Path) -> Path | None:
     return next((path.parent for path in output.glob("*/ledger.json")), None)
 
@@ -132,9 +141,13 @@ def run_round(kills: int, rng: random.Random, workdir: Path, report: CrashReport
     with FeedServer() as server:
         feed_url, audio = serve_feed(server)
         seen: list[Snapshot] = []
-        for _ in range(kills):
+        for kill in range(kills):
             process = ingest(feed_url, output, prefect_home, log)
-            time.sleep(rng.uniform(2.0, 18.0))  # an uninterrupted run takes about 18 s
+            if kill % 3 == 2:  # during start-up: the ephemeral API, the feed fetch, the first ledger write
+                time.sleep(rng.uniform(0.5, 6.0))
+            else:  # once this run has written the ledger: somewhere in downloads, transcriptions and metadata
+                wait_for_ledger_write(output, after=time.time(), process=process)
+                time.sleep(rng.uniform(0.0, 6.0))
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             seen.append(snapshot(server, output))

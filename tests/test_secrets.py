@@ -23,12 +23,18 @@ PASSWORD, TOKEN = "pa55-w0rd-secret", "t0ken-secret-4711"
     ("https://me:pw@feeds.example.org/f.xml", "https://***@feeds.example.org/f.xml"),
     ("https://cdn.example.org/a.mp3?token=abc&episode=3", "https://cdn.example.org/a.mp3?token=***&episode=3"),
     ("https://x.org/a?X-Amz-Signature=abc&X-Amz-Date=1", "https://x.org/a?X-Amz-Signature=***&X-Amz-Date=1"),
-    ("https://x.org/a?api_key=abc&accessKey=def", "https://x.org/a?api_key=***&accessKey=***"),
-    ("http://[::1/broken", "***"),
+    ("https://x.org/a?api_key=abc&accessKey=def&author=me&q=a%20b", "https://x.org/a?api_key=***&accessKey=***&author=me&q=a%20b"),
+    ("https://x.org/a#access_token=abc", "https://x.org/a#access_token=***"),
+    ("https://x.org/a.mp3?episode=3", "https://x.org/a.mp3?episode=3"),
 ])
 def test_urls_are_shown_without_their_credentials(url: str, shown: str) -> None:
     assert redact_url(url) == shown
-    assert redact_urls(f"GET {url} failed") == f"GET {shown} failed"
+    assert redact_urls(f"GET {url}: failed, twice") == f"GET {shown}: failed, twice"
+
+
+def test_bare_paths_in_library_messages_are_masked_too() -> None:
+    message = "HTTPConnectionPool(host='cdn', port=80): Max retries exceeded with url: /a.mp3?token=abc (Caused by"
+    assert redact_urls(message) == message.replace("token=abc", "token=***")
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -38,6 +44,7 @@ def test_nothing_a_run_writes_or_reports_holds_a_credential(server: FeedServer, 
     feed_path = server.add("/private/feed.xml", rss([
         rss_item("Good", guid="good", enclosure=f"a.mp3?token={TOKEN}"),
         rss_item("Gone", guid="gone", enclosure=f"gone.mp3?token={TOKEN}"),
+        rss_item("Refused", guid="refused", enclosure=f"http://127.0.0.1:9/a.mp3?token={TOKEN}"),  # nothing listens
     ]))
     feed_url = feed_path.replace("http://", f"http://listener:{PASSWORD}@") + f"?auth={TOKEN}"
 
@@ -45,7 +52,7 @@ def test_nothing_a_run_writes_or_reports_holds_a_credential(server: FeedServer, 
     report = state.result(raise_on_failure=False)
 
     assert isinstance(report, IngestReport) and state.is_failed()
-    assert [e.status for e in report.episodes] == ["complete", "failed"]
+    assert [e.status for e in report.episodes] == ["complete", "failed", "failed"]
     written = {path: path.read_bytes() for path in Path(settings.output_dir).rglob("*") if path.is_file()}
     assert any(b"token=***" in body for body in written.values())  # the URLs are there, masked
     with get_client(sync_client=True) as client:
