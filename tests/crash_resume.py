@@ -36,7 +36,7 @@ COPIES = 2  # each demo clip twice: 8 episodes
 @dataclass
 class CrashReport:
     kills: int = 0
-    kills_mid_work: int = 0  # with some episodes registered and not all complete: not in start-up, not after the end
+    kills_with_work_left: int = 0  # episodes registered and not all complete: the killed run had work to lose
     episodes: int = 0
     downloads_redone: int = 0  # audio fetched again after a kill found it downloaded
     transcripts_redone: int = 0  # transcript.json rewritten after a kill found it written
@@ -158,7 +158,7 @@ def run_round(kills: int, rng: random.Random, workdir: Path, report: CrashReport
         end = snapshot(server, output)
     report.kills += kills
     for at_kill in seen:
-        report.kills_mid_work += bool(at_kill.registered) and len(at_kill.complete) < len(audio)
+        report.kills_with_work_left += bool(at_kill.registered) and len(at_kill.complete) < len(audio)
         report.downloads_redone += sum(end.audio_hits[e] > at_kill.audio_hits[e] for e in at_kill.downloaded)
         report.transcripts_redone += sum(end.transcript_mtimes.get(e) != m for e, m in at_kill.transcript_mtimes.items())
         report.complete_episodes_touched += sum(end.complete.get(e) != entry for e, entry in at_kill.complete.items())
@@ -182,10 +182,10 @@ def main() -> None:
         started = time.monotonic()
         report = run_trials(args.rounds, args.kills_per_round, args.seed, Path(workdir))
     table = Table(title=f"SIGKILL at random moments, then a run to the end ({time.monotonic() - started:.0f} s)")
-    for column in ("kills", "of them mid-work", "episodes", "downloads redone", "transcripts redone",
+    for column in ("kills", "with work left", "episodes", "downloads redone", "transcripts redone",
                    "complete episodes touched", "leftover files", "bad outputs"):
         table.add_column(column, justify="right")
-    table.add_row(str(report.kills), str(report.kills_mid_work), str(report.episodes),
+    table.add_row(str(report.kills), str(report.kills_with_work_left), str(report.episodes),
                   str(report.downloads_redone), str(report.transcripts_redone), str(report.complete_episodes_touched),
                   str(len(report.leftovers)), str(len(report.problems)))
     Console(width=150).print(table)

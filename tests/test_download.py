@@ -259,3 +259,10 @@ def test_retries_stop_when_the_next_wait_would_pass_the_time_limit(server: FeedS
     with pytest.raises(DownloadError, match="gave up after 1 attempts at the max_download_s limit: .*HTTP 503"):
         download_episode(episode_at(url), tmp_path, settings, previous=None)
     assert server.count("/a.mp3") == 1
+
+
+def test_retry_after_is_honoured_before_the_next_attempt(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+    url = server.add("/a.mp3", AUDIO, fail_times=1, fail_status=429, retry_after="1")
+    download_episode(episode_at(url), tmp_path, settings, previous=None)
+    first, second = (hit.at for hit in server.hits if hit.path == "/a.mp3")
+    assert second - first >= 1.0  # the backoff alone (settings: 0.01 s) would have come back at once
