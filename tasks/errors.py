@@ -42,6 +42,10 @@ class RetryableDownloadError(DownloadError):
         self.retry_after_s = retry_after_s
 
 
+class StorageError(PodflowError):
+    """A file could not be written: the disk is full, or the folder is not writable."""
+
+
 class AudioDecodeError(PodflowError):
     """The downloaded file is not audio PyAV can decode."""
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from tasks.errors import FeedBusyError
+from tasks.errors import FeedBusyError, StorageError
 from tasks.models import AudioFile, Episode, Feed, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
 from tasks.redaction import redact_url, redact_urls
 
@@ -59,18 +59,24 @@ def episode_folder_name(episode: Episode) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers see the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temp file in the same folder, fsync, rename: readers see the old file or the new, never half.
+
+    A write the file system refuses (a full disk, a read-only folder) is a StorageError naming the file."""
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as tmp_file:
             tmp_file.write(data)
             tmp_file.flush()
             os.fsync(tmp_file.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise StorageError(f"{path.name} could not be written: {exc.strerror or exc}") from exc
         raise
 
 

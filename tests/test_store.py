@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import FeedBusyError
+from tasks.errors import FeedBusyError, StorageError
 from tasks.models import Episode
 from tasks.store import FeedStore, atomic_write_text, episode_folder_name, feed_folder_name
 
@@ -73,7 +73,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(StorageError, match="file.txt could not be written: No space left on device"):
         atomic_write_text(target, "half")
     assert target.read_text() == "complete"
     assert os.listdir(tmp_path) == ["file.txt"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -304,3 +306,29 @@ def test_audio_longer_than_the_limit_is_refused_while_decoding(tmp_path: Path) -
     with pytest.raises(AudioTooLongError, match="audio.mp3 is longer than the 5-second limit"):
         transcribe_audio(audio, episode_of(audio), tmp_path, settings)
     assert not (tmp_path / "transcript.json").exists()
+
+
+FULL_DISK = """
+import json, resource, sys
+from pathlib import Path
+from tasks.errors import StorageError
+from tasks.models import AudioFile, Episode, Settings
+from tasks.transcribe import transcribe_audio
+audio = AudioFile.model_validate_json(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))  # no file may grow past 200 bytes: a disk that fills up
+try:
+    transcribe_audio(audio, Episode(episode_id=audio.episode_id, title="t"), audio.path.parent, Settings())
+except StorageError as error:
+    print(error)
+"""
+
+
+def test_a_full_disk_fails_the_transcript_cleanly_and_a_later_run_completes(tmp_path: Path) -> None:
+    audio = demo_audio(DEMO_EPISODES[0], tmp_path)
+    result = subprocess.run([sys.executable, "-c", FULL_DISK, audio.model_dump_json()], capture_output=True,
+                            text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert "transcript.txt could not be written: File too large" in result.stdout, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio.mp3"]  # no partial transcript, no temp file
+
+    transcript = transcribe_audio(audio, episode_of(audio), tmp_path, Settings(output_dir=tmp_path))
+    assert_files_agree(transcript, tmp_path)
