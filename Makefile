@@ -23,9 +23,10 @@ test: $(BIN)/podflow
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/podflow
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/pipeline.py --chart bench/pipeline-gantt.png
 	$(BIN)/python bench/prefect_tags.py
-	$(BIN)/python bench/transcribe.py
+	$(BIN)/python bench/transcribe.py --rounds 1
 
 clean:
 	rm -rf $(VENV) podflow-demo

@@ -1,24 +1,36 @@
-"""Pipeline wiring benchmark: podflow's stage wiring against a naive chained `.map` and the ideal, side by side.
+"""Pipeline benchmark: podflow's stage wiring against a naive Prefect `.map`, the original design and the ideal,
+side by side in one run, on synthetic stages of controlled duration.
 
-Both variants run on the real Prefect engine with the same synthetic stages (sleeps of fixed length, untagged like
-podflow's tasks when no stage limit exists; transcription bound to a capacity of 2, like the 2 cores it would
-use); only the wiring differs. The ideal is the makespan of a zero-overhead pipeline with the same
-durations and limits. Run: `.venv/bin/python bench/pipeline.py [--episodes 20]`.
+- podflow: `flows.pipeline.run_pipeline`, the code the product runs, with the stage functions swapped for
+  synthetic ones.
+- naive map: `download.map` -> `transcribe.map` -> `metadata.map` on one ThreadPoolTaskRunner sized to the sum of
+  the stage limits.
+- original design (../shared/docs/pipeline-analysis.md): a download thread pool; one transcription thread fed by
+  a queue, running transcriptions one after another, each followed inline by its metadata.
+- ideal: the makespan of a zero-overhead pipeline with the same durations and limits, each stage a pool of
+  workers taking episodes in the order their upstream stage finished them (a discrete-event simulation).
+
+I/O-like stages sleep; in the transcription-bound workload, transcription burns CPU (hashing, which releases the
+GIL as real inference does). Transcription is capped at 2 running at once in every variant, like the 2 cores it
+would use here, so a wiring that ignores the limit cannot look faster than a real machine allows.
+Run: `.venv/bin/python bench/pipeline.py [--chart bench/pipeline-gantt.png]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import queue
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="podflow-bench-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -35,11 +47,28 @@ from rich.table import Table  # noqa: E402
 from flows.pipeline import Stage, run_pipeline  # noqa: E402
 
 STAGES = ("download", "transcribe", "metadata")
+LIMITS = {"download": 4, "transcribe": 2, "metadata": 4}
+TRANSCRIBE_CAPACITY = threading.Semaphore(LIMITS["transcribe"])
+BURN_BLOCK = os.urandom(1 << 20)
 
 
-# Transcription is bound by the machine (2 cores here): however many run at once, only this many progress.
-# Without it, a wiring that ignores the transcribe limit would look faster than any real machine allows.
-TRANSCRIBE_CAPACITY = threading.Semaphore(2)
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    seconds: tuple[tuple[float, float, float], ...]  # per episode: download, transcribe, metadata
+    burn: bool = False  # transcription burns CPU instead of sleeping
+
+    @property
+    def episodes(self) -> int:
+        return len(self.seconds)
+
+
+def uniform(name: str, episodes: int, download: float, transcribe: float, metadata: float, burn: bool = False,
+            first_download: float | None = None) -> Workload:
+    seconds = [(download, transcribe, metadata)] * episodes
+    if first_download is not None:
+        seconds[0] = (first_download, transcribe, metadata)
+    return Workload(name, tuple(seconds), burn)
 
 
 @dataclass(frozen=True)
@@ -48,20 +77,32 @@ class Span:
     stage: str
     start: float
     end: float
+    worker: str
 
 
-SPANS: list[Span] = []  # what every synthetic task did; list.append is atomic under the GIL
+@dataclass
+class Recorder:
+    spans: list[Span] = field(default_factory=list)  # list.append is atomic under the GIL
+    burn: bool = False
+
+
+RECORDER = Recorder()
 
 
 def _work(episode: int, stage: str, seconds: float) -> Span:
     start = time.perf_counter()
-    if stage == "transcribe":
-        with TRANSCRIBE_CAPACITY:
-            time.sleep(seconds)
-    else:
+    if stage != "transcribe":
         time.sleep(seconds)
-    span = Span(episode, stage, start, time.perf_counter())
-    SPANS.append(span)
+    else:
+        with TRANSCRIBE_CAPACITY:
+            if RECORDER.burn:
+                cpu_started = time.thread_time()
+                while time.thread_time() - cpu_started < seconds:
+                    hashlib.sha256(BURN_BLOCK).digest()
+            else:
+                time.sleep(seconds)
+    span = Span(episode, stage, start, time.perf_counter(), threading.current_thread().name)
+    RECORDER.spans.append(span)
     return span
 
 
@@ -80,59 +121,82 @@ def fake_metadata(episode: int, upstream: Span, seconds: float) -> Span:
     return _work(episode, "metadata", seconds)
 
 
-@dataclass(frozen=True)
-class Workload:
-    episodes: int
-    seconds: Mapping[str, float]
-    workers: Mapping[str, int]
-
-
 @flow(name="bench-podflow-wiring")
 def podflow_wiring(workload: Workload) -> None:
-    s, w = workload.seconds, workload.workers
-
-    def upstream_of(stage: str):  # the previous stage's finished future, as podflow's flow passes it
-        return lambda episode, done: {"episode": episode, "upstream": done[stage], "seconds": s[STAGES[STAGES.index(stage) + 1]]}
-
+    s = workload.seconds
     stages = [
-        Stage("download", fake_download, w["download"], lambda e, done: {"episode": e, "seconds": s["download"]}),
-        Stage("transcribe", fake_transcribe, w["transcribe"], upstream_of("download")),
-        Stage("metadata", fake_metadata, w["metadata"], upstream_of("transcribe")),
+        Stage("download", fake_download, LIMITS["download"], lambda e, done: {"episode": e, "seconds": s[e][0]}),
+        Stage("transcribe", fake_transcribe, LIMITS["transcribe"],
+              lambda e, done: {"episode": e, "upstream": done["download"], "seconds": s[e][1]}),
+        Stage("metadata", fake_metadata, LIMITS["metadata"],
+              lambda e, done: {"episode": e, "upstream": done["transcribe"], "seconds": s[e][2]}),
     ]
     run_pipeline(list(range(workload.episodes)), stages)
 
 
 @flow(name="bench-naive-map")
 def naive_map(workload: Workload) -> None:
-    s, episodes = workload.seconds, list(range(workload.episodes))
-    with ThreadPoolTaskRunner(max_workers=sum(workload.workers.values())) as runner:
-        downloads = runner.map(fake_download, {"episode": episodes, "seconds": s["download"]})
-        transcripts = runner.map(fake_transcribe, {"episode": episodes, "upstream": downloads, "seconds": s["transcribe"]})
-        documents = runner.map(fake_metadata, {"episode": episodes, "upstream": transcripts, "seconds": s["metadata"]})
+    episodes, s = list(range(workload.episodes)), workload.seconds
+    with ThreadPoolTaskRunner(max_workers=sum(LIMITS.values())) as runner:
+        downloads = runner.map(fake_download, {"episode": episodes, "seconds": [x[0] for x in s]})
+        transcripts = runner.map(fake_transcribe, {"episode": episodes, "upstream": downloads, "seconds": [x[1] for x in s]})
+        documents = runner.map(fake_metadata, {"episode": episodes, "upstream": transcripts, "seconds": [x[2] for x in s]})
         wait([*downloads, *transcripts, *documents])
+
+
+def original_design(workload: Workload) -> None:
+    """Downloads on a pool; each finished download queued for the one transcription thread, which also writes the
+    metadata right after each transcription."""
+    jobs: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+
+    def transcriber() -> None:
+        while (episode := jobs.get()) is not None:
+            _work(episode, "transcribe", workload.seconds[episode][1])
+            _work(episode, "metadata", workload.seconds[episode][2])
+
+    def download(episode: int) -> None:
+        _work(episode, "download", workload.seconds[episode][0])
+        jobs.put(episode)
+
+    transcription = threading.Thread(target=transcriber, name="transcription")
+    transcription.start()
+    with ThreadPoolExecutor(LIMITS["download"], thread_name_prefix="download") as pool:
+        list(pool.map(download, range(workload.episodes)))
+    jobs.put(None)
+    transcription.join()
 
 
 def ideal_makespan(workload: Workload) -> float:
     """Zero-overhead pipeline: each stage a pool of identical workers taking episodes in upstream-finish order."""
     ready = [0.0] * workload.episodes
-    for stage in STAGES:
-        free = [0.0] * workload.workers[stage]
-        finished = []
-        for at in sorted(ready):
+    for index, stage in enumerate(STAGES):
+        free = [0.0] * LIMITS[stage]
+        finished = [0.0] * workload.episodes
+        for episode in sorted(range(workload.episodes), key=ready.__getitem__):
             worker = min(range(len(free)), key=free.__getitem__)
-            free[worker] = max(free[worker], at) + workload.seconds[stage]
-            finished.append(free[worker])
+            free[worker] = max(free[worker], ready[episode]) + workload.seconds[episode][index]
+            finished[episode] = free[worker]
         ready = finished
     return max(ready)
 
 
-def peak_overlap(spans: list[Span]) -> int:
+def peak_overlap(spans: Sequence[Span]) -> int:
     events = sorted([(s.start, 1) for s in spans] + [(s.end, -1) for s in spans])
     running = peak = 0
     for _, change in events:
         running += change
         peak = max(peak, running)
     return peak
+
+
+def reset_peak_rss() -> None:
+    """Linux: start the VmHWM (peak resident memory) count afresh, so each variant reports its own peak."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mib() -> float:
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
 
 
 class ThreadSampler:
@@ -153,51 +217,103 @@ class ThreadSampler:
         self._thread.join()
 
 
-def measure(name: str, variant: Any, workload: Workload, ideal: float) -> list[str]:
-    SPANS.clear()
+@dataclass(frozen=True)
+class Result:
+    variant: str
+    makespan: float
+    spans: list[Span]
+    threads: int
+    rss_mib: float
+
+
+def measure(variant: str, run: Callable[[Workload], None], workload: Workload) -> Result:
+    RECORDER.spans, RECORDER.burn = [], workload.burn
+    reset_peak_rss()
     with ThreadSampler() as threads:
         started = time.perf_counter()
-        variant(workload)
+        run(workload)
         makespan = time.perf_counter() - started
-    spans = list(SPANS)
-    by_key = {(s.episode, s.stage): s for s in spans}
+    return Result(variant, makespan, RECORDER.spans, threads.peak, peak_rss_mib())
+
+
+def row(result: Result, workload: Workload, ideal: float) -> list[str]:
+    by_key = {(s.episode, s.stage): s for s in result.spans}
     handoffs = sorted(
         (by_key[(e, after)].start - by_key[(e, before)].end) * 1000
         for e in range(workload.episodes)
         for before, after in zip(STAGES, STAGES[1:])
     )
-    peaks = [peak_overlap([s for s in spans if s.stage == stage]) for stage in STAGES]
-    first_transcribe_wait = (by_key[(0, "transcribe")].start - by_key[(0, "download")].end) * 1000
+    peaks = [peak_overlap([s for s in result.spans if s.stage == stage]) for stage in STAGES]
     return [
-        name, f"{makespan:.2f}", f"{makespan / ideal:.3f}",
+        result.variant, f"{result.makespan:.2f}", f"{result.makespan / ideal:.3f}",
         f"{statistics.median(handoffs):.0f}", f"{handoffs[int(0.95 * (len(handoffs) - 1))]:.0f}", f"{handoffs[-1]:.0f}",
-        f"{first_transcribe_wait:.0f}",
-        " / ".join(f"{p}≤{workload.workers[s]}" if p <= workload.workers[s] else f"[red]{p}>{workload.workers[s]}"
-                   for p, s in zip(peaks, STAGES)),
-        str(threads.peak),
+        " / ".join(f"{p}≤{LIMITS[s]}" if p <= LIMITS[s] else f"[red]{p}>{LIMITS[s]}[/red]" for p, s in zip(peaks, STAGES)),
+        str(result.threads), f"{result.rss_mib:.0f}",
     ]
+
+
+# (workload, whether the naive map runs it too). Shorter stages at 1,000 keep `make bench` under 10 minutes;
+# they also make the orchestration cost a larger share than real transcriptions (minutes each) would.
+WORKLOADS = [
+    (uniform("20 equal", 20, 0.3, 1.0, 0.2), True),
+    (uniform("100 equal", 100, 0.15, 0.5, 0.1), True),
+    (uniform("1,000 equal", 1000, 0.006, 0.03, 0.006), False),  # 3,000 tasks queued on one pool take minutes
+    (uniform("20 skewed: episode 0 downloads for 8 s", 20, 0.3, 1.0, 0.2, first_download=8.0), True),
+    (uniform("20 transcription-bound (CPU)", 20, 0.1, 1.0, 0.05, burn=True), True),
+]
+
+
+def gantt(results: Sequence[Result], workload: Workload, path: Path) -> None:
+    """One panel per variant, one row per stage worker, one bar per episode and stage, on one time axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"download": "#4c78a8", "transcribe": "#f58518", "metadata": "#54a24b"}
+    figure, axes = plt.subplots(len(results), 1, figsize=(12, 3.2 * len(results)), sharex=True)
+    for axis, result in zip(axes, results):
+        origin = min(s.start for s in result.spans)
+        rows = sorted({(STAGES.index(s.stage), s.worker) for s in result.spans})
+        for span in result.spans:
+            y = rows.index((STAGES.index(span.stage), span.worker))
+            axis.barh(y, span.end - span.start, left=span.start - origin, color=colours[span.stage], edgecolor="white")
+        labels = [f"{STAGES[stage]} {sum(1 for earlier, _ in rows[:n] if earlier == stage) + 1}"
+                  for n, (stage, _) in enumerate(rows)]
+        axis.set_yticks(range(len(rows)), labels, fontsize=7)
+        axis.invert_yaxis()
+        axis.set_title(f"{result.variant}: {result.makespan:.1f} s", loc="left", fontsize=10)
+    axes[-1].set_xlabel(f"seconds ({workload.name} episodes; ideal {ideal_makespan(workload):.1f} s)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--chart", type=Path, help="write a Gantt chart of the first workload here (PNG)")
     args = parser.parse_args()
-    workload = Workload(
-        episodes=args.episodes,
-        seconds={"download": 0.3, "transcribe": 1.0, "metadata": 0.2},
-        workers={"download": 4, "transcribe": 2, "metadata": 4},
-    )
-    ideal = ideal_makespan(workload)
-    podflow_wiring(Workload(1, workload.seconds, workload.workers))  # start the ephemeral API outside the timings
-
-    table = Table(title=f"{workload.episodes} episodes; stage seconds {dict(workload.seconds)}; "
-                        f"limits {dict(workload.workers)}; ideal makespan {ideal:.2f} s")
-    for column in ("wiring", "makespan s", "/ ideal", "handoff p50 ms", "p95 ms", "max ms",
-                   "ep 0 download→transcribe ms", "peak running per stage", "threads"):
-        table.add_column(column, justify="right")
-    table.add_row(*measure("podflow (run_pipeline)", podflow_wiring, workload, ideal))
-    table.add_row(*measure(f"naive .map, one pool of {sum(workload.workers.values())}", naive_map, workload, ideal))
-    Console(width=200).print(table)
+    console = Console(width=200)
+    measure("warm-up", podflow_wiring, uniform("warm-up", 1, 0, 0, 0))  # start the ephemeral API outside the timings
+    for workload, with_naive in WORKLOADS:
+        ideal = ideal_makespan(workload)
+        variants = [("podflow (run_pipeline)", podflow_wiring)]
+        if with_naive:
+            variants.append((f"naive .map, one pool of {sum(LIMITS.values())}", naive_map))
+        variants.append(("original design (queue, 1 transcriber)", original_design))
+        results = [measure(name, run, workload) for name, run in variants]
+        table = Table(title=f"{workload.name}; limits {LIMITS}; ideal makespan {ideal:.2f} s")
+        for column in ("wiring", "makespan s", "/ ideal", "handoff p50 ms", "p95 ms", "max ms",
+                       "peak running per stage", "threads", "peak RSS MiB"):
+            table.add_column(column, justify="right")
+        for result in results:
+            table.add_row(*row(result, workload, ideal))
+        console.print(table)
+        if args.chart and workload is WORKLOADS[0][0]:
+            gantt(results, workload, args.chart)
+            console.print(f"Gantt chart: {args.chart}")
+    noop = measure("no-op", podflow_wiring, uniform("no-op", 200, 0, 0, 0))  # last: it leaves the API busy a while
+    console.print(f"Orchestration per episode (3 task runs of stages that do nothing, 200 episodes): "
+                  f"{noop.makespan / 200 * 1000:.1f} ms of makespan")
 
 
 if __name__ == "__main__":
