@@ -256,7 +256,7 @@ def row(result: Result, workload: Workload, ideal: float) -> list[str]:
 # they also make the orchestration cost a larger share than real transcriptions (minutes each) would.
 WORKLOADS = [
     (uniform("20 equal", 20, 0.3, 1.0, 0.2), True),
-    (uniform("100 equal", 100, 0.15, 0.5, 0.1), True),
+    (uniform("100 equal", 100, 0.1, 0.4, 0.08), True),
     (uniform("1,000 equal", 1000, 0.006, 0.03, 0.006), False),  # 3,000 tasks queued on one pool take minutes
     (uniform("20 skewed: episode 0 downloads for 8 s", 20, 0.3, 1.0, 0.2, first_download=8.0), True),
     (uniform("20 transcription-bound (CPU)", 20, 0.1, 1.0, 0.05, burn=True), True),

@@ -1,8 +1,10 @@
-"""What a stage tag costs each task run when no concurrency limit exists for it, and when one does.
+"""What a stage tag costs each task run when no concurrency limit exists for it, and when one does; and what
+ephemeral mode costs a process that runs a flow.
 
-Twenty 0.2 s tasks on a 2-thread ThreadPoolTaskRunner, per flow run, against the default local (SQLite) API; the
-first flow run of the process is measured apart (it pays the ephemeral API's start). Overhead per task is
-(makespan - ideal) / (tasks per thread). Run: `.venv/bin/python bench/prefect_tags.py [--rounds 3]`.
+Twenty 0.2 s tasks on a 2-thread ThreadPoolTaskRunner, per flow run, against the default local (SQLite) API, or the
+server PREFECT_API_URL names (bench/prefect_tags_servers.sh runs it against SQLite and PostgreSQL servers); the
+first flow run of the process is measured apart. Overhead per task is (makespan - ideal) / (tasks per thread).
+Run: `.venv/bin/python bench/prefect_tags.py [--rounds 3]`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -46,10 +50,33 @@ def overhead_ms(makespan: float) -> float:
     return (makespan - IDEAL) / (TASKS / THREADS) * 1000
 
 
+TRIVIAL_FLOW = "from prefect import flow\nflow(lambda: None, name='trivial')()\n"
+
+
+def process_with_a_trivial_flow_s(prefect_home: str, script: str = TRIVIAL_FLOW) -> float:
+    """Wall time of a fresh Python process that runs one empty flow in ephemeral mode (or just imports Prefect)."""
+    env = {**os.environ, "PREFECT_HOME": prefect_home}
+    env.pop("PREFECT_API_URL", None)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def ephemeral_mode_costs() -> str:
+    home = tempfile.mkdtemp(prefix="podflow-bench-ephemeral-")
+    imports = process_with_a_trivial_flow_s(home, "import prefect")
+    first = process_with_a_trivial_flow_s(home)  # creates the SQLite database
+    again = process_with_a_trivial_flow_s(home)
+    return (f"Ephemeral mode, one empty flow in a new process: {first:.1f} s with a new PREFECT_HOME (database "
+            f"created), {again:.1f} s after that; importing Prefect alone takes {imports:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     rounds = parser.parse_args().rounds
+    if "PREFECT_API_URL" not in os.environ:
+        Console().print(ephemeral_mode_costs())
     first = one_round([])
     with get_client(sync_client=True) as client:
         client.create_concurrency_limit(tag="bench-limited", concurrency_limit=100)

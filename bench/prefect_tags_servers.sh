@@ -13,17 +13,23 @@ su postgres -c "psql -qc \"CREATE ROLE podflow LOGIN PASSWORD 'podflow'\"" 2>/de
 su postgres -c "psql -qc 'DROP DATABASE IF EXISTS podflow_bench'"
 su postgres -c "psql -qc 'CREATE DATABASE podflow_bench OWNER podflow'"
 
-measure() {  # $1: label; $2: database URL, or empty for the server's own SQLite
+measure() {  # $1: label; $2: database URL, or nothing for the server's own SQLite
     home=$(mktemp -d)
-    PREFECT_HOME=$home PREFECT_API_DATABASE_CONNECTION_URL=$2 \
-        $VENV/prefect server start --host 127.0.0.1 --port $PORT >"$home/server.log" 2>&1 &
+    (
+        export PREFECT_HOME="$home"
+        [ -n "${2:-}" ] && export PREFECT_API_DATABASE_CONNECTION_URL="$2"
+        exec $VENV/prefect server start --host 127.0.0.1 --port $PORT >"$home/server.log" 2>&1
+    ) &
     server=$!
-    until curl -sf "http://127.0.0.1:$PORT/api/health" >/dev/null; do sleep 1; done
+    until curl -sf "http://127.0.0.1:$PORT/api/health" >/dev/null; do
+        kill -0 $server 2>/dev/null || { tail "$home/server.log"; exit 1; }
+        sleep 1
+    done
     echo "== $1"
     PREFECT_HOME=$home PREFECT_API_URL="http://127.0.0.1:$PORT/api" $VENV/python bench/prefect_tags.py
     kill $server
     wait $server 2>/dev/null || true
 }
 
-measure "prefect server on SQLite" ""
+measure "prefect server on SQLite"
 measure "prefect server on PostgreSQL" "postgresql+asyncpg://podflow:podflow@127.0.0.1:5432/podflow_bench"
