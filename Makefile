@@ -25,7 +25,7 @@ test: $(BIN)/podflow
 bench: $(BIN)/podflow
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/pipeline.py --chart bench/pipeline-gantt.png
-	$(BIN)/python bench/prefect_tags.py
+	$(BIN)/python bench/prefect_tags.py --rounds 2
 	$(BIN)/python bench/transcribe.py --rounds 1
 
 clean:
