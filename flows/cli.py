@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
+from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
 
@@ -20,9 +21,10 @@ from rich.text import Text  # noqa: E402
 
 from flows import pipeline  # noqa: E402
 from flows.feedserver import FeedServer  # noqa: E402
-from flows.ingest import ingest_feed, listening  # noqa: E402
+from flows.ingest import ingest_feeds, listening  # noqa: E402
+from flows.limits import limits_app  # noqa: E402
 from tasks.metadata import metadata_json_schema  # noqa: E402
-from tasks.models import STAGES, IngestReport, Settings  # noqa: E402
+from tasks.models import STAGES, IngestReport, RunReport, Settings  # noqa: E402
 
 DEMO_DIR = Path(__file__).parent / "demo"
 # Fixed, because the feed URL names the output folder: a second demo run must find the first one's work.
@@ -44,7 +46,7 @@ class StageDisplay:
         )
         self.tasks = {stage: self.bars.add_task(stage, total=None, failed="") for stage in STAGES}
 
-    def __call__(self, feed_title: str, progress: pipeline.Progress) -> None:
+    def __call__(self, progress: pipeline.Progress) -> None:
         failed_before = 0  # episodes that failed upstream will never reach this stage: count them as settled here
         for stage, bar in self.tasks.items():
             failed = progress.failed.get(stage, 0)
@@ -58,8 +60,14 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
-def print_summary(report: IngestReport) -> None:
-    table = Table(title=Text(printable(f"{report.feed_title}  →  {report.feed_dir}")))
+def print_feed(report: IngestReport) -> None:
+    title = Text(printable(f"{report.feed_title}  →  {report.feed_dir}"))
+    if report.status != "fetched":
+        console.print(title, Text(f"feed {report.status}", style="red" if report.error else "cyan"))
+        if report.error:
+            console.print(printable(f"✗ {report.error}"), style="red", soft_wrap=True, markup=False)
+        return
+    table = Table(title=title)
     for column in ("episode", "status", *STAGES):
         table.add_column(column)
     for episode in report.episodes:
@@ -74,14 +82,15 @@ def print_summary(report: IngestReport) -> None:
     console.print(", ".join(f"{report.count(s)} {s}" for s in STATUS_STYLE if report.count(s)))
 
 
-def run(feed_url: str, settings: Settings) -> int:
-    """Ingest one feed with the live display; the exit status is 1 when anything failed."""
+def run(feed_urls: list[str], opml: str | None, settings: Settings) -> int:
+    """Ingest the feeds with the live display; the exit status is 1 when anything failed."""
     display = StageDisplay()
     with display.bars, listening(display):
-        state = ingest_feed(feed_url, settings, return_state=True)
+        state = ingest_feeds(feed_urls, opml, settings, return_state=True)
     outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, IngestReport):
-        print_summary(outcome)
+    if isinstance(outcome, RunReport):
+        for report in outcome.feeds:
+            print_feed(report)
     if state.is_failed():
         console.print(printable(f"Run failed: {state.message}"), style="red", soft_wrap=True, markup=False)
         return 1
@@ -96,7 +105,8 @@ def described(setting: str) -> str:
 
 @app.command()
 def ingest(
-    feed_url: Annotated[str, typer.Argument(help="RSS or Atom feed URL.")],
+    feed_urls: Annotated[Optional[list[str]], typer.Argument(help="RSS or Atom feed URLs.", show_default=False)] = None,
+    opml: Annotated[Optional[str], typer.Option(help="An OPML file or URL listing feeds to ingest too.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=described("output_dir"))] = None,
     download_workers: Annotated[Optional[int], typer.Option(help=described("download_workers"))] = None,
     transcribe_workers: Annotated[Optional[int], typer.Option(help=described("transcribe_workers"))] = None,
@@ -122,8 +132,11 @@ def ingest(
     max_feed_bytes: Annotated[Optional[int], typer.Option(help=described("max_feed_bytes"))] = None,
     max_episode_bytes: Annotated[Optional[int], typer.Option(help=described("max_episode_bytes"))] = None,
     max_audio_duration_s: Annotated[Optional[float], typer.Option(help=described("max_audio_duration_s"))] = None,
+    published_after: Annotated[Optional[datetime], typer.Option(help=described("published_after"))] = None,
+    newest: Annotated[Optional[int], typer.Option(help=described("newest"))] = None,
+    skip_back_catalogue: Annotated[Optional[bool], typer.Option(help=described("skip_back_catalogue"))] = None,
 ) -> None:
-    """Ingest every new episode of FEED_URL."""
+    """Ingest every new episode of each FEED_URL and of each feed in the OPML file, in one pipeline."""
     given = {
         "output_dir": output, "download_workers": download_workers, "transcribe_workers": transcribe_workers,
         "metadata_workers": metadata_workers, "transcriber": transcriber, "model": model, "device": device,
@@ -133,10 +146,13 @@ def ingest(
         "published_fallback": published_fallback, "user_agent": user_agent,
         "http_timeout_s": http_timeout_s, "download_attempts": download_attempts, "retry_backoff_s": retry_backoff_s,
         "max_download_s": max_download_s, "max_feed_bytes": max_feed_bytes, "max_episode_bytes": max_episode_bytes,
-        "max_audio_duration_s": max_audio_duration_s,
+        "max_audio_duration_s": max_audio_duration_s, "published_after": published_after, "newest": newest,
+        "skip_back_catalogue": skip_back_catalogue,
     }
+    if not feed_urls and not opml:
+        raise typer.BadParameter("give at least one FEED_URL, or --opml")
     settings = Settings(**{name: value for name, value in given.items() if value is not None})
-    raise typer.Exit(run(feed_url, settings))
+    raise typer.Exit(run(feed_urls or [], opml, settings))
 
 
 @app.command()
@@ -148,9 +164,12 @@ def demo(
         server.add_directory(DEMO_DIR)
         feed_url = server.url("/feed.xml")
         console.print(f"Serving the demo feed at {feed_url}")
-        status = run(feed_url, Settings(output_dir=output))
+        status = run([feed_url], None, Settings(output_dir=output))
     console.print(f"Output in {output.resolve()}. Run again: nothing is redone; delete it to start over.")
     raise typer.Exit(status)
+
+
+app.add_typer(limits_app, name="limits")
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""A real HTTP server on 127.0.0.1 for feeds and audio, with Range requests, redirects and faults on demand.
+"""A real HTTP server on 127.0.0.1 for feeds and audio, with Range requests, conditional GETs, redirects and faults
+on demand.
 
 `podflow demo` serves its bundled feed with it; the tests use it to delay, fail and cut off chosen paths.
 """
@@ -134,6 +135,8 @@ class FeedServer:
                     self.end_headers()
                     return None
                 body, status, extra = route.body, route.status, {"ETag": route.etag, **route.headers}
+                if status == 200 and self._unchanged(extra):
+                    return self._send(304, b"", route.content_type, False, {"ETag": extra["ETag"]})
                 wanted = RANGE.match(self.headers.get("Range", ""))
                 if_range = self.headers.get("If-Range")
                 if_range_holds = route.ignore_if_range or if_range in (None, extra["ETag"])
@@ -150,6 +153,13 @@ class FeedServer:
                 if route.after_response is not None:
                     route.after_response(route)
                 return None
+
+            def _unchanged(self, validators: dict[str, str]) -> bool:
+                """A conditional GET whose validator still matches: the client's copy is current."""
+                if (tags := self.headers.get("If-None-Match")) is not None:
+                    return validators["ETag"] in [tag.strip() for tag in tags.split(",")]
+                since = self.headers.get("If-Modified-Since")
+                return since is not None and since == validators.get("Last-Modified")
 
             def _send(
                 self,

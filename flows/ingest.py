@@ -1,35 +1,59 @@
-"""The flows: `ingest_feed(feed_url, settings)` runs every new episode of a feed through download, transcribe and
-metadata as a true pipeline."""
+"""The flows: `ingest_feeds(feeds, opml, settings)` takes every new episode of many feeds through download,
+transcribe and metadata as one true pipeline, its stage limits shared by all the feeds; `ingest_feed(feed_url,
+settings)` does the same for one feed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import Task, flow, get_client, get_run_logger
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.pipeline import ItemRun, Progress, Stage, run_pipeline
+from flows.pipeline import ItemRun, Progress, Stage, failure_message, run_pipeline
+from flows.summary import summary_markdown
 from tasks.download import download
-from tasks.errors import FeedBusyError
+from tasks.errors import FeedBusyError, FeedError
 from tasks.feed import fetch_feed_task
 from tasks.metadata import metadata
-from tasks.models import STAGES, Episode, EpisodeOutcome, Feed, IngestReport, LedgerEntry, Settings
-from tasks.redaction import redact_urls
+from tasks.models import (
+    STAGES,
+    Episode,
+    EpisodeMetadata,
+    EpisodeOutcome,
+    Feed,
+    FeedValidators,
+    IngestReport,
+    LedgerEntry,
+    RunReport,
+    Settings,
+    utc_now,
+)
+from tasks.opml import read_opml
+from tasks.redaction import redact_url, redact_urls
 from tasks.store import FeedStore
 from tasks.transcribe import transcribe
 from tasks.transcribe.engine import runs_in_processes
 
-_progress_listeners: list[Callable[[str, Progress], None]] = []
+_progress_listeners: list[Callable[[Progress], None]] = []
 
 
 @contextmanager
-def listening(listener: Callable[[str, Progress], None]) -> Iterator[None]:
-    """Call `listener(feed_title, progress)` on every step of pipelines run in this process (the CLI's display)."""
+def listening(listener: Callable[[Progress], None]) -> Iterator[None]:
+    """Call `listener(progress)` on every step of pipelines run in this process (the CLI's display)."""
     _progress_listeners.append(listener)
     try:
         yield
@@ -42,15 +66,20 @@ def stage_tag(stage: str) -> str:
 
 
 def limited_stage_tags() -> set[str]:
-    """The stage tags an operator has bounded across runs (`prefect concurrency-limit create podflow-<stage> N`)."""
+    """The stage tags an operator has bounded across runs (`podflow limits apply`), where the limit is active.
+
+    A limit under 1 is left out with a warning: Prefect fails every task run that asks it for a slot."""
     limited = set()
     with get_client(sync_client=True) as client:
         for tag in map(stage_tag, STAGES):
             try:
-                client.read_global_concurrency_limit_by_name(f"tag:{tag}")
+                limit = client.read_global_concurrency_limit_by_name(f"tag:{tag}")
             except ObjectNotFound:
                 continue
-            limited.add(tag)
+            if limit.active and limit.limit < 1:
+                get_run_logger().warning("Ignoring the %s limit of %d: remove it or give it 1 or more", tag, limit.limit)
+            elif limit.active:
+                limited.add(tag)
     return limited
 
 
@@ -63,16 +92,25 @@ def tagged(task: Task[..., Any], stage: str, limited: set[str]) -> Task[..., Any
     return task.with_options(tags={stage_tag(stage)}) if stage_tag(stage) in limited else task
 
 
-def episode_stages(feed: Feed, store: FeedStore, settings: Settings, limited: set[str]) -> list[Stage[Episode]]:
-    def download_parameters(episode: Episode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
-        return {"episode": episode, "store": store, "settings": settings}
+@dataclass(frozen=True)
+class FeedEpisode:
+    """One episode in the pipeline, with the feed it came from and the folder it goes to."""
 
-    def transcribe_parameters(episode: Episode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
-        return {"episode": episode, "audio": upstream["download"], "store": store, "settings": settings}
+    feed: Feed
+    store: FeedStore
+    episode: Episode
 
-    def metadata_parameters(episode: Episode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
-        return {"feed": feed, "episode": episode, "audio": upstream["download"],
-                "transcript": upstream["transcribe"], "store": store}
+
+def episode_stages(settings: Settings, limited: set[str]) -> list[Stage[FeedEpisode]]:
+    def download_parameters(item: FeedEpisode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
+        return {"episode": item.episode, "store": item.store, "settings": settings}
+
+    def transcribe_parameters(item: FeedEpisode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
+        return {"episode": item.episode, "audio": upstream["download"], "store": item.store, "settings": settings}
+
+    def metadata_parameters(item: FeedEpisode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
+        return {"feed": item.feed, "episode": item.episode, "audio": upstream["download"],
+                "transcript": upstream["transcribe"], "store": item.store}
 
     return [
         Stage("download", tagged(download, "download", limited), settings.download_workers, download_parameters),
@@ -90,90 +128,218 @@ def unique_episodes(episodes: list[Episode]) -> list[Episode]:
     return list(first.values())
 
 
-def is_complete(entry: LedgerEntry, store: FeedStore) -> bool:
-    return entry.complete and (store.episode_dir(entry) / "metadata.json").is_file()
+def selected_episodes(episodes: list[Episode], settings: Settings) -> list[Episode]:
+    """The episodes the settings ask for: published after `published_after`, and the `newest` N, in feed order."""
+    chosen = [e for e in episodes if settings.published_after is None or e.published is None
+              or e.published > settings.published_after]
+    if settings.newest is not None:
+        # Undated episodes count as the oldest: a feed's date is the only order a publisher promises.
+        by_age = sorted(chosen, key=lambda e: e.published.timestamp() if e.published else float("-inf"), reverse=True)
+        newest = {e.episode_id for e in by_age[: settings.newest]}
+        chosen = [e for e in chosen if e.episode_id in newest]
+    return chosen
 
 
-def _outcome(entry: LedgerEntry, status: str, error: str | None = None) -> EpisodeOutcome:
-    return EpisodeOutcome(
-        episode_id=entry.episode_id,
-        title=entry.title,
-        folder=entry.folder,
-        status=status,
-        stages={stage: outcome.status for stage, outcome in entry.stages.items()},
-        error=error and redact_urls(error),  # expected errors are masked already; this covers the unexpected
-    )
+@dataclass
+class FeedRun:
+    """One feed's part in a run: its folder, what its fetch gave, the episodes chosen, or why it failed."""
+
+    url: str
+    store: FeedStore
+    feed: Feed | None = None
+    episodes: list[Episode] = field(default_factory=list)
+    not_modified: bool = False
+    error: str | None = None
 
 
-def _report(feed: Feed, store: FeedStore, episodes: list[Episode], runs: list[ItemRun[Episode]]) -> IngestReport:
+def open_feeds(urls: list[str], settings: Settings, locks: ExitStack) -> list[FeedRun]:
+    """Each distinct feed with its folder's run lock held in `locks`; a feed another run holds fails alone."""
+    feeds = []
+    for url in dict.fromkeys(url.strip() for url in urls):
+        feed_run = FeedRun(url, FeedStore.for_feed(settings.output_dir, url))
+        try:
+            locks.enter_context(feed_run.store.exclusive_run())
+        except FeedBusyError as exc:
+            feed_run.error = f"{type(exc).__name__}: {exc}"
+        feeds.append(feed_run)
+    return feeds
+
+
+def fetch_feeds(feeds: list[FeedRun], settings: Settings) -> None:
+    """Fetch every open feed at once (conditionally, where its last version left nothing to do)."""
+    with ThreadPoolTaskRunner(max_workers=settings.download_workers) as runner:
+        futures = [
+            (feed_run, runner.submit(fetch_feed_task, {
+                "url": feed_run.url, "settings": settings,
+                "validators": feed_run.store.validators_for(settings.selection()),
+            }))
+            for feed_run in feeds if feed_run.error is None
+        ]
+        for feed_run, future in futures:
+            future.wait()
+            if not future.state.is_completed():
+                feed_run.error = failure_message(future)
+            elif (fetched := future.result()) is None:
+                feed_run.not_modified = True
+            else:
+                feed_run.feed, found = fetched
+                feed_run.episodes = selected_episodes(unique_episodes(found), settings)
+
+
+def register(feed_run: FeedRun, settings: Settings) -> list[FeedEpisode]:
+    """Record the feed and its chosen episodes; return the episodes not yet settled."""
+    feed, store = feed_run.feed, feed_run.store
+    assert feed is not None
+    first_run = not store.read_ledger().episodes
+    entries = store.register(feed_run.episodes, mark_seen=settings.skip_back_catalogue and first_run)
+    store.save_feed(feed)
+    # Saved only after the episodes are registered: a run killed in between must not make the next run's
+    # conditional GET hide episodes nobody has seen.
+    store.save_validators(FeedValidators(etag=feed.etag, last_modified=feed.last_modified,
+                                         selection=settings.selection()))
+    return [FeedEpisode(feed, store, e) for e in feed_run.episodes if not store.is_settled(entries[e.episode_id])]
+
+
+def _seconds_this_run(entry: LedgerEntry, since: datetime) -> dict[str, float]:
+    return {stage: (outcome.ended - outcome.started).total_seconds()
+            for stage, outcome in entry.stages.items() if outcome.started >= since}
+
+
+def _outcome(entry: LedgerEntry, store: FeedStore, episode: Episode, run: ItemRun[FeedEpisode] | None,
+             since: datetime) -> EpisodeOutcome:
+    common: dict[str, Any] = {
+        "episode_id": entry.episode_id, "title": entry.title, "folder": entry.folder, "published": episode.published,
+        "stages": {stage: outcome.status for stage, outcome in entry.stages.items()},
+    }
+    if entry.skipped or entry.marked_seen:
+        reason = entry.skipped or "marked seen on the feed's first run (skip_back_catalogue)"
+        return EpisodeOutcome(**common, status="skipped", error=reason)
+    if run is None:
+        return EpisodeOutcome(**common, status="already complete")
+    seconds = _seconds_this_run(entry, since)
+    audio_bytes = entry.audio.bytes if entry.audio and "download" in seconds else None
+    if run.failed_stage is not None:
+        # Expected errors are masked already; this covers the unexpected.
+        error = redact_urls(run.error or f"the {run.failed_stage} stage failed")
+        return EpisodeOutcome(**common, status="failed", seconds=seconds, audio_bytes=audio_bytes, error=error)
+    written = EpisodeMetadata.model_validate_json((store.episode_dir(entry) / "metadata.json").read_bytes())
+    return EpisodeOutcome(**common, status="complete", seconds=seconds, audio_bytes=audio_bytes,
+                          audio_duration_s=written.audio.duration_s)
+
+
+def feed_report(feed_run: FeedRun, runs: dict[tuple[Path, str], ItemRun[FeedEpisode]],
+                since: datetime) -> IngestReport:
+    store = feed_run.store
+    common: dict[str, Any] = {"feed_url": feed_run.url, "feed_dir": store.feed_dir}
+    if feed_run.error is not None:
+        return IngestReport(**common, feed_title=redact_url(feed_run.url), status="failed", error=feed_run.error)
+    if feed_run.feed is None:
+        saved = store.feed_dir / "feed.json"
+        title = Feed.model_validate_json(saved.read_bytes()).title if saved.is_file() else redact_url(feed_run.url)
+        return IngestReport(**common, feed_title=title, status="not modified")
     ledger = store.read_ledger().episodes
-    ran = {run.item.episode_id: run for run in runs}
-    outcomes = []
-    for episode in episodes:
-        entry, run = ledger[episode.episode_id], ran.get(episode.episode_id)
-        if entry.skipped:
-            outcomes.append(_outcome(entry, "skipped", entry.skipped))
-        elif run is None:
-            outcomes.append(_outcome(entry, "already complete"))
-        elif run.failed_stage is not None:
-            outcomes.append(_outcome(entry, "failed", run.error or f"the {run.failed_stage} stage failed"))
-        else:
-            outcomes.append(_outcome(entry, "complete"))
-    return IngestReport(feed_url=feed.url, feed_title=feed.title, feed_dir=store.feed_dir, episodes=tuple(outcomes))
+    outcomes = tuple(
+        _outcome(ledger[e.episode_id], store, e, runs.get((store.feed_dir, e.episode_id)), since)
+        for e in feed_run.episodes
+    )
+    return IngestReport(**common, feed_title=feed_run.feed.title, episodes=outcomes)
 
 
-def _publish(report: IngestReport) -> None:
+def publish(report: RunReport) -> None:
+    """The run's table of episodes and its summary, as artifacts on the flow run."""
     create_table_artifact(
         key="podflow-episodes",
         table=[
-            {"episode": e.title, "status": e.status, **{s: e.stages.get(s, "-") for s in STAGES}, "error": e.error or ""}
-            for e in report.episodes
+            {
+                "feed": feed.feed_title,
+                "episode": e.title,
+                "published": e.published.date().isoformat() if e.published else "",
+                "status": e.status,
+                **{stage: e.stages.get(stage, "-") for stage in STAGES},
+                **{f"{stage} s": round(e.seconds[stage], 1) if stage in e.seconds else "" for stage in STAGES},
+                "error": e.error or "",
+            }
+            for feed in report.feeds
+            for e in feed.episodes
+        ] + [
+            {"feed": feed.feed_title, "episode": "", "status": f"feed {feed.status}", "error": feed.error or ""}
+            for feed in report.feeds if feed.status != "fetched"
         ],
-        description=f"Episodes of {report.feed_title}: outcome per stage",
+        description="Each episode of the run: outcome and seconds per stage, error",
     )
+    create_markdown_artifact(key="podflow-summary", markdown=summary_markdown(report),
+                             description="Counts, bytes, audio hours, throughput and failures of the run")
+
+
+def ingest(urls: list[str], settings: Settings) -> RunReport:
+    """Take every new episode of every feed through the stages, in one pipeline; returns when all settle."""
+    logger = get_run_logger()
+    started = utc_now()
+    with ExitStack() as locks:
+        feeds = open_feeds(urls, settings, locks)
+        fetch_feeds(feeds, settings)
+        todo: list[FeedEpisode] = []
+        for feed_run in feeds:
+            if feed_run.error is not None:
+                logger.warning("%s: %s", redact_url(feed_run.url), feed_run.error)
+            elif feed_run.not_modified:
+                logger.info("%s: not modified since the last run", redact_url(feed_run.url))
+            else:
+                assert feed_run.feed is not None
+                chosen = register(feed_run, settings)
+                todo += chosen
+                logger.info("%s: %d episodes chosen, %d to process, output in %s", feed_run.feed.title,
+                            len(feed_run.episodes), len(chosen), feed_run.store.feed_dir)
+
+        progress_artifact = create_progress_artifact(0.0, description="Episodes of this run through the pipeline")
+
+        def on_progress(progress: Progress) -> None:
+            # A display is no reason to stop the pipeline: its failures are logged, not raised.
+            try:
+                update_progress_artifact(progress_artifact, 100.0 * progress.settled / progress.total
+                                         if progress.total else 100.0)
+                for listener in _progress_listeners:
+                    listener(progress)
+            except Exception:
+                logger.warning("Progress display failed", exc_info=True)
+
+        limited = limited_stage_tags()
+        if limited:
+            logger.info("Stage limits across runs apply to: %s", ", ".join(sorted(limited)))
+        runs = run_pipeline(todo, episode_stages(settings, limited), on_progress)
+        by_episode = {(run.item.store.feed_dir, run.item.episode.episode_id): run for run in runs}
+        reports = tuple(feed_report(feed_run, by_episode, started) for feed_run in feeds)
+    report = RunReport(started=started, ended=utc_now(), feeds=reports)
+    publish(report)
+    return report
+
+
+@flow(name="ingest-feeds")
+def ingest_feeds(
+    feeds: list[str] | None = None, opml: str | None = None, settings: Settings = Settings()
+) -> RunReport | State:
+    """Ingest every new episode of each feed listed, and of each feed in the OPML file or URL, in one pipeline."""
+    urls = list(feeds or [])
+    if opml:
+        try:
+            urls += read_opml(opml, settings)
+        except FeedError as exc:
+            return Failed(message=f"{type(exc).__name__}: {exc}")
+    if not urls:
+        return Failed(message="No feeds to ingest: give feeds, an OPML file or both.")
+    report = ingest(urls, settings)
+    if failure := report.failure():
+        return Failed(message=failure, data=report)
+    return report
 
 
 @flow(name="ingest-feed")
 def ingest_feed(feed_url: str, settings: Settings = Settings()) -> IngestReport | State:
     """Fetch a feed and take each episode not yet complete through download -> transcribe -> metadata."""
-    fetched = fetch_feed_task(feed_url, settings, return_state=True)
-    if fetched.is_failed():
-        return Failed(message=fetched.message)
-    feed, found = fetched.result()
-    store = FeedStore.for_feed(settings.output_dir, feed_url)
-    try:
-        with store.exclusive_run():
-            report = _ingest(feed, unique_episodes(found), store, settings)
-    except FeedBusyError as exc:
-        return Failed(message=f"{type(exc).__name__}: {exc}")
-    _publish(report)
-    if failed := report.count("failed"):
-        others = ", ".join(f"{report.count(s)} {s}" for s in ("complete", "already complete", "skipped") if report.count(s))
-        return Failed(message=f"{failed} of {len(report.episodes)} episodes failed ({others or 'none other'})", data=report)
+    run_report = ingest([feed_url], settings)
+    report = run_report.feeds[0]
+    if report.status == "failed":
+        return Failed(message=report.error)
+    if failure := run_report.failure():
+        return Failed(message=failure, data=report)
     return report
-
-
-def _ingest(feed: Feed, episodes: list[Episode], store: FeedStore, settings: Settings) -> IngestReport:
-    """Take every episode not yet complete through the stages; the caller holds the feed's run lock."""
-    logger = get_run_logger()
-    store.save_feed(feed)
-    entries = store.register(episodes)
-    todo = [e for e in episodes if not entries[e.episode_id].skipped and not is_complete(entries[e.episode_id], store)]
-    logger.info("%s: %d episodes, %d to process, output in %s", feed.title, len(episodes), len(todo), store.feed_dir)
-
-    progress_artifact = create_progress_artifact(0.0, description=f"Episodes of {feed.title} through the pipeline")
-
-    def on_progress(progress: Progress) -> None:
-        # A display is no reason to stop the pipeline: its failures are logged, not raised.
-        try:
-            update_progress_artifact(progress_artifact, 100.0 * progress.settled / progress.total if progress.total else 100.0)
-            for listener in _progress_listeners:
-                listener(feed.title, progress)
-        except Exception:
-            logger.warning("Progress display failed", exc_info=True)
-
-    limited = limited_stage_tags()
-    if limited:
-        logger.info("Stage limits across runs apply to: %s", ", ".join(sorted(limited)))
-    runs = run_pipeline(todo, episode_stages(feed, store, settings, limited), on_progress)
-    return _report(feed, store, episodes, runs)

@@ -66,6 +66,12 @@ class Progress:
     failed: Mapping[str, int]
 
 
+def failure_message(future: PrefectFuture[Any]) -> str | None:
+    """Why a finished task failed: its exception, or the message of the Failed state it returned."""
+    exc = future.result(raise_on_failure=False)
+    return f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else future.state.message
+
+
 def run_pipeline(
     items: Sequence[Item],
     stages: Sequence[Stage[Item]],
@@ -118,9 +124,7 @@ def run_pipeline(
                         continue
                 else:
                     failed[stage.name] += 1
-                    exc = future.result(raise_on_failure=False)
-                    run.failed_stage = stage.name
-                    run.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else future.state.message
+                    run.failed_stage, run.error = stage.name, failure_message(future)
             settled += 1
             run.finished.clear()
             on_progress(Progress(len(runs), settled, dict(done), dict(failed)))

@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.errors import DownloadError, RetryableDownloadError, fail_quietly
 from tasks.http import new_session
 from tasks.models import AudioFile, Episode, Settings
-from tasks.store import FeedStore
+from tasks.store import FeedStore, episode_run_name
 
 CHUNK_BYTES = 256 * 1024
 AUDIO_EXTENSIONS = {".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".wav", ".flac", ".webm"}
@@ -230,7 +230,7 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
         part.discard()
 
 
-@task(name="download", cache_policy=NO_CACHE, task_run_name="download · {episode.title}")
+@task(name="download", cache_policy=NO_CACHE, task_run_name=episode_run_name("download"))
 @fail_quietly
 def download(episode: Episode, store: FeedStore, settings: Settings) -> AudioFile:
     entry = store.read_ledger().episodes[episode.episode_id]

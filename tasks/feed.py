@@ -17,7 +17,8 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import FeedError, fail_quietly
 from tasks.http import fetch_document
-from tasks.models import Episode, Feed, Settings, TranscriptLink, utc_now
+from tasks.models import Episode, Feed, FeedValidators, Settings, TranscriptLink, utc_now
+from tasks.redaction import redact_url
 
 PODCAST_NAMESPACE = "https://podcastindex.org/namespace/1.0"
 BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -36,6 +37,17 @@ def normalise_url(url: str) -> str:
         if not key.lower().startswith("utm_") and key.lower() not in TRACKING_PARAMS
     )
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, urlencode(query), ""))
+
+
+def enclosure_identity(url: str) -> str:
+    """What names a GUID-less episode: its enclosure's host and path. The query string is left out where the path
+    names a file, since hosts and ad networks add and rotate parameters there (`?aid=rss&ts=…`); elsewhere
+    (`download.php?id=7`) the query may be the identity, so only tracking parameters are left out."""
+    normalised = urlsplit(normalise_url(url))
+    has_extension = "." in normalised.path.rsplit("/", 1)[-1]
+    query = "" if has_extension else normalised.query
+    host = normalised.netloc.rsplit("@", 1)[-1]  # a rotated credential is the same episode
+    return urlunsplit(("", host, normalised.path, query, ""))
 
 
 def _hash_id(text: str) -> str:
@@ -121,7 +133,7 @@ def episode_from_entry(entry: Any, base_url: str, transcripts: tuple[TranscriptL
     if guid:
         episode_id = guid
     elif enclosure_url:
-        episode_id = _hash_id(normalise_url(enclosure_url))
+        episode_id = _hash_id(enclosure_identity(enclosure_url))
     else:
         episode_id = _hash_id(f"{title}\n{published}\n{entry.get('link', '')}")
     if not transcripts and entry.get("podcast_transcript", {}).get("url"):
@@ -170,13 +182,31 @@ def parse_feed(body: bytes, url: str, final_url: str, headers: dict[str, str]) -
     return feed, [episode_from_entry(entry, final_url, found) for entry, found in zip(parsed.entries, links)]
 
 
-def fetch_feed(url: str, settings: Settings) -> tuple[Feed, list[Episode]]:
-    """GET the feed (following redirects, within the size limit) and parse it."""
-    fetched = fetch_document(url, settings, FeedError)
+def conditional_headers(validators: FeedValidators | None) -> dict[str, str]:
+    if validators is None:
+        return {}
+    headers = {"If-None-Match": validators.etag, "If-Modified-Since": validators.last_modified}
+    return {name: value for name, value in headers.items() if value}
+
+
+def fetch_feed(
+    url: str, settings: Settings, validators: FeedValidators | None = None
+) -> tuple[Feed, list[Episode]] | None:
+    """GET the feed (following redirects, within the size limit) and parse it; None when the server answers a
+    conditional GET with 304 Not Modified."""
+    fetched = fetch_document(url, settings, FeedError, headers=conditional_headers(validators))
+    if fetched.not_modified:
+        return None
     return parse_feed(fetched.body, url, fetched.final_url, fetched.headers)
 
 
-@task(name="fetch-feed", cache_policy=NO_CACHE)
+def _fetch_feed_run_name(parameters: dict[str, Any]) -> str:
+    return f"fetch-feed · {redact_url(parameters['url'])}"
+
+
+@task(name="fetch-feed", cache_policy=NO_CACHE, task_run_name=_fetch_feed_run_name)
 @fail_quietly
-def fetch_feed_task(url: str, settings: Settings) -> tuple[Feed, list[Episode]]:
-    return fetch_feed(url, settings)
+def fetch_feed_task(
+    url: str, settings: Settings, validators: FeedValidators | None = None
+) -> tuple[Feed, list[Episode]] | None:
+    return fetch_feed(url, settings, validators)

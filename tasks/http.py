@@ -26,18 +26,26 @@ class Fetched:
     body: bytes
     final_url: str
     headers: dict[str, str]
+    not_modified: bool = False  # a 304 to a conditional GET: no body
 
 
-def fetch_document(url: str, settings: Settings, error: type[PodflowError], what: str = "") -> Fetched:
+def fetch_document(
+    url: str, settings: Settings, error: type[PodflowError], what: str = "", headers: dict[str, str] | None = None
+) -> Fetched:
     """GET a document whole, following redirects, refusing it while streaming past `settings.max_feed_bytes`.
 
+    `headers` are sent with it (If-None-Match, If-Modified-Since); a 304 answer comes back as `not_modified`.
     Every failure raises `error` with a message naming the URL (and `what` it was meant to be).
     """
     named = f"{url}{f' ({what})' if what else ''}"
     if urlsplit(url).scheme not in ("http", "https"):
         raise error(f"{named} is not an http(s) URL")
     try:
-        with new_session(settings) as session, session.get(url, timeout=settings.http_timeout_s, stream=True) as response:
+        with new_session(settings) as session, session.get(
+            url, headers=headers, timeout=settings.http_timeout_s, stream=True
+        ) as response:
+            if response.status_code == 304:
+                return Fetched(b"", response.url, dict(response.headers), not_modified=True)
             if response.status_code >= 400:
                 raise error(f"{named} returned HTTP {response.status_code} {response.reason}")
             body = bytearray()

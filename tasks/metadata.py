@@ -22,7 +22,7 @@ from tasks.models import (
     TranscriptFacts,
     utc_now,
 )
-from tasks.store import FeedStore, write_record
+from tasks.store import FeedStore, episode_run_name, write_record
 from tasks.transcribe import TRANSCRIPT_FILES
 
 
@@ -70,7 +70,7 @@ def metadata_json_schema() -> str:
     return json.dumps(EpisodeMetadata.model_json_schema(), indent=2) + "\n"
 
 
-@task(name="metadata", cache_policy=NO_CACHE, task_run_name="metadata · {audio.path.parent.name}")
+@task(name="metadata", cache_policy=NO_CACHE, task_run_name=episode_run_name("metadata"))
 @fail_quietly
 def metadata(feed: Feed, episode: Episode, audio: AudioFile, transcript: Transcript, store: FeedStore) -> EpisodeMetadata:
     with store.recording(episode.episode_id, "metadata") as recording:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 from tasks.redaction import RedactedUrl
 
@@ -87,6 +87,25 @@ class Settings(Record):
     max_audio_duration_s: PositiveFloat = Field(
         6 * 3600.0, description="Longer audio is refused (checked while decoding) instead of transcribed."
     )
+    published_after: datetime | None = Field(
+        None, description="Take only episodes published after this moment (undated episodes are taken)."
+    )
+    newest: PositiveInt | None = Field(None, description="Take only each feed's newest N episodes.")
+    skip_back_catalogue: bool = Field(
+        False,
+        description="On a feed's first run, record the episodes it already has as seen without downloading them; "
+        "later runs take only new episodes. Safe to leave on for a scheduled deployment.",
+    )
+
+    @field_validator("published_after")
+    @classmethod
+    def _in_utc(cls, moment: datetime | None) -> datetime | None:
+        """A date given without a zone (`2026-11-01`) is read as UTC, so it compares with the feeds' dates."""
+        return moment.replace(tzinfo=timezone.utc) if moment and moment.tzinfo is None else moment
+
+    def selection(self) -> str:
+        """The settings that choose a feed's episodes: a feed's cached answer holds only under the same choice."""
+        return f"published_after={self.published_after and self.published_after.isoformat()};newest={self.newest}"
 
 
 class TranscriptLink(Record):
@@ -228,6 +247,9 @@ class LedgerEntry(Record):
     title: str
     folder: str = Field(description="Fixed at first sight, so a renamed episode keeps its folder.")
     skipped: str | None = Field(None, description="Why the episode has nothing to process (no enclosure).")
+    marked_seen: datetime | None = Field(
+        None, description="When a first run with skip_back_catalogue recorded it as seen, never to be processed."
+    )
     audio: AudioFile | None = None
     stages: dict[StageName, StageOutcome] = {}
 
@@ -236,10 +258,19 @@ class LedgerEntry(Record):
         return all((outcome := self.stages.get(stage)) is not None and outcome.status == "done" for stage in STAGES)
 
 
+class FeedValidators(Record):
+    """What the feed's server said identifies the version podflow last registered, for a conditional GET."""
+
+    etag: str | None
+    last_modified: str | None
+    selection: str = Field(description="Settings.selection() of the run that registered it.")
+
+
 class Ledger(Record):
     """`ledger.json`: every episode podflow has seen in one feed, and how each stage went."""
 
     feed_url: RedactedUrl
+    validators: FeedValidators | None = None
     episodes: dict[str, LedgerEntry] = {}
 
 
@@ -247,18 +278,50 @@ class EpisodeOutcome(Record):
     episode_id: str
     title: str
     folder: str
+    published: datetime | None = None
     status: Literal["complete", "already complete", "failed", "skipped"]
     stages: dict[StageName, Literal["done", "failed"]] = {}
+    seconds: dict[StageName, float] = Field({}, description="How long each stage took in this run.")
+    audio_bytes: int | None = Field(None, description="Downloaded in this run.")
+    audio_duration_s: float | None = Field(None, description="Transcribed in this run.")
     error: str | None = None
 
 
 class IngestReport(Record):
-    """What one run of a feed did, episode by episode."""
+    """What one run did with one feed, episode by episode."""
 
     feed_url: RedactedUrl
     feed_title: str
     feed_dir: Path
-    episodes: tuple[EpisodeOutcome, ...]
+    status: Literal["fetched", "not modified", "failed"] = "fetched"
+    error: str | None = Field(None, description="Why the feed could not be ingested at all.")
+    episodes: tuple[EpisodeOutcome, ...] = ()
 
     def count(self, status: str) -> int:
         return sum(1 for episode in self.episodes if episode.status == status)
+
+
+class RunReport(Record):
+    """What one run did with all its feeds."""
+
+    started: datetime
+    ended: datetime
+    feeds: tuple[IngestReport, ...]
+
+    @property
+    def episodes(self) -> list[EpisodeOutcome]:
+        return [episode for feed in self.feeds for episode in feed.episodes]
+
+    def count(self, status: str) -> int:
+        return sum(feed.count(status) for feed in self.feeds)
+
+    def failure(self) -> str | None:
+        """Why the run as a whole counts as failed (any feed or episode failed), or None."""
+        failed_feeds = [feed for feed in self.feeds if feed.status == "failed"]
+        if not failed_feeds and not self.count("failed"):
+            return None
+        counts = ", ".join(f"{self.count(s)} {s}" for s in ("complete", "already complete", "skipped") if self.count(s))
+        parts = [f"{len(failed_feeds)} of {len(self.feeds)} feeds failed"] if failed_feeds else []
+        if self.count("failed"):
+            parts.append(f"{self.count('failed')} of {len(self.episodes)} episodes failed ({counts or 'none other'})")
+        return "; ".join(parts)

@@ -13,17 +13,18 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from tasks.errors import FeedBusyError, StorageError
-from tasks.models import AudioFile, Episode, Feed, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
+from tasks.models import AudioFile, Episode, Feed, FeedValidators, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
 from tasks.redaction import redact_url, redact_urls
 
 SLUG_MAX_CHARS = 60
@@ -56,6 +57,17 @@ def feed_folder_name(feed_url: str) -> str:
 def episode_folder_name(episode: Episode) -> str:
     date = episode.published.strftime("%Y-%m-%d") if episode.published else "undated"
     return f"{date}-{slugify(episode.title)}-{short_hash(episode.episode_id)}"
+
+
+def episode_run_name(stage: StageName) -> Callable[[dict[str, Any]], str]:
+    """Names a stage's task run after its episode, as the Prefect UI lists it: `transcribe · 2026-11-20 · slug`."""
+
+    def name(parameters: dict[str, Any]) -> str:
+        episode: Episode = parameters["episode"]
+        date = episode.published.strftime("%Y-%m-%d") if episode.published else "undated"
+        return f"{stage} · {date} · {slugify(episode.title)}"
+
+    return name
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -136,18 +148,25 @@ class FeedStore:
         return Ledger.model_validate_json(self.ledger_path.read_bytes())
 
     @contextmanager
-    def _locked_ledger(self) -> Iterator[dict[str, LedgerEntry]]:
-        """Read-modify-write of the ledger under an exclusive lock; the caller edits the yielded episode map."""
+    def _locked_ledger(self) -> Iterator[LedgerUpdate]:
+        """Read-modify-write of the ledger under an exclusive lock; the caller edits the yielded update."""
         self.feed_dir.mkdir(parents=True, exist_ok=True)
         with open(self.feed_dir / ".ledger.lock", "w") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
-            episodes = dict(self.read_ledger().episodes)
-            yield episodes
-            write_record(self.ledger_path, Ledger(feed_url=self.feed_url, episodes=episodes))
+            ledger = self.read_ledger()
+            update = LedgerUpdate(dict(ledger.episodes), ledger.validators)
+            yield update
+            write_record(
+                self.ledger_path, Ledger(feed_url=self.feed_url, validators=update.validators, episodes=update.episodes)
+            )
 
-    def register(self, episodes: list[Episode]) -> dict[str, LedgerEntry]:
-        """Give every new episode its folder (and mark those with no audio skipped); return all entries."""
-        with self._locked_ledger() as entries:
+    def register(self, episodes: list[Episode], mark_seen: bool = False) -> dict[str, LedgerEntry]:
+        """Give every new episode its folder (and mark those with no audio skipped); return all entries.
+
+        `mark_seen` records new episodes as seen, never to be processed (skip_back_catalogue's first run)."""
+        with self._locked_ledger() as ledger:
+            entries = ledger.episodes
+            seen_at = utc_now() if mark_seen else None
             for episode in episodes:
                 skipped = None if episode.enclosure_url else "the item has no enclosure"
                 if episode.episode_id not in entries:
@@ -156,10 +175,33 @@ class FeedStore:
                         title=episode.title,
                         folder=episode_folder_name(episode),
                         skipped=skipped,
+                        marked_seen=seen_at,
                     )
                 elif entries[episode.episode_id].skipped != skipped:  # e.g. the publisher added the audio later
                     entries[episode.episode_id] = entries[episode.episode_id].model_copy(update={"skipped": skipped})
             return dict(entries)
+
+    def is_settled(self, entry: LedgerEntry) -> bool:
+        """Nothing left to do for this episode: complete, skipped, or marked seen."""
+        return entry.skipped is not None or entry.marked_seen is not None or self.is_complete(entry)
+
+    def is_complete(self, entry: LedgerEntry) -> bool:
+        return entry.complete and (self.episode_dir(entry) / "metadata.json").is_file()
+
+    def save_validators(self, validators: FeedValidators | None) -> None:
+        with self._locked_ledger() as ledger:
+            ledger.validators = validators
+
+    def validators_for(self, selection: str) -> FeedValidators | None:
+        """The validators to send with the next GET of the feed, where a 304 would truly leave nothing to do:
+        every episode of the version they name is settled, and it was chosen under the same selection."""
+        ledger = self.read_ledger()
+        validators = ledger.validators
+        if validators is None or validators.selection != selection:
+            return None
+        if not all(self.is_settled(entry) for entry in ledger.episodes.values()):
+            return None
+        return validators
 
     def record(
         self,
@@ -170,12 +212,12 @@ class FeedStore:
         audio: AudioFile | None = None,
     ) -> None:
         outcome = StageOutcome(status="failed" if error else "done", started=started, ended=utc_now(), error=error)
-        with self._locked_ledger() as entries:
-            entry = entries[episode_id]
+        with self._locked_ledger() as ledger:
+            entry = ledger.episodes[episode_id]
             update: dict[str, object] = {"stages": {**entry.stages, stage: outcome}}
             if audio is not None:
                 update["audio"] = audio
-            entries[episode_id] = entry.model_copy(update=update)
+            ledger.episodes[episode_id] = entry.model_copy(update=update)
 
     @contextmanager
     def recording(self, episode_id: str, stage: StageName) -> Iterator[StageRecording]:
@@ -188,6 +230,12 @@ class FeedStore:
             self.record(episode_id, stage, recording.started, error=redact_urls(f"{type(exc).__name__}: {exc}"))
             raise
         self.record(episode_id, stage, recording.started, audio=recording.audio)
+
+
+@dataclass
+class LedgerUpdate:
+    episodes: dict[str, LedgerEntry]
+    validators: FeedValidators | None
 
 
 @dataclass

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError, fail_quietly
 from tasks.models import AudioFile, Episode, Segment, Settings, Transcript
-from tasks.store import FeedStore, atomic_write_text, write_record
+from tasks.store import FeedStore, atomic_write_text, episode_run_name, write_record
 from tasks.transcribe.engine import load_backend
 from tasks.transcribe.published import published_transcript
 from tasks.transcribe.subtitles import to_srt, to_vtt
@@ -101,7 +101,7 @@ def transcribe_audio(
     return transcript
 
 
-@task(name="transcribe", cache_policy=NO_CACHE, task_run_name="transcribe · {audio.path.parent.name}")
+@task(name="transcribe", cache_policy=NO_CACHE, task_run_name=episode_run_name("transcribe"))
 @fail_quietly
 def transcribe(episode: Episode, audio: AudioFile, store: FeedStore, settings: Settings) -> Transcript:
     logger = get_run_logger()

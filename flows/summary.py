@@ -1,0 +1,59 @@
+"""The markdown summary of a run that the Prefect UI shows on its flow run page."""
+
+from __future__ import annotations
+
+import re
+
+from tasks.models import RunReport
+
+# Everything markdown could read as markup or HTML in a title or an error a feed controls.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~])")
+
+
+def markdown_text(text: str) -> str:
+    """`text` shown as written: on one line, every markdown and HTML character escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "none"
+
+
+def summary_markdown(report: RunReport) -> str:
+    wall_s = (report.ended - report.started).total_seconds()
+    episodes = report.episodes
+    audio_s = sum(e.audio_duration_s or 0.0 for e in episodes)
+    downloaded = sum(e.audio_bytes or 0 for e in episodes)
+    processed = report.count("complete")
+    feed_counts = {status: sum(1 for f in report.feeds if f.status == status)
+                   for status in ("fetched", "not modified", "failed")}
+    episode_counts = {status: report.count(status) for status in ("complete", "already complete", "failed", "skipped")}
+    rate = f"{processed / wall_s * 3600:.1f} episodes an hour" if wall_s > 0 else "-"
+    real_time = f", {audio_s / wall_s:.1f}× real time" if wall_s > 0 and audio_s else ""
+    lines = [
+        f"## podflow: {len(report.feeds)} feeds, {len(episodes)} episodes in {_duration(wall_s)}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| feeds | {_counts(feed_counts)} |",
+        f"| episodes | {_counts(episode_counts)} |",
+        f"| downloaded | {downloaded / 1e6:,.1f} MB |",
+        f"| audio transcribed | {audio_s / 3600:.2f} h |",
+        f"| throughput | {rate}{real_time} |",
+    ]
+    failures = [
+        f"- feed {markdown_text(feed.feed_title)}: {markdown_text(feed.error or '')}"
+        for feed in report.feeds if feed.status == "failed"
+    ] + [
+        f"- {markdown_text(feed.feed_title)} / {markdown_text(e.title)}: {markdown_text(e.error or '')}"
+        for feed in report.feeds for e in feed.episodes if e.status == "failed"
+    ]
+    if failures:
+        lines += ["", f"### Failures ({len(failures)})", "", *failures]
+    return "\n".join(lines) + "\n"

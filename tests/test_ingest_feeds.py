@@ -1,0 +1,248 @@
+"""Many feeds in one pipeline, incremental runs (conditional GET, selection options) and what the Prefect UI shows,
+on the real Prefect engine, a real HTTP server and the real model."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+from prefect.states import State
+
+from flows.feedserver import FeedServer
+from flows.ingest import ingest_feeds, selected_episodes
+from flows.summary import markdown_text, summary_markdown
+from tasks.models import STAGES, Episode, EpisodeOutcome, IngestReport, RunReport, Settings
+from tasks.store import FeedStore
+from tests.conftest import DEMO_EPISODES, DemoEpisode
+from tests.feeds import rss, rss_item
+from tests.test_flow import overlaps
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def serve_feed(server: FeedServer, path: str, episodes: list[DemoEpisode], title: str = "Test Show",
+               guids: bool = True, query: str = "", titles: dict[str, str] | None = None, **options: object) -> str:
+    """A feed of demo episodes at `path`, each enclosure at /<slug>.mp3 (served with `options`)."""
+    items = []
+    for demo in episodes:
+        server.add(f"/{demo.slug}.mp3", demo.audio, content_type="audio/mpeg", **options)
+        items.append(rss_item((titles or {}).get(demo.slug, demo.title), guid=f"demo-{demo.slug}" if guids else None,
+                              enclosure=server.url(f"/{demo.slug}.mp3{query}"), published=demo.published))
+    return server.add(path, rss(items, title=title), content_type="application/rss+xml")
+
+
+def run(settings: Settings, feeds: list[str] | None = None, opml: str | None = None) -> tuple[State, RunReport]:
+    state = ingest_feeds(feeds, opml, settings, return_state=True)
+    report = state.result(raise_on_failure=False)
+    assert isinstance(report, RunReport), report
+    return state, report
+
+
+def statuses(report: IngestReport) -> dict[str, str]:
+    return {e.title: e.status for e in report.episodes}
+
+
+def audio_hits(server: FeedServer) -> int:
+    return sum(1 for hit in server.hits if hit.path.endswith(".mp3") and hit.method == "GET")
+
+
+def flow_run_id(state: State) -> UUID:
+    assert state.state_details.flow_run_id is not None
+    return state.state_details.flow_run_id
+
+
+def test_many_feeds_flow_through_one_pipeline_whose_limits_hold_across_feeds(
+    server: FeedServer, settings: Settings
+) -> None:
+    first = serve_feed(server, "/first.xml", DEMO_EPISODES[:2], title="First Show", delay_s=0.3)
+    second = serve_feed(server, "/second.xml", DEMO_EPISODES[2:], title="Second Show", delay_s=0.3)
+    missing = server.url("/missing.xml")
+    broken = server.add("/broken.xml", b"<html><body>Moved, sorry</body></html>", content_type="text/html")
+    settings = settings.model_copy(update={"download_workers": 1, "transcribe_workers": 1, "metadata_workers": 1})
+
+    state, report = run(settings, [first, second, missing, broken])
+
+    assert state.is_failed() and state.message == "2 of 4 feeds failed"
+    by_url = {feed.feed_url: feed for feed in report.feeds}
+    assert [by_url[url].status for url in (first, second, missing, broken)] == ["fetched", "fetched", "failed", "failed"]
+    assert by_url[missing].error == f"FeedError: {missing} returned HTTP 404 Not Found"
+    assert "is not a podcast feed" in (by_url[broken].error or "")
+    assert list(statuses(by_url[first]).values()) == list(statuses(by_url[second]).values()) == ["complete"] * 2
+    # One worker per stage for the whole run, not one per feed: no two episodes of either feed ever overlapped in
+    # a stage, while the stages themselves did overlap (a pipeline, not stage after stage).
+    entries = [entry for url in (first, second)
+               for entry in FeedStore.for_feed(settings.output_dir, url).read_ledger().episodes.values()]
+    for stage in STAGES:
+        assert overlaps([(e.stages[stage].started, e.stages[stage].ended) for e in entries]) == 1, stage
+    all_stages = [(e.stages[stage].started, e.stages[stage].ended) for e in entries for stage in STAGES]
+    assert overlaps(all_stages) > 1
+
+
+def test_an_opml_file_adds_its_feeds_each_once(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+    first = serve_feed(server, "/first.xml", DEMO_EPISODES[:1], title="First Show")
+    second = serve_feed(server, "/second.xml", DEMO_EPISODES[1:2], title="Second Show")
+    opml = tmp_path / "subscriptions.opml"
+    opml.write_text(f"""<?xml version="1.0"?><opml version="2.0"><head><title>Ours</title></head><body>
+        <outline text="News"><outline text="Deep"><outline type="rss" text="First" xmlUrl="{first}"/></outline></outline>
+        <outline type="rss" text="Second" xmlUrl="{second}"/></body></opml>""")
+
+    state, report = run(settings, [first], opml=str(opml))
+
+    assert state.is_completed()
+    assert [(feed.feed_title, feed.count("complete")) for feed in report.feeds] == [("First Show", 1), ("Second Show", 1)]
+    assert server.count("/first.xml") == 1
+
+
+def test_an_unreadable_opml_fails_the_run_with_its_reason(settings: Settings, tmp_path: Path) -> None:
+    state = ingest_feeds(opml=str(tmp_path / "nowhere.opml"), settings=settings, return_state=True)
+    assert state.is_failed() and "nowhere.opml" in (state.message or "")
+
+
+def test_an_unchanged_feed_ends_at_its_304_and_a_changed_one_brings_only_its_new_episodes(
+    server: FeedServer, settings: Settings
+) -> None:
+    feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:2])
+    run(settings, [feed_url])
+
+    state, report = run(settings, [feed_url])
+
+    assert state.is_completed()
+    [feed] = report.feeds
+    assert feed.status == "not modified" and feed.episodes == () and feed.feed_title == "Test Show"
+    last_fetch = [hit for hit in server.hits if hit.path == "/feed.xml"][-1]
+    assert last_fetch.headers.get("If-None-Match")
+    assert audio_hits(server) == 2
+
+    serve_feed(server, "/feed.xml", DEMO_EPISODES[:3])
+    state, report = run(settings, [feed_url])
+
+    assert state.is_completed()
+    assert list(statuses(report.feeds[0]).values()) == ["already complete", "already complete", "complete"]
+    assert audio_hits(server) == 3
+
+
+def test_a_failed_episode_is_retried_though_the_feed_is_unchanged(server: FeedServer, settings: Settings) -> None:
+    feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:2])
+    del server.routes[f"/{DEMO_EPISODES[1].slug}.mp3"]
+    state, _ = run(settings, [feed_url])
+    assert state.is_failed()
+
+    server.add(f"/{DEMO_EPISODES[1].slug}.mp3", DEMO_EPISODES[1].audio, content_type="audio/mpeg")
+    state, report = run(settings, [feed_url])
+
+    # Sending the feed's ETag would have got a 304 and left the failed episode for good.
+    assert "If-None-Match" not in [hit for hit in server.hits if hit.path == "/feed.xml"][-1].headers
+    assert state.is_completed()
+    assert list(statuses(report.feeds[0]).values()) == ["already complete", "complete"]
+    assert server.count(f"/{DEMO_EPISODES[0].slug}.mp3") == 1
+
+
+def test_renamed_titles_and_tracking_parameters_redo_nothing(server: FeedServer, settings: Settings) -> None:
+    feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:2], guids=False)
+    _, before = run(settings, [feed_url])
+
+    serve_feed(server, "/feed.xml", DEMO_EPISODES[:2], guids=False, query="?utm_source=rss&aid=feed&ts=1764000000",
+               titles={demo.slug: f"{demo.title} (remastered)" for demo in DEMO_EPISODES})
+    state, after = run(settings, [feed_url])
+
+    assert state.is_completed()
+    assert [e.status for e in after.feeds[0].episodes] == ["already complete"] * 2
+    assert [e.folder for e in after.feeds[0].episodes] == [e.folder for e in before.feeds[0].episodes]
+    assert audio_hits(server) == 2
+
+
+def test_newest_and_published_after_choose_episodes_and_a_new_choice_refetches_the_feed(
+    server: FeedServer, settings: Settings
+) -> None:
+    feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES)
+    newest_one = settings.model_copy(update={"newest": 1})
+    _, report = run(newest_one, [feed_url])
+    assert list(statuses(report.feeds[0])) == [DEMO_EPISODES[-1].title]
+
+    later = Settings(output_dir=settings.output_dir, published_after=datetime(2026, 11, 5))  # read as UTC
+    state, report = run(later, [feed_url])
+
+    assert state.is_completed() and report.feeds[0].status == "fetched"  # a 304 would have hidden the other two
+    assert statuses(report.feeds[0]) == {
+        demo.title: "already complete" if demo is DEMO_EPISODES[-1] else "complete" for demo in DEMO_EPISODES[1:]}
+    assert server.count(f"/{DEMO_EPISODES[0].slug}.mp3") == 0
+
+
+def test_selection_is_pure_and_keeps_feed_order() -> None:
+    def episode(name: str, day: int | None) -> Episode:
+        published = datetime(2026, 11, day, tzinfo=timezone.utc) if day else None
+        return Episode(episode_id=name, title=name, published=published, enclosure_url="https://x/a.mp3")
+
+    episodes = [episode("c", 3), episode("undated", None), episode("a", 1), episode("b", 2)]
+
+    assert [e.title for e in selected_episodes(episodes, Settings(newest=2))] == ["c", "b"]
+    chosen = selected_episodes(episodes, Settings(published_after=datetime(2026, 11, 1, 12)))
+    assert [e.title for e in chosen] == ["c", "undated", "b"]
+    assert selected_episodes(episodes, Settings()) == episodes
+
+
+def test_skip_back_catalogue_marks_the_first_run_seen_and_takes_only_later_episodes(
+    server: FeedServer, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"skip_back_catalogue": True})
+    feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:2])
+
+    state, report = run(settings, [feed_url])
+
+    assert state.is_completed()
+    assert [e.status for e in report.feeds[0].episodes] == ["skipped"] * 2
+    assert "skip_back_catalogue" in (report.feeds[0].episodes[0].error or "")
+    assert audio_hits(server) == 0
+
+    serve_feed(server, "/feed.xml", DEMO_EPISODES[:3])
+    state, report = run(settings, [feed_url])
+
+    assert list(statuses(report.feeds[0]).values()) == ["skipped", "skipped", "complete"]
+    assert audio_hits(server) == 1
+
+
+def test_the_ui_shows_named_task_runs_a_table_and_a_summary(server: FeedServer, settings: Settings) -> None:
+    feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:2])
+    missing = server.url("/gone.xml")
+    state, report = run(settings, [feed_url, missing])
+
+    with get_client(sync_client=True) as client:
+        flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id(state)]))
+        task_runs = client.read_task_runs(flow_run_filter=flow_filter)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(state)])))
+
+    names = {run.name for run in task_runs}
+    for demo in DEMO_EPISODES[:2]:
+        slug = demo.title.lower().replace(":", "").replace(" ", "-")
+        date = datetime.strptime(demo.published, "%a, %d %b %Y %H:%M:%S %Z").date().isoformat()
+        assert {f"{stage} · {date} · {slug}" for stage in STAGES} <= names
+    by_key = {artifact.key: artifact for artifact in artifacts if artifact.key}
+    rows = by_key["podflow-episodes"].data
+    assert isinstance(rows, str) and "Test Show" in rows and "feed failed" in rows and "HTTP 404" in rows
+    summary = by_key["podflow-summary"].data
+    assert isinstance(summary, str)
+    assert "2 feeds, 2 episodes" in summary and "1 fetched, 1 failed" in summary and "2 complete" in summary
+    audio_mb = sum(len(demo.audio) for demo in DEMO_EPISODES[:2]) / 1e6
+    assert f"{audio_mb:,.1f} MB" in summary
+    assert "### Failures (1)" in summary and "gone\\.xml returned HTTP 404" in summary
+    assert any(a.type == "progress" and a.data == 100.0 for a in artifacts)
+    assert report.feeds[0].episodes[0].audio_duration_s and report.feeds[0].episodes[0].seconds.keys() == set(STAGES)
+
+
+def test_the_summary_shows_hostile_titles_as_text() -> None:
+    title = "<script>alert(1)</script> | **bold** [link](javascript:x)\n# heading"
+    escaped = markdown_text(title)
+    assert "<" not in escaped.replace("\\<", "") and "\n" not in escaped and "](" not in escaped
+    moment = datetime(2026, 11, 27, tzinfo=timezone.utc)
+    report = RunReport(started=moment, ended=moment, feeds=(IngestReport(
+        feed_url="https://x/feed.xml", feed_title=title, feed_dir=Path("/tmp/x"),
+        episodes=(EpisodeOutcome(episode_id="e", title=title, folder="f", status="failed", error=title),)),))
+    summary = summary_markdown(report)
+    # The summary's title and its failures heading; the feed's "# heading" is escaped.
+    assert len([line for line in summary.splitlines() if line.startswith("#")]) == 2
+    assert "<script>" not in summary and "0 s" in summary
