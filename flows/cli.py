@@ -135,6 +135,13 @@ def ingest(
     published_after: Annotated[Optional[datetime], typer.Option(help=described("published_after"))] = None,
     newest: Annotated[Optional[int], typer.Option(help=described("newest"))] = None,
     skip_back_catalogue: Annotated[Optional[bool], typer.Option(help=described("skip_back_catalogue"))] = None,
+    openai_base_url: Annotated[Optional[str], typer.Option(help=described("openai_base_url"))] = None,
+    openai_api_key_secret: Annotated[Optional[str], typer.Option(help=described("openai_api_key_secret"))] = None,
+    openai_transcribe_model: Annotated[Optional[str], typer.Option(help=described("openai_transcribe_model"))] = None,
+    openai_requests: Annotated[Optional[int], typer.Option(help=described("openai_requests"))] = None,
+    openai_rate_limit: Annotated[Optional[str], typer.Option(help=described("openai_rate_limit"))] = None,
+    enrich: Annotated[Optional[str], typer.Option(help=described("enrich"))] = None,
+    enrich_model: Annotated[Optional[str], typer.Option(help=described("enrich_model"))] = None,
 ) -> None:
     """Ingest every new episode of each FEED_URL and of each feed in the OPML file, in one pipeline."""
     given = {
@@ -147,7 +154,10 @@ def ingest(
         "http_timeout_s": http_timeout_s, "download_attempts": download_attempts, "retry_backoff_s": retry_backoff_s,
         "max_download_s": max_download_s, "max_feed_bytes": max_feed_bytes, "max_episode_bytes": max_episode_bytes,
         "max_audio_duration_s": max_audio_duration_s, "published_after": published_after, "newest": newest,
-        "skip_back_catalogue": skip_back_catalogue,
+        "skip_back_catalogue": skip_back_catalogue, "openai_base_url": openai_base_url,
+        "openai_api_key_secret": openai_api_key_secret, "openai_transcribe_model": openai_transcribe_model,
+        "openai_requests": openai_requests, "openai_rate_limit": openai_rate_limit, "enrich": enrich,
+        "enrich_model": enrich_model,
     }
     if not feed_urls and not opml:
         raise typer.BadParameter("give at least one FEED_URL, or --opml")

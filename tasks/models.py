@@ -38,10 +38,10 @@ class Settings(Record):
     download_workers: PositiveInt = Field(4, description="Episodes downloading at once.")
     transcribe_workers: PositiveInt = Field(1, description="Episodes transcribing at once.")
     metadata_workers: PositiveInt = Field(4, description="Episodes whose metadata is built at once.")
-    transcriber: Literal["faster-whisper", "whisper", "published"] = Field(
+    transcriber: Literal["faster-whisper", "whisper", "openai", "published"] = Field(
         "faster-whisper",
-        description="faster-whisper (CTranslate2), whisper (openai-whisper, PyTorch), or published: only the "
-        "transcripts the feed links, never Whisper.",
+        description="faster-whisper (CTranslate2), whisper (openai-whisper, PyTorch), openai (the OpenAI audio API "
+        "or a compatible server: see openai_*), or published: only the transcripts the feed links, never Whisper.",
     )
     model: str = Field(
         "bundled:tiny.en",
@@ -102,6 +102,27 @@ class Settings(Record):
     def _in_utc(cls, moment: datetime | None) -> datetime | None:
         """A date given without a zone (`2026-11-01`) is read as UTC, so it compares with the feeds' dates."""
         return moment.replace(tzinfo=timezone.utc) if moment and moment.tzinfo is None else moment
+
+    # OpenAI, or any OpenAI-compatible server: API transcription (transcriber=openai) and enrichment (enrich=openai).
+    openai_base_url: str | None = Field(
+        None, description="An OpenAI-compatible API, e.g. a self-hosted Whisper server; empty: api.openai.com."
+    )
+    openai_api_key_secret: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the API key; empty: the OPENAI_API_KEY variable."
+    )
+    openai_transcribe_model: str = Field("whisper-1", description="whisper-1, gpt-4o-transcribe, …")
+    openai_requests: PositiveInt = Field(4, description="API requests in flight at once for one episode.")
+    openai_rate_limit: str | None = Field(
+        None,
+        description="Name of a Prefect global concurrency limit (with slot decay) every API request takes a slot "
+        "of: one rate limit shared by all runs.",
+    )
+    enrich: Literal["none", "local", "openai"] = Field(
+        "local",
+        description="Add to metadata.json: local (an extractive summary and keywords, no network) or openai (a "
+        "summary, topics, chapters, hosts and guests from a chat model).",
+    )
+    enrich_model: str = Field("gpt-4o-mini", description="The chat model enrich=openai uses.")
 
     def selection(self) -> str:
         """The settings that choose a feed's episodes: a feed's cached answer holds only under the same choice."""

@@ -61,3 +61,25 @@ def test_every_setting_is_an_ingest_option() -> None:
     options = {name.replace("_", "-") for name in Settings.model_fields} - {"output-dir"}
     missing = [name for name in options if f"--{name}" not in result.output]
     assert missing == []
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_ingest_takes_many_feeds_and_an_opml_file(server: FeedServer, tmp_path) -> None:
+    urls = []
+    for demo in DEMO_EPISODES[:2]:
+        server.add(f"/{demo.slug}.mp3", demo.audio)
+        urls.append(server.add(f"/{demo.slug}.xml", rss([rss_item(demo.title, guid=demo.slug, enclosure=f"{demo.slug}.mp3")],
+                                                        title=f"Show of {demo.slug}")))
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(f'<opml version="2.0"><body><outline text="x" xmlUrl="{urls[1]}"/></body></opml>')
+
+    result = runner.invoke(app, ["ingest", urls[0], "--opml", str(opml), "--output", str(tmp_path / "out")])
+
+    assert result.exit_code == 0, result.output
+    assert all(f"Show of {demo.slug}" in result.output for demo in DEMO_EPISODES[:2])
+    assert len(list((tmp_path / "out").glob("*/episodes/*/metadata.json"))) == 2
+
+
+def test_ingest_needs_a_feed() -> None:
+    result = runner.invoke(app, ["ingest"])
+    assert result.exit_code == 2 and "FEED_URL" in result.output
