@@ -63,7 +63,9 @@ def printable(text: str) -> str:
 def print_feed(report: IngestReport) -> None:
     title = Text(printable(f"{report.feed_title}  →  {report.feed_dir}"))
     if report.status != "fetched":
-        console.print(title, Text(f"feed {report.status}", style="red" if report.error else "cyan"))
+        status = "not modified since the last run (HTTP 304): nothing to do" if report.status == "not modified" else (
+            "feed failed")
+        console.print(title, Text(status, style="red" if report.error else "cyan"))
         if report.error:
             console.print(printable(f"✗ {report.error}"), style="red", soft_wrap=True, markup=False)
         return

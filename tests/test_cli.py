@@ -79,6 +79,9 @@ def test_ingest_takes_many_feeds_and_an_opml_file(server: FeedServer, tmp_path) 
     assert all(f"Show of {demo.slug}" in result.output for demo in DEMO_EPISODES[:2])
     assert len(list((tmp_path / "out").glob("*/episodes/*/metadata.json"))) == 2
 
+    again = runner.invoke(app, ["ingest", urls[0], "--opml", str(opml), "--output", str(tmp_path / "out")])
+    assert again.exit_code == 0 and again.output.count("not modified since the last run") == 2, again.output
+
 
 def test_ingest_needs_a_feed() -> None:
     result = runner.invoke(app, ["ingest"])
