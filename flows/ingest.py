@@ -26,8 +26,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.pipeline import ItemRun, Progress, Stage, failure_message, run_pipeline
 from flows.summary import summary_markdown
 from tasks.download import download
-from tasks.errors import FeedBusyError, FeedError
-from tasks.feed import fetch_feed_task
+from tasks.errors import FeedBusyError, FeedError, PodflowError
+from tasks.feed import fetch_feed_task, legacy_episode_id
 from tasks.metadata import metadata
 from tasks.models import (
     STAGES,
@@ -110,7 +110,7 @@ def episode_stages(settings: Settings, limited: set[str]) -> list[Stage[FeedEpis
 
     def metadata_parameters(item: FeedEpisode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
         return {"feed": item.feed, "episode": item.episode, "audio": upstream["download"],
-                "transcript": upstream["transcribe"], "store": item.store}
+                "transcript": upstream["transcribe"], "store": item.store, "settings": settings}
 
     return [
         Stage("download", tagged(download, "download", limited), settings.download_workers, download_parameters),
@@ -129,12 +129,16 @@ def unique_episodes(episodes: list[Episode]) -> list[Episode]:
 
 
 def selected_episodes(episodes: list[Episode], settings: Settings) -> list[Episode]:
-    """The episodes the settings ask for: published after `published_after`, and the `newest` N, in feed order."""
+    """The episodes the settings ask for: published after `published_after`, and the `newest` N with audio, in feed
+    order."""
     chosen = [e for e in episodes if settings.published_after is None or e.published is None
               or e.published > settings.published_after]
     if settings.newest is not None:
-        # Undated episodes count as the oldest: a feed's date is the only order a publisher promises.
-        by_age = sorted(chosen, key=lambda e: e.published.timestamp() if e.published else float("-inf"), reverse=True)
+        # Among episodes with audio (a text-only announcement is no episode to take); undated ones count as the
+        # oldest: a feed's date is the only order a publisher promises.
+        with_audio = [e for e in chosen if e.enclosure_url]
+        by_age = sorted(with_audio, key=lambda e: e.published.timestamp() if e.published else float("-inf"),
+                        reverse=True)
         newest = {e.episode_id for e in by_age[: settings.newest]}
         chosen = [e for e in chosen if e.episode_id in newest]
     return chosen
@@ -153,32 +157,35 @@ class FeedRun:
 
 
 def open_feeds(urls: list[str], settings: Settings, locks: ExitStack) -> list[FeedRun]:
-    """Each distinct feed with its folder's run lock held in `locks`; a feed another run holds fails alone."""
-    feeds = []
-    for url in dict.fromkeys(url.strip() for url in urls):
-        feed_run = FeedRun(url, FeedStore.for_feed(settings.output_dir, url))
+    """Each distinct feed with its folder's run lock held in `locks`; a feed another run holds fails alone.
+
+    Feeds are the same where their folders are: a URL listed twice, or once more with another token."""
+    feeds: dict[Path, FeedRun] = {}
+    for url in filter(None, (url.strip() for url in urls)):
+        store = FeedStore.for_feed(settings.output_dir, url)
+        if store.feed_dir in feeds:
+            continue
+        feed_run = feeds[store.feed_dir] = FeedRun(url, store)
         try:
-            locks.enter_context(feed_run.store.exclusive_run())
+            locks.enter_context(store.exclusive_run())
         except FeedBusyError as exc:
             feed_run.error = f"{type(exc).__name__}: {exc}"
-        feeds.append(feed_run)
-    return feeds
+    return list(feeds.values())
 
 
 def fetch_feeds(feeds: list[FeedRun], settings: Settings) -> None:
     """Fetch every open feed at once (conditionally, where its last version left nothing to do)."""
     with ThreadPoolTaskRunner(max_workers=settings.download_workers) as runner:
-        futures = [
-            (feed_run, runner.submit(fetch_feed_task, {
-                "url": feed_run.url, "settings": settings,
-                "validators": feed_run.store.validators_for(settings.selection()),
-            }))
-            for feed_run in feeds if feed_run.error is None
-        ]
+        futures = []
+        for feed_run in (feed_run for feed_run in feeds if feed_run.error is None):
+            with feed_failure(feed_run):
+                validators = feed_run.store.validators_for(settings.selection())
+                futures.append((feed_run, runner.submit(fetch_feed_task, {
+                    "url": feed_run.url, "settings": settings, "validators": validators})))
         for feed_run, future in futures:
             future.wait()
             if not future.state.is_completed():
-                feed_run.error = failure_message(future)
+                feed_run.error = redact_urls(failure_message(future) or "the fetch failed")
             elif (fetched := future.result()) is None:
                 feed_run.not_modified = True
             else:
@@ -186,12 +193,25 @@ def fetch_feeds(feeds: list[FeedRun], settings: Settings) -> None:
                 feed_run.episodes = selected_episodes(unique_episodes(found), settings)
 
 
+@contextmanager
+def feed_failure(feed_run: FeedRun) -> Iterator[None]:
+    """Whatever goes wrong with one feed's folder (a ledger that no longer parses, a full disk) fails that feed
+    alone, with its reason; the run's other feeds go on."""
+    try:
+        yield
+    except Exception as exc:
+        get_run_logger().error("%s failed", redact_url(feed_run.url), exc_info=not isinstance(exc, PodflowError))
+        feed_run.error = redact_urls(f"{type(exc).__name__}: {exc}")
+
+
 def register(feed_run: FeedRun, settings: Settings) -> list[FeedEpisode]:
     """Record the feed and its chosen episodes; return the episodes not yet settled."""
     feed, store = feed_run.feed, feed_run.store
     assert feed is not None
-    first_run = not store.read_ledger().episodes
-    entries = store.register(feed_run.episodes, mark_seen=settings.skip_back_catalogue and first_run)
+    first_run = not store.ledger_path.exists()  # not "no episodes": a feed may start out empty
+    renamed = {old: e.episode_id for e in feed_run.episodes if (old := legacy_episode_id(e))}
+    entries = store.register(feed_run.episodes, mark_seen=settings.skip_back_catalogue and first_run,
+                             renamed=renamed)
     store.save_feed(feed)
     # Saved only after the episodes are registered: a run killed in between must not make the next run's
     # conditional GET hide episodes nobody has seen.
@@ -245,6 +265,12 @@ def feed_report(feed_run: FeedRun, runs: dict[tuple[Path, str], ItemRun[FeedEpis
     return IngestReport(**common, feed_title=feed_run.feed.title, episodes=outcomes)
 
 
+def reported(feed_run: FeedRun, runs: dict[tuple[Path, str], ItemRun[FeedEpisode]], since: datetime) -> IngestReport:
+    with feed_failure(feed_run):
+        return feed_report(feed_run, runs, since)
+    return feed_report(feed_run, runs, since)  # the feed has failed: its report says why
+
+
 def publish(report: RunReport) -> None:
     """The run's table of episodes and its summary, as artifacts on the flow run."""
     create_table_artifact(
@@ -271,9 +297,14 @@ def publish(report: RunReport) -> None:
                              description="Counts, bytes, audio hours, throughput and failures of the run")
 
 
-def ingest(urls: list[str], settings: Settings) -> RunReport:
-    """Take every new episode of every feed through the stages, in one pipeline; returns when all settle."""
+def ingest(urls: list[str], settings: Settings, source_errors: list[str] | None = None) -> RunReport:
+    """Take every new episode of every feed through the stages, in one pipeline; returns when all settle.
+
+    `source_errors` are lists of feeds that could not be read (an OPML file): the report carries them."""
     logger = get_run_logger()
+    source_errors = source_errors or []
+    for error in source_errors:
+        logger.error("%s", error)
     started = utc_now()
     with ExitStack() as locks:
         feeds = open_feeds(urls, settings, locks)
@@ -286,10 +317,11 @@ def ingest(urls: list[str], settings: Settings) -> RunReport:
                 logger.info("%s: not modified since the last run", redact_url(feed_run.url))
             else:
                 assert feed_run.feed is not None
-                chosen = register(feed_run, settings)
-                todo += chosen
-                logger.info("%s: %d episodes chosen, %d to process, output in %s", feed_run.feed.title,
-                            len(feed_run.episodes), len(chosen), feed_run.store.feed_dir)
+                with feed_failure(feed_run):
+                    chosen = register(feed_run, settings)
+                    todo += chosen
+                    logger.info("%s: %d episodes chosen, %d to process, output in %s", feed_run.feed.title,
+                                len(feed_run.episodes), len(chosen), feed_run.store.feed_dir)
 
         progress_artifact = create_progress_artifact(0.0, description="Episodes of this run through the pipeline")
 
@@ -308,8 +340,8 @@ def ingest(urls: list[str], settings: Settings) -> RunReport:
             logger.info("Stage limits across runs apply to: %s", ", ".join(sorted(limited)))
         runs = run_pipeline(todo, episode_stages(settings, limited), on_progress)
         by_episode = {(run.item.store.feed_dir, run.item.episode.episode_id): run for run in runs}
-        reports = tuple(feed_report(feed_run, by_episode, started) for feed_run in feeds)
-    report = RunReport(started=started, ended=utc_now(), feeds=reports)
+        reports = tuple(reported(feed_run, by_episode, started) for feed_run in feeds)
+    report = RunReport(started=started, ended=utc_now(), feeds=reports, source_errors=tuple(source_errors))
     publish(report)
     return report
 
@@ -319,15 +351,16 @@ def ingest_feeds(
     feeds: list[str] | None = None, opml: str | None = None, settings: Settings = Settings()
 ) -> RunReport | State:
     """Ingest every new episode of each feed listed, and of each feed in the OPML file or URL, in one pipeline."""
-    urls = list(feeds or [])
+    urls, source_errors = list(feeds or []), []
     if opml:
         try:
             urls += read_opml(opml, settings)
         except FeedError as exc:
-            return Failed(message=f"{type(exc).__name__}: {exc}")
-    if not urls:
-        return Failed(message="No feeds to ingest: give feeds, an OPML file or both.")
-    report = ingest(urls, settings)
+            # The feeds listed directly still run: one unreachable OPML URL should not cost them their schedule.
+            source_errors.append(f"{type(exc).__name__}: {exc}")
+    if not any(url.strip() for url in urls):
+        return Failed(message="; ".join(source_errors) or "No feeds to ingest: give feeds, an OPML file or both.")
+    report = ingest(urls, settings, source_errors)
     if failure := report.failure():
         return Failed(message=failure, data=report)
     return report

@@ -47,7 +47,7 @@ def summary_markdown(report: RunReport) -> str:
         f"| audio transcribed | {audio_s / 3600:.2f} h |",
         f"| throughput | {rate}{real_time} |",
     ]
-    failures = [
+    failures = [f"- {markdown_text(error)}" for error in report.source_errors] + [
         f"- feed {markdown_text(feed.feed_title)}: {markdown_text(feed.error or '')}"
         for feed in report.feeds if feed.status == "failed"
     ] + [

@@ -10,6 +10,9 @@ import numpy as np
 from tasks.errors import AudioDecodeError, AudioTooLongError
 from tasks.models import Record
 
+# The file name extensions of audio an enclosure URL or a saved episode may carry.
+AUDIO_EXTENSIONS = {".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".wav", ".flac", ".webm"}
+
 SAMPLE_RATE = 16_000
 
 

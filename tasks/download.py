@@ -10,8 +10,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
@@ -20,14 +18,13 @@ import urllib3
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.audio import AUDIO_EXTENSIONS
 from tasks.errors import DownloadError, RetryableDownloadError, fail_quietly
-from tasks.http import new_session
+from tasks.http import new_session, retry_after_s
 from tasks.models import AudioFile, Episode, Settings
 from tasks.store import FeedStore, episode_run_name
 
 CHUNK_BYTES = 256 * 1024
-AUDIO_EXTENSIONS = {".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".wav", ".flac", ".webm"}
-MAX_RETRY_AFTER_S = 60.0
 
 
 def _scheme(url: str) -> str:
@@ -64,21 +61,6 @@ def is_verified(audio: AudioFile | None) -> bool:
         and audio.path.stat().st_size == audio.bytes
         and sha256_of(audio.path) == audio.sha256
     )
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Retry-After in seconds (given as seconds or as an HTTP date), capped at a minute."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 # A server that answers these instead of audio is serving an error page or a login wall.
@@ -138,7 +120,7 @@ def _fetch_once(
                 part.discard()
                 raise RetryableDownloadError(f"{url} refused to resume at byte {have:,} ({status}); starting over")
             if response.status_code == 429 or response.status_code >= 500:
-                raise RetryableDownloadError(f"{url} returned {status}", _retry_after(response))
+                raise RetryableDownloadError(f"{url} returned {status}", retry_after_s(response.headers))
             if response.status_code >= 400:
                 raise DownloadError(f"{url} returned {status}")
             content_type = response.headers.get("Content-Type")

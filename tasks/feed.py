@@ -15,6 +15,7 @@ import feedparser
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.audio import AUDIO_EXTENSIONS
 from tasks.errors import FeedError, fail_quietly
 from tasks.http import fetch_document
 from tasks.models import Episode, Feed, FeedValidators, Settings, TranscriptLink, utc_now
@@ -41,13 +42,22 @@ def normalise_url(url: str) -> str:
 
 def enclosure_identity(url: str) -> str:
     """What names a GUID-less episode: its enclosure's host and path. The query string is left out where the path
-    names a file, since hosts and ad networks add and rotate parameters there (`?aid=rss&ts=…`); elsewhere
+    names an audio file, since hosts and ad networks add and rotate parameters there (`?aid=rss&ts=…`); elsewhere
     (`download.php?id=7`) the query may be the identity, so only tracking parameters are left out."""
     normalised = urlsplit(normalise_url(url))
-    has_extension = "." in normalised.path.rsplit("/", 1)[-1]
-    query = "" if has_extension else normalised.query
+    names_audio = any(normalised.path.lower().endswith(extension) for extension in AUDIO_EXTENSIONS)
+    query = "" if names_audio else normalised.query
     host = normalised.netloc.rsplit("@", 1)[-1]  # a rotated credential is the same episode
     return urlunsplit(("", host, normalised.path, query, ""))
+
+
+def legacy_episode_id(episode: Episode) -> str | None:
+    """The id podflow 0.1 gave this GUID-less episode (its whole normalised enclosure URL), where it differs from
+    today's: ledgers written then are re-keyed to today's id, so nothing done then is done again."""
+    if not episode.enclosure_url or episode.episode_id != _hash_id(enclosure_identity(episode.enclosure_url)):
+        return None
+    legacy = _hash_id(normalise_url(episode.enclosure_url))
+    return legacy if legacy != episode.episode_id else None
 
 
 def _hash_id(text: str) -> str:
@@ -166,7 +176,7 @@ def parse_feed(body: bytes, url: str, final_url: str, headers: dict[str, str]) -
     feed = Feed(
         url=url,
         final_url=final_url,
-        title=clean_text(channel.get("title") or "") or final_url,
+        title=clean_text(channel.get("title") or "") or redact_url(final_url),
         link=resolve_url(final_url, channel["link"]) if channel.get("link") else None,
         description=channel.get("subtitle", "") or channel.get("summary", ""),
         image=_image(channel, final_url),

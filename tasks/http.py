@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -11,6 +14,24 @@ from tasks.errors import PodflowError
 from tasks.models import Settings
 
 MAX_REDIRECTS = 10
+MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is waited for a minute, then tried again
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Retry-After in seconds (given as seconds or as an HTTP date), capped at MAX_RETRY_AFTER_S; None when absent.
+
+    `headers` must look names up case-insensitively, as requests' and httpx's do."""
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def new_session(settings: Settings) -> requests.Session:

@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -160,12 +160,18 @@ class FeedStore:
                 self.ledger_path, Ledger(feed_url=self.feed_url, validators=update.validators, episodes=update.episodes)
             )
 
-    def register(self, episodes: list[Episode], mark_seen: bool = False) -> dict[str, LedgerEntry]:
+    def register(
+        self, episodes: list[Episode], mark_seen: bool = False, renamed: Mapping[str, str] | None = None
+    ) -> dict[str, LedgerEntry]:
         """Give every new episode its folder (and mark those with no audio skipped); return all entries.
 
-        `mark_seen` records new episodes as seen, never to be processed (skip_back_catalogue's first run)."""
+        `mark_seen` records new episodes as seen, never to be processed (skip_back_catalogue's first run).
+        `renamed` maps ids an older podflow gave to today's: their entries, folders and all, move to the new id."""
         with self._locked_ledger() as ledger:
             entries = ledger.episodes
+            for old_id, new_id in (renamed or {}).items():
+                if old_id in entries and new_id not in entries:
+                    entries[new_id] = entries.pop(old_id).model_copy(update={"episode_id": new_id})
             seen_at = utc_now() if mark_seen else None
             for episode in episodes:
                 skipped = None if episode.enclosure_url else "the item has no enclosure"

@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from flows.feedserver import FeedServer, Route
-from tasks.download import _retry_after, download_episode
+from tasks.download import download_episode
+from tasks.http import retry_after_s
 from tasks.errors import DownloadError
 from tasks.models import Episode, Settings
 from tests.conftest import DEMO_EPISODES
@@ -112,18 +113,16 @@ def test_a_redirect_to_another_scheme_is_a_download_error(server: FeedServer, se
         download_episode(episode_at(url), tmp_path, settings, previous=None)
 
 
-def response_with(retry_after: str) -> requests.Response:
-    response = requests.Response()
-    response.headers["Retry-After"] = retry_after
-    return response
+def headers_with(retry_after: str) -> requests.structures.CaseInsensitiveDict[str]:
+    return requests.structures.CaseInsensitiveDict({"Retry-After": retry_after})
 
 
 def test_retry_after_is_read_as_seconds_or_as_an_http_date_and_capped() -> None:
     in_30_s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
-    assert _retry_after(response_with("7")) == 7.0
-    assert 25 < (_retry_after(response_with(in_30_s)) or 0) <= 30
-    assert _retry_after(response_with("86400")) == 60.0
-    assert _retry_after(response_with("soon")) is None
+    assert retry_after_s(headers_with("7")) == 7.0
+    assert 25 < (retry_after_s(headers_with(in_30_s)) or 0) <= 30
+    assert retry_after_s(headers_with("86400")) == 60.0
+    assert retry_after_s(headers_with("soon")) is None
 
 
 def range_requests(server: FeedServer, path: str) -> list[tuple[str | None, str | None]]:

@@ -66,15 +66,15 @@ def test_an_episode_without_guid_keeps_its_id_when_title_and_query_string_change
 ) -> None:
     before = server.add("/before.xml", rss([
         rss_item("Original title", enclosure="https://cdn.example.org/ep.mp3?a=1"),
-        rss_item("Download one", enclosure="https://cdn.example.org/download?id=1"),
+        rss_item("Download one", enclosure="https://cdn.example.org/download.php?id=1"),
     ]))
     after = server.add("/after.xml", rss([
         rss_item("Renamed", enclosure="http://user:pw@CDN.example.org/ep.mp3?utm_source=feed&aid=rss&ts=99"),
-        rss_item("Renamed too", enclosure="https://cdn.example.org/download?utm_medium=rss&id=1"),
+        rss_item("Renamed too", enclosure="https://cdn.example.org/download.php?utm_medium=rss&id=1"),
     ]))
     other = server.add("/other.xml", rss([
         rss_item("Original title", enclosure="https://cdn.example.org/ep2.mp3?a=1"),
-        rss_item("Download two", enclosure="https://cdn.example.org/download?id=2"),
+        rss_item("Download two", enclosure="https://cdn.example.org/download.php?id=2"),
     ]))
 
     [(_, first), (_, second), (_, third)] = [fetch_feed(url, settings) for url in (before, after, other)]
@@ -159,3 +159,9 @@ def test_an_entity_expansion_bomb_does_not_blow_up_memory() -> None:
     title_chars, episodes, peak_growth_mib = map(int, result.stdout.split())
     assert title_chars < 1_000_000 and episodes == 1
     assert peak_growth_mib < 256, f"peak RSS grew {peak_growth_mib} MiB"
+
+
+def test_a_feed_without_a_title_is_named_by_its_url_without_its_token(server: FeedServer, settings: Settings) -> None:
+    url = server.add("/private.xml", b'<rss version="2.0"><channel><item><title>x</title></item></channel></rss>')
+    feed, _ = fetch_feed(url + "?token=SEKRIT", settings)
+    assert feed.title == url + "?token=***"

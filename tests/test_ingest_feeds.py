@@ -3,6 +3,7 @@ on the real Prefect engine, a real HTTP server and the real model."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
 from uuid import UUID
@@ -16,6 +17,7 @@ from flows.feedserver import FeedServer
 from flows.ingest import ingest_feeds, selected_episodes
 from flows.summary import markdown_text, summary_markdown
 from tasks.models import STAGES, Episode, EpisodeOutcome, IngestReport, RunReport, Settings
+from tasks.feed import normalise_url
 from tasks.store import FeedStore
 from tests.conftest import DEMO_EPISODES, DemoEpisode
 from tests.feeds import rss, rss_item
@@ -97,9 +99,39 @@ def test_an_opml_file_adds_its_feeds_each_once(server: FeedServer, settings: Set
     assert server.count("/first.xml") == 1
 
 
-def test_an_unreadable_opml_fails_the_run_with_its_reason(settings: Settings, tmp_path: Path) -> None:
+def test_an_unreadable_opml_fails_the_run_but_not_the_feeds_listed_beside_it(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
     state = ingest_feeds(opml=str(tmp_path / "nowhere.opml"), settings=settings, return_state=True)
     assert state.is_failed() and "nowhere.opml" in (state.message or "")
+
+    listed = serve_feed(server, "/listed.xml", DEMO_EPISODES[:1])
+    state, report = run(settings, [listed], opml=str(tmp_path / "nowhere.opml"))
+
+    assert state.is_failed() and "nowhere.opml" in (state.message or "")
+    assert report.count("complete") == 1 and "nowhere" in report.source_errors[0]
+
+
+def test_one_feed_given_twice_is_ingested_once(server: FeedServer, settings: Settings) -> None:
+    feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:1])
+    # Listed twice, and once more with a rotated key: one folder, so one feed (not a FeedBusyError with itself).
+    state, report = run(settings, [f"{feed_url}?key=old", f" {feed_url}?key=old ", f"{feed_url}?key=new"])
+    assert state.is_completed(), state.message
+    assert len(report.feeds) == 1 and report.count("complete") == 1
+
+
+def test_a_feed_whose_ledger_is_broken_fails_alone(server: FeedServer, settings: Settings) -> None:
+    broken = serve_feed(server, "/broken.xml", DEMO_EPISODES[:1])
+    run(settings, [broken])
+    FeedStore.for_feed(settings.output_dir, broken).ledger_path.write_text("{ not json")
+    serve_feed(server, "/broken.xml", DEMO_EPISODES[:2])  # a new version: the ledger must be read
+    fine = serve_feed(server, "/fine.xml", DEMO_EPISODES[2:3])
+
+    state, report = run(settings, [broken, fine])
+
+    assert state.is_failed() and state.message == "1 of 2 feeds failed"
+    assert report.feeds[0].status == "failed" and "ValidationError" in (report.feeds[0].error or "")
+    assert report.feeds[1].count("complete") == 1
 
 
 def test_an_unchanged_feed_ends_at_its_304_and_a_changed_one_brings_only_its_new_episodes(
@@ -178,6 +210,8 @@ def test_selection_is_pure_and_keeps_feed_order() -> None:
         return Episode(episode_id=name, title=name, published=published, enclosure_url="https://x/a.mp3")
 
     episodes = [episode("c", 3), episode("undated", None), episode("a", 1), episode("b", 2)]
+    announcement = Episode(episode_id="news", title="news", published=datetime(2026, 11, 9, tzinfo=timezone.utc))
+    assert [e.title for e in selected_episodes([announcement, *episodes], Settings(newest=1))] == ["c"]
 
     assert [e.title for e in selected_episodes(episodes, Settings(newest=2))] == ["c", "b"]
     chosen = selected_episodes(episodes, Settings(published_after=datetime(2026, 11, 1, 12)))
@@ -203,6 +237,39 @@ def test_skip_back_catalogue_marks_the_first_run_seen_and_takes_only_later_episo
 
     assert list(statuses(report.feeds[0]).values()) == ["skipped", "skipped", "complete"]
     assert audio_hits(server) == 1
+
+
+def test_skip_back_catalogue_takes_the_first_episode_of_a_feed_that_started_empty(
+    server: FeedServer, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"skip_back_catalogue": True})
+    feed_url = serve_feed(server, "/feed.xml", [])
+    run(settings, [feed_url])
+
+    serve_feed(server, "/feed.xml", DEMO_EPISODES[:1])
+    state, report = run(settings, [feed_url])
+
+    assert state.is_completed() and list(statuses(report.feeds[0]).values()) == ["complete"]
+
+
+def test_ledgers_of_podflow_0_1_keep_their_guidless_episodes(server: FeedServer, settings: Settings) -> None:
+    """podflow 0.1 named a GUID-less episode by its whole normalised enclosure URL; its ledger is re-keyed."""
+    feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:2], guids=False, query="?id=7")
+    _, before = run(settings, [feed_url])
+    store = FeedStore.for_feed(settings.output_dir, feed_url)
+    ledger = store.read_ledger()
+    old_ids = {entry.episode_id: hashlib.sha256(normalise_url(entry.audio.source_url).encode()).hexdigest()[:32]
+               for entry in ledger.episodes.values() if entry.audio}
+    store.ledger_path.write_text(ledger.model_copy(update={"validators": None, "episodes": {
+        f"sha256:{old_ids[i]}": e.model_copy(update={"episode_id": f"sha256:{old_ids[i]}"})
+        for i, e in ledger.episodes.items()}}).model_dump_json())
+
+    state, after = run(settings, [feed_url])
+
+    assert state.is_completed()
+    assert [e.status for e in after.feeds[0].episodes] == ["already complete"] * 2
+    assert [e.folder for e in after.feeds[0].episodes] == [e.folder for e in before.feeds[0].episodes]
+    assert audio_hits(server) == 2
 
 
 def test_the_ui_shows_named_task_runs_a_table_and_a_summary(server: FeedServer, settings: Settings) -> None:

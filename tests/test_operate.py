@@ -48,7 +48,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Postgre
         yield postgres
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)  # a bound on a stuck step; each step has its own, shorter one
 def test_a_deployment_runs_on_a_process_worker_against_a_real_server(database: Postgres | None, tmp_path: Path) -> None:
     started = time.monotonic()
     output = tmp_path / "podcasts"

@@ -12,7 +12,6 @@ import gzip
 import json
 import re
 import struct
-from pathlib import Path
 from typing import Any
 
 import numpy as np
