@@ -58,6 +58,10 @@ class TranscriptionError(PodflowError):
     """The transcriber failed on decodable audio."""
 
 
+class EnrichmentError(PodflowError):
+    """The chat model behind enrich=openai refused the request or gave no valid answer."""
+
+
 def fail_quietly(stage_fn: Callable[P, R]) -> Callable[P, R | State]:
     """Turn an expected PodflowError into a Failed task state carrying its message, with no traceback in the logs;
     anything unexpected still raises with its traceback."""

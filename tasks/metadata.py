@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
-from prefect import task
+
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks import audio as audio_codec
 from tasks.audio import AudioProbe
+from tasks.enrich import enrich
 from tasks.errors import fail_quietly
 from tasks.models import (
     AudioFacts,
     AudioFile,
+    Enrichment,
     Episode,
     EpisodeMetadata,
     Feed,
     ProcessingFacts,
+    Settings,
     StageTiming,
     Transcript,
     TranscriptFacts,
@@ -33,6 +37,7 @@ def build_metadata(
     probe: AudioProbe,
     transcript: Transcript,
     processing: ProcessingFacts,
+    enrichment: Enrichment | None = None,
 ) -> EpisodeMetadata:
     """The metadata document; the audio facts come from the file itself, not from what the feed claims."""
     return EpisodeMetadata(
@@ -62,6 +67,7 @@ def build_metadata(
             files=TRANSCRIPT_FILES,
         ),
         processing=processing,
+        enrichment=enrichment,
     )
 
 
@@ -72,13 +78,22 @@ def metadata_json_schema() -> str:
 
 @task(name="metadata", cache_policy=NO_CACHE, task_run_name=episode_run_name("metadata"))
 @fail_quietly
-def metadata(feed: Feed, episode: Episode, audio: AudioFile, transcript: Transcript, store: FeedStore) -> EpisodeMetadata:
+def metadata(
+    feed: Feed, episode: Episode, audio: AudioFile, transcript: Transcript, store: FeedStore, settings: Settings
+) -> EpisodeMetadata:
+    """Write metadata.json. With enrich=openai an EnrichmentError (the API refused, or gave no valid answer) fails
+    the stage, so the next run asks again rather than leaving the episode complete without what was asked for."""
+    logger = get_run_logger()
     with store.recording(episode.episode_id, "metadata") as recording:
         probe = audio_codec.probe(audio.path)
+        enrichment = enrich(transcript, episode, feed, settings, on_retry=logger.warning)
+        if enrichment is not None and enrichment.usage is not None:
+            logger.info("Enriched by %s: %d part(s), %d requests, %d tokens", enrichment.model, enrichment.parts,
+                        enrichment.usage.requests, enrichment.usage.total_tokens)
         stages = store.read_ledger().episodes[episode.episode_id].stages
         timings = {name: StageTiming(started=o.started, ended=o.ended) for name, o in stages.items() if o.status == "done"}
         timings["metadata"] = StageTiming(started=recording.started, ended=utc_now())
         document = build_metadata(feed, episode, audio, probe, transcript,
-                                  ProcessingFacts(flow_run_id=flow_run.id, stages=timings))
+                                  ProcessingFacts(flow_run_id=flow_run.id, stages=timings), enrichment)
         write_record(audio.path.parent / "metadata.json", document)
     return document

@@ -245,6 +245,39 @@ class ProcessingFacts(Record):
     stages: dict[StageName, StageTiming]
 
 
+class Chapter(Record):
+    start: float = Field(ge=0, description="Seconds into the audio: the start of one of the transcript's segments.")
+    title: str
+
+
+class TokenUsage(Record):
+    """Tokens billed, summed over every answer of one episode's chat requests (invalid answers asked again
+    included; a 429 or 5xx costs none)."""
+
+    requests: int = Field(0, description="Chat requests that were answered.")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Enrichment(Record):
+    """What `enrich` added to an episode. local fills summary and keywords; openai fills summary, topics,
+    chapters, hosts and guests. A field the method does not produce stays empty."""
+
+    method: Literal["local", "openai"]
+    model: str | None = Field(None, description="The chat model that answered, as the API named it; None for local.")
+    summary: str = Field("", description="local: sentences taken from the transcript; openai: written by the model.")
+    keywords: tuple[str, ...] = Field((), description="local: the transcript's most telling words.")
+    topics: tuple[str, ...] = ()
+    chapters: tuple[Chapter, ...] = ()
+    hosts: tuple[str, ...] = ()
+    guests: tuple[str, ...] = ()
+    parts: int = Field(
+        1, description="Parts the transcript was summarised in; more than 1: one request per part, then one to combine."
+    )
+    usage: TokenUsage | None = Field(None, description="openai: the tokens all requests cost.")
+
+
 class EpisodeMetadata(Record):
     """`metadata.json`: one document per episode. Bump METADATA_SCHEMA_VERSION on any incompatible change."""
 
@@ -254,6 +287,7 @@ class EpisodeMetadata(Record):
     audio: AudioFacts
     transcript: TranscriptFacts
     processing: ProcessingFacts
+    enrichment: Enrichment | None = Field(None, description="Summary, keywords or topics, chapters: see `enrich`.")
 
 
 class StageOutcome(Record):
@@ -328,6 +362,7 @@ class RunReport(Record):
     started: datetime
     ended: datetime
     feeds: tuple[IngestReport, ...]
+    source_errors: tuple[str, ...] = Field((), description="Feed lists (OPML) that could not be read.")
 
     @property
     def episodes(self) -> list[EpisodeOutcome]:
@@ -339,10 +374,12 @@ class RunReport(Record):
     def failure(self) -> str | None:
         """Why the run as a whole counts as failed (any feed or episode failed), or None."""
         failed_feeds = [feed for feed in self.feeds if feed.status == "failed"]
-        if not failed_feeds and not self.count("failed"):
+        if not failed_feeds and not self.count("failed") and not self.source_errors:
             return None
         counts = ", ".join(f"{self.count(s)} {s}" for s in ("complete", "already complete", "skipped") if self.count(s))
-        parts = [f"{len(failed_feeds)} of {len(self.feeds)} feeds failed"] if failed_feeds else []
+        parts = list(self.source_errors)
+        if failed_feeds:
+            parts.append(f"{len(failed_feeds)} of {len(self.feeds)} feeds failed")
         if self.count("failed"):
             parts.append(f"{self.count('failed')} of {len(self.episodes)} episodes failed ({counts or 'none other'})")
         return "; ".join(parts)

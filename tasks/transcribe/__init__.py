@@ -76,7 +76,8 @@ def transcribe_audio(
     """The episode's transcript, written to its folder; one already written from this audio is returned as is.
 
     A published transcript is used where the settings ask for one and the feed links one; `on_fallback(reason)`
-    hears why Whisper was used after all. `on_segment(seconds_transcribed, seconds_in_total)` follows Whisper.
+    hears why Whisper was used after all. `on_segment(seconds_transcribed, seconds_in_total)` follows Whisper
+    segment by segment, or the OpenAI API (transcriber=openai) chunk by chunk.
     """
     if (done := read_transcript(episode_dir, audio)) is not None:
         if not all((episode_dir / name).is_file() for name in TRANSCRIPT_FILES):  # made before podflow wrote them
@@ -96,7 +97,12 @@ def transcribe_audio(
             raise TranscriptionError(
                 f"the feed links no transcript of a type in published_types for this episode (offered: {offered})"
             )
-        transcript = whisper_transcript(audio, settings, on_segment)
+        if settings.transcriber == "openai":
+            from tasks.transcribe.openai_api import api_transcript
+
+            transcript = api_transcript(audio, settings, on_segment)
+        else:
+            transcript = whisper_transcript(audio, settings, on_segment)
     write_transcript(transcript, episode_dir)
     return transcript
 

@@ -1,0 +1,153 @@
+"""The OpenAI API, or any server that speaks it, as transcriber=openai and enrich=openai both use it: the key, the
+client, and podflow's retry policy. Each request takes a slot of the shared rate limit; the key appears in no
+message."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import openai
+
+from tasks.errors import PodflowError
+from tasks.http import MAX_RETRY_AFTER_S
+from tasks.http import retry_after_s as http_retry_after_s
+from tasks.models import Settings
+from tasks.redaction import MASK, redact_urls
+
+T = TypeVar("T")
+
+RETRIED_STATUSES = (408, 409, 429)  # and every 5xx
+KEY_REFUSED_STATUSES = (401, 403)
+MAX_MESSAGE_CHARS = 300
+
+
+class RequestFailed(Exception):
+    """A request the API refused (`refused`: a 4xx not worth repeating), or that failed `attempts` times; `detail`
+    says how the last try failed, the key masked."""
+
+    def __init__(self, detail: str, attempts: int, status: int | None = None, refused: bool = False):
+        super().__init__(detail)
+        self.detail, self.attempts, self.status, self.refused = detail, attempts, status, refused
+
+    @property
+    def key_refused(self) -> bool:
+        return self.refused and self.status in KEY_REFUSED_STATUSES
+
+    @property
+    def reason(self) -> str:
+        """The refusal in words: 401 and 403 refuse the key."""
+        return "the API key was refused" if self.key_refused else "the request was refused"
+
+
+def api_key(settings: Settings, error: type[PodflowError]) -> str | None:
+    """The key from the Prefect Secret block `openai_api_key_secret` names, else OPENAI_API_KEY; None if neither
+    (a self-hosted server at `openai_base_url` may need none)."""
+    if name := settings.openai_api_key_secret:
+        from prefect.blocks.system import Secret
+
+        try:
+            return str(Secret.load(name).get())
+        except Exception as exc:  # Prefect's messages name the block, never its value; an sk-… is masked anyway
+            raise error(
+                f"the Prefect Secret block {name!r} (openai_api_key_secret) cannot be loaded: "
+                f"{type(exc).__name__}: {masked(str(exc), None)}"
+            ) from None
+    return os.environ.get("OPENAI_API_KEY") or None
+
+
+def masked(text: str, key: str | None) -> str:
+    """`text` with the key, anything shaped like an OpenAI key (servers echo keys they refuse) and the credentials
+    in any URL masked."""
+    if key:
+        text = text.replace(key, MASK)
+    return redact_urls(re.sub(r"\bsk-[\w*.-]{3,}", f"sk-{MASK}", text))
+
+
+def new_client(settings: Settings, key: str | None, timeout: openai.Timeout) -> openai.OpenAI:
+    """A client of `openai_base_url` (else api.openai.com) that never retries: call_with_retries does."""
+    # A self-hosted server may want no key; the client wants one anyway.
+    return openai.OpenAI(api_key=key or "none", base_url=settings.openai_base_url or None, max_retries=0,
+                         timeout=timeout)
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """OpenAI's retry-after-ms, else Retry-After, capped at MAX_RETRY_AFTER_S; None when neither is given."""
+    try:
+        return min(max(float(headers.get("retry-after-ms")) / 1000, 0.0), MAX_RETRY_AFTER_S)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return http_retry_after_s(headers)
+
+
+def _server_message(exc: openai.APIStatusError, key: str | None) -> str:
+    """The server's own words: the message of an OpenAI-shaped error body, else the start of the body."""
+    body = exc.body
+    if isinstance(body, dict):
+        body = body.get("error", body)
+        body = body.get("message", body) if isinstance(body, dict) else body
+    text = body if isinstance(body, str) else exc.response.text
+    return masked(" ".join(str(text).split()), key)[:MAX_MESSAGE_CHARS] or "no message"
+
+
+def _take_rate_limit_slot(settings: Settings, error: type[PodflowError]) -> None:
+    """Wait for a slot of the global concurrency limit `openai_rate_limit` names, if it names one."""
+    if not (name := settings.openai_rate_limit):
+        return
+    from prefect.concurrency.sync import rate_limit
+
+    try:
+        rate_limit(name, strict=True)
+    except Exception as exc:
+        raise error(
+            f"the rate limit {name!r} (openai_rate_limit) cannot be taken: {exc}; create it as a global "
+            "concurrency limit with slot decay"
+        ) from None
+
+
+def call_with_retries(
+    send: Callable[[], T],
+    settings: Settings,
+    error: type[PodflowError],
+    stopped: threading.Event,
+    *,
+    key: str | None,
+    timeout_s: float,
+    on_retry: Callable[[str], None] | None = None,
+) -> T:
+    """What `send()` returns, each try taking a rate-limit slot; 408, 409, 429, 5xx, timeouts (`timeout_s`, for the
+    message) and lost connections are tried again, up to `download_attempts` times.
+
+    Between tries the wait is the backoff or the server's Retry-After, whichever is longer; `on_retry` hears of it,
+    and `stopped` (set when a sibling request has failed) cuts it short. Raises RequestFailed when the API refuses
+    or the tries run out, `error` when `stopped` is set or the rate limit cannot be taken.
+    """
+    for attempt in range(1, settings.download_attempts + 1):
+        if stopped.is_set():
+            raise error("not sent: another request to the API failed")
+        _take_rate_limit_slot(settings, error)
+        retry_after = None
+        try:
+            return send()
+        except openai.APIStatusError as exc:
+            detail = f"HTTP {exc.status_code}: {_server_message(exc, key)}"
+            if exc.status_code not in RETRIED_STATUSES and exc.status_code < 500:
+                raise RequestFailed(detail, attempt, exc.status_code, refused=True) from None
+            retry_after = retry_after_s(exc.response.headers)
+        except openai.APITimeoutError:
+            detail = f"no answer within {timeout_s:.0f} s"
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc  # the library's words ("Connection error.") say less than httpx's
+            detail = masked(f"{type(cause).__name__}: {cause}", key)
+        except openai.APIResponseValidationError as exc:  # an answer not in the API's shape: a proxy's, say
+            detail = masked(f"{type(exc).__name__}: {exc}", key)
+        if attempt == settings.download_attempts:
+            raise RequestFailed(detail, attempt) from None
+        wait_s = max(settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0), retry_after or 0.0)
+        if on_retry:
+            on_retry(f"{detail}; retrying in {wait_s:.1f} s")
+        stopped.wait(wait_s)
+    raise AssertionError("download_attempts is at least 1")
