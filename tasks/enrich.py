@@ -16,6 +16,7 @@ parts' descriptions.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 import threading
@@ -185,7 +186,10 @@ def split_parts(segments: Sequence[Segment], part_tokens: int) -> list[list[Segm
 
 
 def snap_chapters(chapters: Sequence[ChapterAnswer], starts: Sequence[float]) -> tuple[Chapter, ...]:
-    """The chapters at the segment starts they name, in order; InvalidAnswer if a start names none."""
+    """The chapters at the segment starts they name, in order; InvalidAnswer if a start names none. With no
+    starts to name (no part had chapters to combine) there are no chapters, and the answer is still valid."""
+    if not starts:
+        return ()
     snapped: dict[float, Chapter] = {}
     for chapter in chapters:
         nearest = min(starts, key=lambda start: abs(start - chapter.start), default=None)
@@ -361,7 +365,9 @@ def openai_enrichment(
             answer, chapters = describe(1)
         else:
             with ThreadPoolExecutor(min(settings.openai_requests, len(parts)), "podflow-enrich") as pool:
-                futures = [pool.submit(describe, number) for number in range(1, len(parts) + 1)]
+                # Each part in a copy of this context: Prefect's settings, client and run context reach its requests.
+                futures = [pool.submit(contextvars.copy_context().run, describe, number)
+                           for number in range(1, len(parts) + 1)]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 if failed := next((future.exception() for future in done if future.exception()), None):
                     chat.stopped.set()  # the first failure stops the parts not yet sent, and the others' retries

@@ -23,25 +23,34 @@ T = TypeVar("T")
 
 RETRIED_STATUSES = (408, 409, 429)  # and every 5xx
 KEY_REFUSED_STATUSES = (401, 403)
+OUT_OF_QUOTA_CODE = "insufficient_quota"  # a 429 with this code: retrying cannot help until someone pays
+NOT_SENT = "not sent: another request to the API failed"
 MAX_MESSAGE_CHARS = 300
 
 
 class RequestFailed(Exception):
     """A request the API refused (`refused`: a 4xx not worth repeating), or that failed `attempts` times; `detail`
-    says how the last try failed, the key masked."""
+    says how the last try failed, the key masked; `code` is the error code the server gave, if any."""
 
-    def __init__(self, detail: str, attempts: int, status: int | None = None, refused: bool = False):
+    def __init__(self, detail: str, attempts: int, status: int | None = None, refused: bool = False,
+                 code: str | None = None):
         super().__init__(detail)
-        self.detail, self.attempts, self.status, self.refused = detail, attempts, status, refused
+        self.detail, self.attempts, self.status, self.refused, self.code = detail, attempts, status, refused, code
 
     @property
     def key_refused(self) -> bool:
         return self.refused and self.status in KEY_REFUSED_STATUSES
 
     @property
+    def out_of_quota(self) -> bool:
+        return self.refused and self.code == OUT_OF_QUOTA_CODE
+
+    @property
     def reason(self) -> str:
-        """The refusal in words: 401 and 403 refuse the key."""
-        return "the API key was refused" if self.key_refused else "the request was refused"
+        """The refusal in words: 401 and 403 refuse the key, insufficient_quota the account."""
+        if self.key_refused:
+            return "the API key was refused"
+        return "the account is out of quota" if self.out_of_quota else "the request was refused"
 
 
 def api_key(settings: Settings, error: type[PodflowError]) -> str | None:
@@ -94,13 +103,19 @@ def _server_message(exc: openai.APIStatusError, key: str | None) -> str:
 
 
 def _take_rate_limit_slot(settings: Settings, error: type[PodflowError]) -> None:
-    """Wait for a slot of the global concurrency limit `openai_rate_limit` names, if it names one."""
+    """Wait for a slot of the global concurrency limit `openai_rate_limit` names, if it names one, at most
+    `max_download_s`."""
     if not (name := settings.openai_rate_limit):
         return
     from prefect.concurrency.sync import rate_limit
 
     try:
-        rate_limit(name, strict=True)
+        rate_limit(name, timeout_seconds=settings.max_download_s, strict=True)
+    except TimeoutError:
+        raise error(
+            f"no slot of the rate limit {name!r} (openai_rate_limit) within {settings.max_download_s:.0f} s "
+            "(max_download_s)"
+        ) from None
     except Exception as exc:
         raise error(
             f"the rate limit {name!r} (openai_rate_limit) cannot be taken: {exc}; create it as a global "
@@ -122,20 +137,23 @@ def call_with_retries(
     message) and lost connections are tried again, up to `download_attempts` times.
 
     Between tries the wait is the backoff or the server's Retry-After, whichever is longer; `on_retry` hears of it,
-    and `stopped` (set when a sibling request has failed) cuts it short. Raises RequestFailed when the API refuses
-    or the tries run out, `error` when `stopped` is set or the rate limit cannot be taken.
+    and `stopped` (set when a sibling request has failed) cuts it short. A 429 for insufficient_quota is a refusal.
+    Raises RequestFailed when the API refuses or the tries run out, `error` when `stopped` is set (before a try or
+    while it waited for its slot) or the rate limit cannot be taken.
     """
     for attempt in range(1, settings.download_attempts + 1):
         if stopped.is_set():
-            raise error("not sent: another request to the API failed")
+            raise error(NOT_SENT)
         _take_rate_limit_slot(settings, error)
+        if stopped.is_set():  # a sibling failed while this one waited for its slot
+            raise error(NOT_SENT)
         retry_after = None
         try:
             return send()
         except openai.APIStatusError as exc:
             detail = f"HTTP {exc.status_code}: {_server_message(exc, key)}"
-            if exc.status_code not in RETRIED_STATUSES and exc.status_code < 500:
-                raise RequestFailed(detail, attempt, exc.status_code, refused=True) from None
+            if (exc.status_code not in RETRIED_STATUSES and exc.status_code < 500) or exc.code == OUT_OF_QUOTA_CODE:
+                raise RequestFailed(detail, attempt, exc.status_code, refused=True, code=exc.code) from None
             retry_after = retry_after_s(exc.response.headers)
         except openai.APITimeoutError:
             detail = f"no answer within {timeout_s:.0f} s"

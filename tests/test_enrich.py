@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -262,6 +263,42 @@ def test_a_long_transcript_is_described_in_parts_then_combined(
     assert result.usage.total_tokens == 120 * (len(parts) + 1)
 
 
+def test_parts_without_chapters_combine_into_a_summary_without_chapters(
+    api: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No part found a chapter, so the combined answer has no start to copy: its chapters are dropped, not the
+    whole answer asked for again and again until the stage fails."""
+    monkeypatch.setattr(enrich, "PART_TOKENS", 60)
+    parts = split_parts(DEMO_TRANSCRIPT.segments, 60)
+    api.chat = lambda received: completion(VALID | {"chapters": [{"start": 0.0, "title": "Rivers"}] if "\nParts:\n"
+                                                    in user_text(received) else []})
+
+    result = openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path))
+
+    assert (result.summary, result.chapters, result.parts) == ("Four short stories.", (), len(parts))
+    assert len(api.requests(CHAT)) == len(parts) + 1
+    assert snap_chapters(Answer.model_validate(VALID).chapters, []) == ()
+
+
+CALLER = contextvars.ContextVar[str | None]("CALLER", default=None)
+
+
+def test_each_part_is_described_in_the_callers_context(
+    api: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect's settings, client and run context live in context variables: a part's thread must see them."""
+    monkeypatch.setattr(enrich, "PART_TOKENS", 60)
+    api.queue(CHAT, error(503, "overloaded", "server_error"))
+    heard: list[str | None] = []
+    token = CALLER.set("the flow's context")
+    try:
+        openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path, openai_requests=2),
+                          lambda message: heard.append(CALLER.get()))
+    finally:
+        CALLER.reset(token)
+    assert heard == ["the flow's context"]  # the retried part's thread heard it
+
+
 def test_a_part_that_fails_stops_the_others(api: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(enrich, "PART_TOKENS", 60)
     assert len(split_parts(DEMO_TRANSCRIPT.segments, 60)) >= 4
@@ -320,6 +357,14 @@ def test_a_refused_request_fails_at_once(api: OpenAIServer, tmp_path: Path, stat
     assert len(api.requests(CHAT)) == 1
     assert words in str(failure.value)
     assert KEY not in str(failure.value) and "SECRET" not in str(failure.value)
+
+
+def test_an_account_out_of_quota_is_refused_at_once(api: OpenAIServer, tmp_path: Path) -> None:
+    api.queue(CHAT, error(429, "You exceeded your current quota.", "insufficient_quota", "insufficient_quota"),
+              completion(VALID))
+    with pytest.raises(EnrichmentError, match=r"the account is out of quota \(HTTP 429: You exceeded your current"):
+        openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path))
+    assert len(api.requests(CHAT)) == 1
 
 
 def test_rate_limits_and_server_errors_are_retried_with_backoff(api: OpenAIServer, tmp_path: Path) -> None:

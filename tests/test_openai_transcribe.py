@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 import tempfile
+import threading
 import time
 import traceback
 import wave
@@ -20,11 +21,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.concurrency.sync import rate_limit
 
 from flows.feedserver import FeedServer
 from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError
 from tasks.models import Segment, Settings, Transcript, Word
+from tasks.openai_client import call_with_retries
 from tasks.transcribe import TRANSCRIPT_FILES, transcribe_audio
 from tasks.transcribe import openai_api
 from tasks.transcribe.openai_api import Chunk, ChunkTranscript, api_transcript, plan_chunks, stitch
@@ -333,6 +336,59 @@ def test_a_malformed_reply_fails_clearly(api: OpenAIServer, tmp_path: Path) -> N
     assert len(api.requests(TRANSCRIPTIONS)) == 3
 
 
+def test_retries_are_heard_on_the_transcribe_path(api: OpenAIServer, tmp_path: Path) -> None:
+    audio = demo_audio(DEMO_EPISODES[0], tmp_path)
+    api.queue(TRANSCRIPTIONS, error(503, "Slow down", "server_error"), canned())
+    heard: list[str] = []
+
+    transcript = transcribe_audio(audio, episode_of(audio), tmp_path, openai_settings(tmp_path, api),
+                                  on_retry=heard.append)
+
+    assert transcript.text == "Hello there." and len(heard) == 1
+    assert heard[0].startswith(f"the OpenAI API at {api.base_url}, chunk 1: HTTP 503: Slow down; retrying in ")
+
+
+def test_an_account_out_of_quota_is_refused_at_once(api: OpenAIServer, tmp_path: Path) -> None:
+    """A 429 for insufficient_quota will not pass by waiting: no retry, and the reason said."""
+    audio = demo_audio(DEMO_EPISODES[0], tmp_path)
+    api.queue(TRANSCRIPTIONS, error(429, "You exceeded your current quota, please check your plan and billing details.",
+                                    "insufficient_quota", "insufficient_quota"), canned())
+
+    with pytest.raises(TranscriptionError, match=r"refused chunk 1: HTTP 429: You exceeded your current quota, .*"
+                                                 r"details\.; the account is out of quota$"):
+        api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
+    assert len(api.requests(TRANSCRIPTIONS)) == 1
+
+
+def test_credentials_in_the_base_url_are_masked_in_messages(api: OpenAIServer, tmp_path: Path) -> None:
+    """Errors mask URLs themselves; a retry's message must not need to."""
+    audio = demo_audio(DEMO_EPISODES[0], tmp_path)
+    api.queue(TRANSCRIPTIONS, error(503, "Slow down", "server_error"), error(400, "Invalid file format."))
+    settings = openai_settings(tmp_path, api).model_copy(
+        update={"openai_base_url": api.base_url.replace("://", "://podflow:hunter2@")})
+    heard: list[str] = []
+
+    with pytest.raises(TranscriptionError) as raised:
+        api_transcript(audio, settings, lambda *p: None, on_retry=heard.append)
+
+    where = f"the OpenAI API at {api.base_url.replace('://', '://***@')}"
+    assert str(raised.value).startswith(f"{where} refused chunk 1: HTTP 400")
+    assert len(heard) == 1 and heard[0].startswith(f"{where}, chunk 1: HTTP 503: Slow down")
+    assert "hunter2" not in str(raised.value) + heard[0]
+
+
+def test_segments_a_server_sends_out_of_order_come_out_in_order(api: OpenAIServer, tmp_path: Path) -> None:
+    audio = demo_audio(DEMO_EPISODES[0], tmp_path)
+    api.queue(TRANSCRIPTIONS, Reply(json={"text": "Third. First. Second.", "segments": [
+        {"start": 8.0, "end": 12.0, "text": " Third."}, {"start": 2.0, "end": 4.0, "text": " First."},
+        {"start": 3.0, "end": 5.0, "text": " Second."}]}))
+
+    transcript = api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
+
+    assert [(s.start, s.end, s.text) for s in transcript.segments] == [
+        (2.0, 4.0, "First."), (4.0, 5.0, "Second."), (8.0, 12.0, "Third.")]
+
+
 def test_without_a_key_the_openai_api_is_not_called(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
@@ -377,6 +433,35 @@ def test_every_request_takes_a_slot_of_the_shared_rate_limit(api: OpenAIServer, 
     assert len(starts) == 7 and min(b - a for a, b in zip(starts, starts[1:])) > 0.3
     with pytest.raises(TranscriptionError, match="rate limit 'no-such-limit' .*cannot be taken"):
         api_transcript(audio, openai_settings(tmp_path, api, openai_rate_limit="no-such-limit"), lambda *p: None)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_waiting_for_a_rate_limit_slot_is_bounded_and_ends_when_a_sibling_fails() -> None:
+    """One slot every 4 s, just taken: a request gives up after max_download_s, and one whose sibling fails while
+    it waits is not sent once its slot comes."""
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="openai-test-slow", limit=1, slot_decay_per_second=0.25)
+        )
+    rate_limit("openai-test-slow", strict=True)
+    settings = Settings(openai_rate_limit="openai-test-slow", max_download_s=1.0)
+    sent: list[str] = []
+
+    def send(name: str):  # type: ignore[no-untyped-def]
+        return lambda: sent.append(name)
+
+    started = time.monotonic()
+    with pytest.raises(TranscriptionError, match=r"no slot of the rate limit 'openai-test-slow' \(openai_rate_limit\) "
+                                                 r"within 1 s \(max_download_s\)"):
+        call_with_retries(send("bounded"), settings, TranscriptionError, threading.Event(), key=None, timeout_s=1.0)
+    assert time.monotonic() - started < 3.0
+
+    stopped = threading.Event()
+    threading.Timer(0.3, stopped.set).start()  # a sibling fails while this request waits for its slot
+    with pytest.raises(TranscriptionError, match="not sent: another request to the API failed"):
+        call_with_retries(send("stopped"), settings.model_copy(update={"max_download_s": 30.0}), TranscriptionError,
+                          stopped, key=None, timeout_s=1.0)
+    assert sent == []
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -510,6 +595,31 @@ def test_stitching_text_only_chunks_drops_the_repeated_words() -> None:
              for c, text in ((first, "The river carries sand"), (second, "carries sand and stones to the"),
                              (third, "to the sea."))]
     assert [s.text for s in stitch(parts)] == ["The river carries sand", "and stones to the", "sea."]
+
+
+def test_stitching_text_only_chunks_splices_each_cut_with_its_own_neighbour() -> None:
+    """Three ten-minute text-only chunks: "you know" ends the first and begins the third. The third is joined to
+    the second alone, where "the sea" both heard is kept once, and the second is all there."""
+    chunks = (Chunk(0, 0, 602, 0, 600), Chunk(1, 598, 1202, 600, 1200), Chunk(2, 1198, 1800, 1200, 1800))
+    texts = (" ".join(f"a{i}" for i in range(1438)) + " you know",
+             " ".join(f"b{i}" for i in range(1438)) + " the sea",
+             "the sea you know " + " ".join(f"c{i}" for i in range(1436)))
+    parts = [ChunkTranscript(c, (Segment(start=c.own_start_s, end=c.own_end_s, text=text),), None, False)
+             for c, text in zip(chunks, texts)]
+
+    stitched = stitch(parts)
+
+    assert [s.text for s in stitched] == [texts[0], texts[1], texts[2].removeprefix("the sea ")]
+    assert [(s.start, s.end) for s in stitched] == [(0, 600), (600, 1200), (1200, 1800)]
+
+
+def test_stitching_never_moves_a_start_back_nor_an_end_before_its_start() -> None:
+    """Segments out of order (parse_reply sorts a server's; this is stitch's own guarantee): where neighbours
+    overlap they meet, no start goes back and no segment ends before it starts."""
+    stitched = stitch([timed(Chunk(0, 0, 30, 0, 30), (10, 20, "c"), (6, 8, "a"), (7, 9, "b"), (22, 25, "d"))])
+    assert [s.text for s in stitched] == ["c", "a", "b", "d"]
+    assert all(s.start <= s.end for s in stitched), stitched
+    assert all(s.start <= t.start and s.end <= t.start for s, t in zip(stitched, stitched[1:])), stitched
 
 
 def test_stitching_with_words_trims_them_too() -> None:

@@ -72,12 +72,13 @@ def transcribe_audio(
     settings: Settings,
     on_segment: Callable[[float, float], None] = lambda done_s, total_s: None,
     on_fallback: Callable[[str], None] = lambda reason: None,
+    on_retry: Callable[[str], None] = lambda message: None,
 ) -> Transcript:
     """The episode's transcript, written to its folder; one already written from this audio is returned as is.
 
     A published transcript is used where the settings ask for one and the feed links one; `on_fallback(reason)`
     hears why Whisper was used after all. `on_segment(seconds_transcribed, seconds_in_total)` follows Whisper
-    segment by segment, or the OpenAI API (transcriber=openai) chunk by chunk.
+    segment by segment, or the OpenAI API (transcriber=openai) chunk by chunk; `on_retry` hears of its retries.
     """
     if (done := read_transcript(episode_dir, audio)) is not None:
         if not all((episode_dir / name).is_file() for name in TRANSCRIPT_FILES):  # made before podflow wrote them
@@ -100,7 +101,7 @@ def transcribe_audio(
         if settings.transcriber == "openai":
             from tasks.transcribe.openai_api import api_transcript
 
-            transcript = api_transcript(audio, settings, on_segment)
+            transcript = api_transcript(audio, settings, on_segment, on_retry=on_retry)
         else:
             transcript = whisper_transcript(audio, settings, on_segment)
     write_transcript(transcript, episode_dir)
@@ -123,4 +124,4 @@ def transcribe(episode: Episode, audio: AudioFile, store: FeedStore, settings: S
         logger.warning("Transcribing the audio: the published transcript is unusable: %s", reason)
 
     with store.recording(audio.episode_id, "transcribe"):
-        return transcribe_audio(audio, episode, audio.path.parent, settings, log_progress, log_fallback)
+        return transcribe_audio(audio, episode, audio.path.parent, settings, log_progress, log_fallback, logger.warning)

@@ -216,10 +216,10 @@ def _heard_apart(ours: list[_Token], theirs: list[_Token]) -> bool:
 
 
 def _splice(before: list[Segment], after: list[Segment], previous: ChunkTranscript, current: ChunkTranscript) -> None:
-    """Keep once what both sides of a cut heard: the longest run of words that the transcript so far (`before`)
-    and the next chunk's segments (`after`) both hold in the overlap, heard at the same time where the replies give
-    times, is where the two are joined; what follows the run in `before` (the cut clipped it) and what precedes
-    it in `after` are dropped."""
+    """Keep once what both sides of a cut heard: the longest run of words that the previous chunk's segments as
+    stitched (`before`; never an earlier chunk's) and the next chunk's segments (`after`) both hold in the overlap,
+    heard at the same time where the replies give times, is where the two are joined; what follows the run in
+    `before` (the cut clipped it) and what precedes it in `after` are dropped."""
     lo_s, hi_s = current.chunk.start_s - TOLERANCE_S, previous.chunk.end_s + TOLERANCE_S
     tail = _near_the_cut(before, previous.timed, lo_s, hi_s, last=True)
     head = _near_the_cut(after, current.timed, lo_s, hi_s, last=False)
@@ -242,26 +242,35 @@ def _splice(before: list[Segment], after: list[Segment], previous: ChunkTranscri
         del after[0]
 
 
+def _meet(last: Segment, segment: Segment) -> tuple[Segment, Segment]:
+    """Two neighbours that overlap in time, made to meet: one ends where the next starts, which never starts
+    before `last` does, and neither ends before it starts."""
+    if segment.end >= last.end:
+        return last, segment.model_copy(update={"start": last.end})
+    cut = max(last.start, segment.start)
+    return last.model_copy(update={"end": cut}), segment.model_copy(update={"start": cut, "end": max(cut, segment.end)})
+
+
 def stitch(chunks: Sequence[ChunkTranscript]) -> tuple[Segment, ...]:
     """One transcript from the chunks' in order: each chunk's segments that reach into its own stretch, and where
-    segments of two neighbours meet across the cut, what both heard in the overlap once."""
+    segments of two neighbours meet across the cut, what both heard in the overlap once. Starts never go back
+    and no segment ends before it starts."""
     stitched: list[Segment] = []
     previous: ChunkTranscript | None = None
+    since = 0  # where the previous chunk's segments begin in `stitched`: a cut is spliced with those alone
     for part in chunks:
         own = part.chunk
         segments = [s for s in part.segments if not part.timed or (s.end > own.own_start_s and s.start < own.own_end_s)]
-        if previous is not None and stitched and segments and (
+        if previous is not None and len(stitched) > since and segments and (
             not part.timed or not previous.timed or segments[0].start < stitched[-1].end + TOLERANCE_S
         ):
-            _splice(stitched, segments, previous, part)
+            before = stitched[since:]
+            _splice(before, segments, previous, part)
+            stitched[since:] = before
+        since = len(stitched)
         for segment in segments:
             if stitched and segment.start < stitched[-1].end:  # overlapping neighbours: one ends where one starts
-                if segment.end >= stitched[-1].end:
-                    segment = segment.model_copy(update={"start": stitched[-1].end})
-                else:
-                    end = max(stitched[-1].start, segment.start)
-                    stitched[-1] = stitched[-1].model_copy(update={"end": end})
-                    segment = segment.model_copy(update={"start": end})
+                stitched[-1], segment = _meet(stitched[-1], segment)
             stitched.append(segment)
         previous = part
     return tuple(stitched)
@@ -273,9 +282,9 @@ def stitch(chunks: Sequence[ChunkTranscript]) -> tuple[Segment, ...]:
 class _Requester:
     """Sends chunks to the API with bounded retries, each try taking a slot of the shared rate limit if any."""
 
-    def __init__(self, client: openai.OpenAI, settings: Settings, key: str | None):
-        self.client, self.settings, self.key = client, settings, key
-        self.where = f"the OpenAI API at {client.base_url}".rstrip("/")
+    def __init__(self, client: openai.OpenAI, settings: Settings, key: str | None, on_retry: Callable[[str], None]):
+        self.client, self.settings, self.key, self.on_retry = client, settings, key, on_retry
+        self.where = masked(f"the OpenAI API at {client.base_url}".rstrip("/"), key)  # credentials in it masked
         self.model = settings.openai_transcribe_model
         self.timed = not self.model.startswith(TEXT_ONLY_PREFIXES)
         self.stopped = threading.Event()  # set when a chunk has failed: the others send nothing more
@@ -310,10 +319,11 @@ class _Requester:
 
         try:
             return call_with_retries(send, self.settings, TranscriptionError, self.stopped, key=self.key,
-                                     timeout_s=read_s)
+                                     timeout_s=read_s, on_retry=lambda message: self.on_retry(
+                                         f"{self.where}, chunk {chunk.index + 1}: {message}"))
         except RequestFailed as exc:
             if exc.refused:
-                hint = f"; {exc.reason}" if exc.key_refused else ""
+                hint = f"; {exc.reason}" if exc.key_refused or exc.out_of_quota else ""
                 raise TranscriptionError(f"{self.where} refused chunk {chunk.index + 1}: {exc.detail}{hint}") from None
             raise TranscriptionError(
                 f"{self.where} failed on chunk {chunk.index + 1} {exc.attempts} times; last: {exc.detail}"
@@ -373,6 +383,7 @@ def parse_reply(payload: dict[str, Any], chunk: Chunk, offset_s: float, timed: b
             placed[min(range(len(segments)), key=lambda i: max(segments[i].start - middle, middle - segments[i].end,
                                                                  0.0))].append(w)
         segments = [s.model_copy(update={"words": tuple(ws)}) for s, ws in zip(segments, placed)]
+    segments.sort(key=lambda s: s.start)  # a server's segments are not always in order
     return ChunkTranscript(chunk, tuple(s for s in segments if s.text or s.words), language, timed=timed)
 
 
@@ -384,10 +395,11 @@ def api_transcript(
     settings: Settings,
     on_segment: Callable[[float, float], None],
     chunk_s: float = CHUNK_S,
+    on_retry: Callable[[str], None] = lambda message: None,
 ) -> Transcript:
     """The episode's transcript from the OpenAI audio API (or the compatible server at `openai_base_url`), sent
     in chunks, `openai_requests` at once; `on_segment(seconds_done, seconds_in_total)` follows each finished
-    chunk."""
+    chunk, `on_retry(message)` hears of each request tried again."""
     key = api_key(settings, TranscriptionError)
     if key is None and not settings.openai_base_url:
         raise TranscriptionError(
@@ -397,7 +409,7 @@ def api_transcript(
     duration_s = samples.size / audio_codec.SAMPLE_RATE
     chunks = plan_chunks(frame_power(samples), duration_s, chunk_s=chunk_s)
     client = new_client(settings, key, openai.Timeout(settings.http_timeout_s))  # each request sets its own
-    requester = _Requester(client, settings, key)
+    requester = _Requester(client, settings, key, on_retry)
     done: dict[int, ChunkTranscript] = {}
     with client, ThreadPoolExecutor(settings.openai_requests, thread_name_prefix="openai-transcribe") as pool:
         # Each chunk in a copy of this context: Prefect's settings, client and run context reach its requests.
