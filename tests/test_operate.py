@@ -43,6 +43,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Postgre
         yield None
         return
     if (reason := postgres_unavailable()) is not None:
+        # Only where PostgreSQL cannot run at all (no wheel; as root, no user `nobody` able to reach .venv/): the
+        # reason shows in pytest's -ra summary, and the SQLite case still runs the whole scenario.
         pytest.skip(reason)
     with embedded_postgres(tmp_path) as postgres:
         yield postgres
