@@ -14,6 +14,7 @@ from pathlib import Path  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
 
 import typer  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -131,7 +132,13 @@ def ingest(
     download_attempts: Annotated[Optional[int], typer.Option(help=described("download_attempts"))] = None,
     retry_backoff_s: Annotated[Optional[float], typer.Option(help=described("retry_backoff_s"))] = None,
     max_download_s: Annotated[Optional[float], typer.Option(help=described("max_download_s"))] = None,
+    max_document_s: Annotated[Optional[float], typer.Option(help=described("max_document_s"))] = None,
     max_feed_bytes: Annotated[Optional[int], typer.Option(help=described("max_feed_bytes"))] = None,
+    max_feed_pages: Annotated[Optional[int], typer.Option(help=described("max_feed_pages"))] = None,
+    allow_network: Annotated[
+        Optional[list[str]],
+        typer.Option(metavar="CIDR", help=f"Repeat the option for each network. {described('allowed_networks')}"),
+    ] = None,
     max_episode_bytes: Annotated[Optional[int], typer.Option(help=described("max_episode_bytes"))] = None,
     max_audio_duration_s: Annotated[Optional[float], typer.Option(help=described("max_audio_duration_s"))] = None,
     published_after: Annotated[Optional[datetime], typer.Option(help=described("published_after"))] = None,
@@ -154,7 +161,9 @@ def ingest(
         "published_types": tuple(published_types) if published_types else None,
         "published_fallback": published_fallback, "user_agent": user_agent,
         "http_timeout_s": http_timeout_s, "download_attempts": download_attempts, "retry_backoff_s": retry_backoff_s,
-        "max_download_s": max_download_s, "max_feed_bytes": max_feed_bytes, "max_episode_bytes": max_episode_bytes,
+        "max_download_s": max_download_s, "max_document_s": max_document_s, "max_feed_bytes": max_feed_bytes,
+        "max_feed_pages": max_feed_pages, "allowed_networks": tuple(allow_network) if allow_network else None,
+        "max_episode_bytes": max_episode_bytes,
         "max_audio_duration_s": max_audio_duration_s, "published_after": published_after, "newest": newest,
         "skip_back_catalogue": skip_back_catalogue, "openai_base_url": openai_base_url,
         "openai_api_key_secret": openai_api_key_secret, "openai_transcribe_model": openai_transcribe_model,
@@ -163,7 +172,11 @@ def ingest(
     }
     if not feed_urls and not opml:
         raise typer.BadParameter("give at least one FEED_URL, or --opml")
-    settings = Settings(**{name: value for name, value in given.items() if value is not None})
+    try:
+        settings = Settings(**{name: value for name, value in given.items() if value is not None})
+    except ValidationError as exc:
+        raise typer.BadParameter("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                                 ) from None
     raise typer.Exit(run(feed_urls or [], opml, settings))
 
 

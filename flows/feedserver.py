@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
+import ssl
 import sys
 import threading
 import time
@@ -47,7 +48,7 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Clients that hang up mid-response (timeouts, cut-off tests) are expected; anything else is printed."""
-        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ssl.SSLError)):
             super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
@@ -62,11 +63,11 @@ class Hit:
 class FeedServer:
     """Serves registered routes; records every request it gets. Use as a context manager."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Route] = {}
         self.hits: list[Hit] = []
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", port), self._handler_class())
+        self._server = _Server((host, port), self._handler_class())
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="feedserver", daemon=True
         )

@@ -42,6 +42,7 @@ from tasks.models import (
     Settings,
     utc_now,
 )
+from tasks.network import host_port
 from tasks.opml import read_opml
 from tasks.redaction import redact_url, redact_urls
 from tasks.store import FeedStore
@@ -346,12 +347,21 @@ def ingest(urls: list[str], settings: Settings, source_errors: list[str] | None 
     return report
 
 
+def trusting(settings: Settings, operator_urls: list[str]) -> Settings:
+    """The settings with the hosts an operator named trusted (the feed and OPML URLs given to the flow, and
+    openai_base_url), so a feed or Whisper server on the operator's own network works with no allowed_networks.
+    Only those hosts: URLs found in the documents obey the address rules."""
+    named = {host for url in [*operator_urls, settings.openai_base_url or ""] if (host := host_port(url))}
+    return settings.model_copy(update={"trusted_hosts": tuple(sorted({*settings.trusted_hosts, *named}))})
+
+
 @flow(name="ingest-feeds")
 def ingest_feeds(
     feeds: list[str] | None = None, opml: str | None = None, settings: Settings = Settings()
 ) -> RunReport | State:
     """Ingest every new episode of each feed listed, and of each feed in the OPML file or URL, in one pipeline."""
     urls, source_errors = list(feeds or []), []
+    settings = trusting(settings, [*urls, opml or ""])
     if opml:
         try:
             urls += read_opml(opml, settings)
@@ -369,7 +379,7 @@ def ingest_feeds(
 @flow(name="ingest-feed")
 def ingest_feed(feed_url: str, settings: Settings = Settings()) -> IngestReport | State:
     """Fetch a feed and take each episode not yet complete through download -> transcribe -> metadata."""
-    run_report = ingest([feed_url], settings)
+    run_report = ingest([feed_url], trusting(settings, [feed_url]))
     report = run_report.feeds[0]
     if report.status == "failed":
         return Failed(message=report.error)

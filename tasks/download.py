@@ -20,8 +20,9 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.audio import AUDIO_EXTENSIONS
 from tasks.errors import DownloadError, RetryableDownloadError, fail_quietly
-from tasks.http import new_session, retry_after_s
+from tasks.http import GuardedSession, retry_after_s
 from tasks.models import AudioFile, Episode, Settings
+from tasks.network import AddressRefusedError, DeadlineExceededError
 from tasks.store import FeedStore, episode_run_name
 
 CHUNK_BYTES = 256 * 1024
@@ -90,19 +91,15 @@ def _validator(response: requests.Response) -> str | None:
     return etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
 
 
-def _arriving(response: requests.Response, deadline: float) -> Iterator[bytes]:
+def _arriving(response: requests.Response) -> Iterator[bytes]:
     """The body as it arrives. Unlike `iter_content`, a connection that drops mid-chunk still yields the bytes
-    that came before the drop, so a resume loses nothing. A body still arriving at `deadline` is given up: the
-    read timeout bounds each read, not a server that sends a byte now and then forever."""
-    while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
-        if time.monotonic() > deadline:
-            raise DownloadError(f"{response.url} was still downloading after the max_download_s limit")
+    that came before the drop, so a resume loses nothing."""
+    while chunk := response.raw.read1(CHUNK_BYTES):
         yield chunk
 
 
-def _fetch_once(
-    session: requests.Session, episode: Episode, target: Path, part: PartFile, settings: Settings, deadline: float
-) -> AudioFile:
+def _fetch_once(session: GuardedSession, episode: Episode, target: Path, part: PartFile, settings: Settings
+                ) -> AudioFile:
     """One attempt. A retryable failure keeps the bytes received in `part` for the next attempt to resume from."""
     url = episode.enclosure_url or ""
     have = part.size()
@@ -123,6 +120,11 @@ def _fetch_once(
                 raise RetryableDownloadError(f"{url} returned {status}", retry_after_s(response.headers))
             if response.status_code >= 400:
                 raise DownloadError(f"{url} returned {status}")
+            # Asked for identity: a compressed body would be decompressed (a 314-byte gzip made 90 MiB) and its
+            # ranges would not be ours to resume.
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise DownloadError(f"{url} sent {encoding}-encoded audio where podflow asked for it unencoded")
             content_type = response.headers.get("Content-Type")
             if (content_type or "").split(";")[0].strip().lower() in NOT_AUDIO_TYPES:
                 raise DownloadError(f"{url} sent {content_type}, not audio")
@@ -136,22 +138,23 @@ def _fetch_once(
                     raise RetryableDownloadError(f"{url} answered the resume with another range or file; starting over")
                 expected: int | None = int(span[3])
             else:  # the whole file: a server that ignores Range, or one whose file changed since the part began
-                encoded = "Content-Encoding" in response.headers  # encoded anyway: its ranges are not ours to resume
-                have, part.validator = 0, None if encoded else _validator(response)
+                have, part.validator = 0, _validator(response)
                 expected = length
             if expected is not None and expected > settings.max_episode_bytes:
                 raise DownloadError(f"{url} is {expected:,} bytes, over the {settings.max_episode_bytes:,}-byte limit")
             written = have
             with open(part.path, "ab" if resumed else "wb") as file:
-                for chunk in _arriving(response, deadline):
+                for chunk in _arriving(response):
                     written += len(chunk)
                     if written > settings.max_episode_bytes:
                         raise DownloadError(f"{url} is over the {settings.max_episode_bytes:,}-byte limit")
                     file.write(chunk)
                 file.flush()
                 os.fsync(file.fileno())
-            # A compressed body's Content-Length counts compressed bytes, so it cannot be checked against ours.
-            if expected is not None and written != expected and "Content-Encoding" not in response.headers:
+            if session.deadline.expired:  # cut off: what arrived may look complete, but is not
+                raise DownloadError(f"{url} was still downloading after the {settings.max_download_s:g}-second "
+                                    "max_download_s limit")
+            if expected is not None and written != expected:
                 raise RetryableDownloadError(f"{url} sent {written:,} of {expected:,} bytes")
             if written == 0:
                 raise DownloadError(f"{url} sent an empty body")
@@ -164,6 +167,8 @@ def _fetch_once(
                 bytes=written,
                 sha256=sha256_of(target),
             )
+    except (AddressRefusedError, DeadlineExceededError) as exc:
+        raise DownloadError(f"{url}: {exc}") from exc
     except requests.TooManyRedirects as exc:
         raise DownloadError(f"{url} redirects too many times") from exc
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
@@ -192,19 +197,21 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
     target = episode_dir / audio_file_name(episode)
     part = PartFile(target.with_name(target.name + ".part"))
     part.discard()  # left by a run that was killed: its validator is gone with it
-    deadline = time.monotonic() + settings.max_download_s
     try:
-        with new_session(settings) as session:
+        with GuardedSession(settings, settings.max_download_s) as session:
             attempt = 1
             while True:
                 try:
-                    return _fetch_once(session, episode, target, part, settings, deadline)
+                    return _fetch_once(session, episode, target, part, settings)
                 except RetryableDownloadError as exc:
+                    if session.deadline.expired:
+                        raise DownloadError(f"{url} was still downloading after the {settings.max_download_s:g}-"
+                                            "second max_download_s limit") from exc
                     backoff = settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
                     wait_s = max(backoff, exc.retry_after_s or 0.0)
                     if attempt == settings.download_attempts:
                         raise DownloadError(f"gave up after {attempt} attempts: {exc}") from exc
-                    if time.monotonic() + wait_s > deadline:
+                    if wait_s > session.deadline.remaining_s():
                         raise DownloadError(f"gave up after {attempt} attempts at the max_download_s limit: {exc}") from exc
                     time.sleep(wait_s)
                     attempt += 1

@@ -1,17 +1,23 @@
-"""The one HTTP session factory, and the bounded GET for small documents (feeds, published transcripts)."""
+"""The one HTTP session, guarded (tasks/network.py), and the bounded GET for small documents (feeds, OPML lists,
+published transcripts)."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 
 from tasks.errors import PodflowError
 from tasks.models import Settings
+from tasks.network import AddressRefusedError, Deadline, DeadlineExceededError, Guard, policy_of
 
 MAX_REDIRECTS = 10
 MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is waited for a minute, then tried again
@@ -34,12 +40,80 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
-def new_session(settings: Settings) -> requests.Session:
-    """A requests session with podflow's user agent and a bounded redirect chain."""
-    session = requests.Session()
-    session.headers["User-Agent"] = settings.user_agent
-    session.max_redirects = MAX_REDIRECTS
-    return session
+class _GuardedConnectionMixin:
+    """urllib3's own connection step, made through the guard; its errors translated as urllib3 translates them."""
+
+    host: str
+    port: int
+    timeout: Any
+    socket_options: Any
+    _dns_host: str
+
+    def __init__(self, *args: Any, guard: Guard, **kwargs: Any) -> None:
+        self.guard = guard
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self) -> socket.socket:
+        conn: Any = self  # urllib3's exceptions want the connection object itself
+        try:
+            return self.guard.connect(self._dns_host, self.port, self.timeout, self.socket_options)
+        except socket.gaierror as exc:
+            raise urllib3.exceptions.NameResolutionError(self.host, conn, exc) from exc
+        except TimeoutError as exc:
+            raise urllib3.exceptions.ConnectTimeoutError(conn, f"Connection to {self.host} timed out") from exc
+        except OSError as exc:
+            raise urllib3.exceptions.NewConnectionError(conn, f"Failed to establish a new connection: {exc}") from exc
+
+
+class _GuardedHTTPConnection(_GuardedConnectionMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnectionMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _GuardedPoolManager(urllib3.PoolManager):
+    def __init__(self, guard: Guard, **kwargs: Any) -> None:
+        self.guard = guard
+        super().__init__(**kwargs)
+
+    def _new_pool(self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+                  ) -> urllib3.HTTPConnectionPool:
+        pool = super()._new_pool(scheme, host, port, request_context)
+        pool.ConnectionCls = _GuardedHTTPSConnection if scheme == "https" else _GuardedHTTPConnection
+        pool.conn_kw["guard"] = self.guard
+        return pool
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        super().__init__()
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        self.poolmanager = _GuardedPoolManager(self.guard, num_pools=connections, maxsize=maxsize, block=block,
+                                               **pool_kwargs)
+
+
+class GuardedSession(requests.Session):
+    """A requests session whose every connection, every redirect hop included, obeys the settings' address rules
+    and ends when `deadline` does. Proxies and .netrc from the environment are not used: podflow could not check
+    where a proxy connects, and a stranger's host must never receive a stored password."""
+
+    def __init__(self, settings: Settings, deadline_s: float) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.headers["User-Agent"] = settings.user_agent
+        self.max_redirects = MAX_REDIRECTS
+        self.deadline = Deadline(deadline_s)
+        adapter = _GuardedAdapter(Guard(policy_of(settings.allowed_networks, settings.trusted_hosts), self.deadline))
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def close(self) -> None:
+        super().close()
+        self.deadline.close()
 
 
 @dataclass(frozen=True)
@@ -53,29 +127,37 @@ class Fetched:
 def fetch_document(
     url: str, settings: Settings, error: type[PodflowError], what: str = "", headers: dict[str, str] | None = None
 ) -> Fetched:
-    """GET a document whole, following redirects, refusing it while streaming past `settings.max_feed_bytes`.
+    """GET a document whole, following redirects, refusing it while streaming past `settings.max_feed_bytes`
+    (counted after decompression) or `settings.max_document_s` (headers and redirects included).
 
     `headers` are sent with it (If-None-Match, If-Modified-Since); a 304 answer comes back as `not_modified`.
-    Every failure raises `error` with a message naming the URL (and `what` it was meant to be).
+    Every failure raises `error` with a message naming the URL (and `what` it was meant to be), never quoting the
+    body.
     """
     named = f"{url}{f' ({what})' if what else ''}"
     if urlsplit(url).scheme not in ("http", "https"):
         raise error(f"{named} is not an http(s) URL")
-    try:
-        with new_session(settings) as session, session.get(
-            url, headers=headers, timeout=settings.http_timeout_s, stream=True
-        ) as response:
-            if response.status_code == 304:
-                return Fetched(b"", response.url, dict(response.headers), not_modified=True)
-            if response.status_code >= 400:
-                raise error(f"{named} returned HTTP {response.status_code} {response.reason}")
-            body = bytearray()
-            for chunk in response.iter_content(64 * 1024):
-                body += chunk
-                if len(body) > settings.max_feed_bytes:
-                    raise error(f"{named} is larger than the {settings.max_feed_bytes:,}-byte document limit")
-            return Fetched(bytes(body), response.url, dict(response.headers))
-    except requests.TooManyRedirects as exc:
-        raise error(f"{named} redirects too many times: {exc}") from exc
-    except requests.RequestException as exc:
-        raise error(f"{named} could not be fetched: {exc}") from exc
+    too_slow = f"{named} was still arriving after the {settings.max_document_s:g}-second max_document_s limit"
+    with GuardedSession(settings, settings.max_document_s) as session:
+        try:
+            with session.get(url, headers=headers, timeout=settings.http_timeout_s, stream=True) as response:
+                if response.status_code == 304:
+                    return Fetched(b"", response.url, dict(response.headers), not_modified=True)
+                if response.status_code >= 400:
+                    raise error(f"{named} returned HTTP {response.status_code} {response.reason}")
+                body = bytearray()
+                for chunk in response.iter_content(64 * 1024):
+                    body += chunk
+                    if len(body) > settings.max_feed_bytes:
+                        raise error(f"{named} is larger than the {settings.max_feed_bytes:,}-byte document limit")
+                if session.deadline.expired:  # cut off: what arrived may look complete, but is not
+                    raise error(too_slow)
+                return Fetched(bytes(body), response.url, dict(response.headers))
+        except (AddressRefusedError, DeadlineExceededError) as exc:
+            raise error(f"{named}: {exc}") from exc
+        except requests.TooManyRedirects as exc:
+            raise error(f"{named} redirects more than {MAX_REDIRECTS} times") from exc
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            if session.deadline.expired:
+                raise error(too_slow) from exc
+            raise error(f"{named} could not be fetched: {exc}") from exc

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, PositiveFloat, PositiveInt, field_validator
 
 from tasks.redaction import RedactedUrl
 
@@ -80,8 +80,26 @@ class Settings(Record):
     max_download_s: PositiveFloat = Field(
         3 * 3600.0, description="A download still going after this long, retries included, is given up."
     )
+    max_document_s: PositiveFloat = Field(
+        120.0, description="A feed, OPML list or published transcript still arriving after this long (headers and "
+        "redirects included) is given up."
+    )
     max_feed_bytes: PositiveInt = Field(
         20 * 2**20, description="Larger feeds and published transcripts are refused while streaming."
+    )
+    max_feed_pages: PositiveInt = Field(
+        20, description="Pages of a paged feed (RFC 5005 rel=next) read per run, the first included."
+    )
+    allowed_networks: tuple[IPvAnyNetwork, ...] = Field(
+        (),
+        description="Private, loopback, link-local or other non-public networks (CIDR) podflow may connect to, e.g. "
+        "a LAN media server. By default it connects only to public addresses.",
+    )
+    trusted_hosts: tuple[str, ...] = Field(
+        (),
+        description="Hosts (host:port) podflow connects to whatever their address. The flows add the host of each "
+        "feed URL and OPML URL they are given, and of openai_base_url; URLs found in documents are never trusted "
+        "this way.",
     )
     max_episode_bytes: PositiveInt = Field(2 * 2**30, description="Larger enclosures are refused while streaming.")
     max_audio_duration_s: PositiveFloat = Field(

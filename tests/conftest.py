@@ -54,6 +54,10 @@ def server() -> Iterator[FeedServer]:
         yield feed_server
 
 
+# Every test server listens on loopback, which podflow refuses unless an operator allows it.
+LOOPBACK = ("127.0.0.0/8",)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(output_dir=tmp_path / "out", retry_backoff_s=0.01)
+    return Settings(output_dir=tmp_path / "out", retry_backoff_s=0.01, allowed_networks=LOOPBACK)

@@ -17,7 +17,7 @@ from tasks.download import download_episode
 from tasks.http import retry_after_s
 from tasks.errors import DownloadError
 from tasks.models import Episode, Settings
-from tests.conftest import DEMO_EPISODES
+from tests.conftest import DEMO_EPISODES, LOOPBACK
 
 AUDIO = DEMO_EPISODES[0].audio
 
@@ -95,7 +95,7 @@ def test_a_verified_download_is_not_fetched_again_but_a_damaged_one_is(
 def test_an_enclosure_over_the_size_limit_is_refused(server: FeedServer, tmp_path: Path) -> None:
     url = server.add("/a.mp3", AUDIO)
     with pytest.raises(DownloadError, match="over the 1,000-byte limit"):
-        download_episode(episode_at(url), tmp_path, Settings(max_episode_bytes=1000), previous=None)
+        download_episode(episode_at(url), tmp_path, Settings(max_episode_bytes=1000, allowed_networks=LOOPBACK), previous=None)
     assert files_in(tmp_path) == []
 
 
@@ -187,7 +187,8 @@ def test_a_416_on_resume_starts_over(server: FeedServer, settings: Settings, tmp
 
 def test_a_stalled_server_times_out_and_retries_are_bounded(server: FeedServer, tmp_path: Path) -> None:
     url = server.add("/a.mp3", AUDIO, delay_s=1.0)
-    settings = Settings(output_dir=tmp_path, http_timeout_s=0.2, retry_backoff_s=0.01, download_attempts=3)
+    settings = Settings(output_dir=tmp_path, http_timeout_s=0.2, retry_backoff_s=0.01, download_attempts=3,
+                        allowed_networks=LOOPBACK)
     with pytest.raises(DownloadError, match="gave up after 3 attempts: .*ReadTimeout"):
         download_episode(episode_at(url), tmp_path, settings, previous=None)
     assert server.count("/a.mp3") == 3
@@ -218,7 +219,7 @@ from tasks.models import Episode, Settings
 resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # no file may grow past 20 kB: a disk that fills up
 episode = Episode(episode_id="e", title="e", enclosure_url=sys.argv[1])
 try:
-    download_episode(episode, Path(sys.argv[2]), Settings(retry_backoff_s=0.01), previous=None)
+    download_episode(episode, Path(sys.argv[2]), Settings(retry_backoff_s=0.01, allowed_networks=['127.0.0.0/8']), previous=None)
 except DownloadError as error:
     print(error)
 """
@@ -246,15 +247,15 @@ def test_a_zero_length_file_fails_the_episode(server: FeedServer, settings: Sett
 
 def test_a_server_that_drips_bytes_forever_is_given_up_at_the_time_limit(server: FeedServer, tmp_path: Path) -> None:
     url = server.add("/a.mp3", AUDIO, drip_s=0.05)  # about 4 s for the whole file, no read ever times out
-    settings = Settings(output_dir=tmp_path, max_download_s=0.5)
-    with pytest.raises(DownloadError, match="still downloading after the max_download_s limit"):
+    settings = Settings(output_dir=tmp_path, max_download_s=0.5, allowed_networks=LOOPBACK)
+    with pytest.raises(DownloadError, match="still downloading after the 0.5-second max_download_s limit"):
         download_episode(episode_at(url), tmp_path, settings, previous=None)
     assert server.count("/a.mp3") == 1 and files_in(tmp_path) == []
 
 
 def test_retries_stop_when_the_next_wait_would_pass_the_time_limit(server: FeedServer, tmp_path: Path) -> None:
     url = server.add("/a.mp3", AUDIO, fail_times=5, fail_status=503, retry_after="30")
-    settings = Settings(output_dir=tmp_path, max_download_s=5, download_attempts=10)
+    settings = Settings(output_dir=tmp_path, max_download_s=5, download_attempts=10, allowed_networks=LOOPBACK)
     with pytest.raises(DownloadError, match="gave up after 1 attempts at the max_download_s limit: .*HTTP 503"):
         download_episode(episode_at(url), tmp_path, settings, previous=None)
     assert server.count("/a.mp3") == 1

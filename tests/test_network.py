@@ -1,0 +1,288 @@
+"""Where podflow connects and for how long: address rules on every hop, trusted operator hosts, no DNS rebinding,
+wall-clock deadlines, no encodings it did not ask for. Servers are real, on 127.0.0.1 and 127.0.0.2 (both loopback,
+which the rules refuse unless allowed)."""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from flows.feedserver import FeedServer
+from flows.ingest import ingest_feed, ingest_feeds
+from tasks.download import download_episode
+from tasks.errors import DownloadError, FeedError
+from tasks.http import GuardedSession, fetch_document
+from tasks.models import Episode, IngestReport, RunReport, Settings
+from tasks.network import host_port, refusal
+from tests.conftest import DEMO_EPISODES, LOOPBACK
+from tests.feeds import rss, rss_item
+
+
+@pytest.mark.parametrize(("address", "rule"), [
+    ("127.0.0.1", "loopback"), ("::1", "loopback"), ("::ffff:127.0.0.1", "loopback"),
+    ("10.1.2.3", "RFC 1918"), ("172.16.0.1", "RFC 1918"), ("192.168.1.1", "RFC 1918"),
+    ("169.254.169.254", "link-local"), ("fe80::1", "link-local"), ("100.64.0.1", "carrier-grade NAT"),
+    ("fd12:3456::1", "unique local"), ("224.0.0.1", "multicast"), ("ff02::1", "multicast"),
+    ("0.0.0.0", "unspecified"), ("::", "unspecified"), ("240.0.0.1", "reserved"),
+    ("64:ff9b::a00:1", "RFC 1918"), ("2002:a00:1::", "RFC 1918"),  # NAT64 and 6to4 forms of 10.0.0.1
+    ("192.0.2.1", "reserved or special-purpose"),  # documentation range
+])
+def test_non_public_addresses_are_refused_by_name(address: str, rule: str) -> None:
+    assert rule in (refusal(ipaddress.ip_address(address)) or "")
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700::1111"])
+def test_public_addresses_pass(address: str) -> None:
+    assert refusal(ipaddress.ip_address(address)) is None
+
+
+def test_host_port_fills_in_the_scheme_port() -> None:
+    assert host_port("https://Feeds.Example.com/rss") == "feeds.example.com:443"
+    assert host_port("http://[::1]:8080/x") == "[::1]:8080"
+    assert host_port("file:///etc/passwd") is None
+
+
+@pytest.fixture
+def second_host() -> Iterator[FeedServer]:
+    """A server on another loopback address: "somewhere else on the worker's network"."""
+    with FeedServer(host="127.0.0.2") as other:
+        yield other
+
+
+def test_a_loopback_feed_is_refused_by_default_and_allowed_by_allowed_networks(server: FeedServer) -> None:
+    url = server.add("/feed.xml", rss([]))
+    with pytest.raises(FeedError, match=r"refused to connect to 127\.0\.0\.1 .*loopback"):
+        fetch_document(url, Settings(), FeedError)
+    assert server.count("/feed.xml") == 0
+    assert fetch_document(url, Settings(allowed_networks=LOOPBACK), FeedError).body == rss([])
+
+
+def test_a_trusted_host_is_trusted_alone(server: FeedServer, second_host: FeedServer) -> None:
+    trusted = Settings(trusted_hosts=(host_port(server.url("/")) or "",))
+    assert fetch_document(server.add("/a", b"ours"), trusted, FeedError).body == b"ours"
+    with pytest.raises(FeedError, match=r"refused to connect to 127\.0\.0\.2"):
+        fetch_document(second_host.add("/internal", b"internal answer"), trusted, FeedError)
+    with FeedServer() as same_address_other_port, pytest.raises(FeedError, match="refused"):
+        fetch_document(same_address_other_port.add("/b", b"x"), trusted, FeedError)
+
+
+def test_every_redirect_hop_obeys_the_rules(server: FeedServer, second_host: FeedServer) -> None:
+    internal = second_host.add("/metadata", b"SECRET-INTERNAL-ANSWER", content_type="text/plain")
+    hop = server.add("/hop", redirect_to=internal)
+    trusted = Settings(trusted_hosts=(host_port(hop) or "",))
+    with pytest.raises(FeedError, match=r"refused to connect to 127\.0\.0\.2") as refused:
+        fetch_document(hop, trusted, FeedError)
+    assert "SECRET-INTERNAL-ANSWER" not in str(refused.value)
+    assert second_host.count("/metadata") == 0
+    allowed = Settings(trusted_hosts=trusted.trusted_hosts, allowed_networks=("127.0.0.2/32",))
+    assert fetch_document(hop, allowed, FeedError).body == b"SECRET-INTERNAL-ANSWER"
+
+
+def test_a_host_is_resolved_once_and_connected_to_at_the_address_checked(
+    server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No DNS server can run here, so the resolver is replaced: a rebinding one that answers an allowed address
+    # first and a forbidden one (127.0.0.2, where nothing listens) on any later lookup.
+    port = int(server.url("/").rsplit(":", 1)[1].strip("/"))
+    real_getaddrinfo = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: str, *args: object, **kwargs: object) -> list:
+        if host != "rebind.test":
+            return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "127.0.0.2"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    server.add("/feed.xml", b"<rss/>")
+    fetched = fetch_document(f"http://rebind.test:{port}/feed.xml", Settings(allowed_networks=("127.0.0.1/32",)),
+                             FeedError)
+    assert fetched.body == b"<rss/>" and lookups == ["rebind.test"]
+    lookups.clear()
+    lookups.append("pretend the first answer was given")  # now every answer is the forbidden one
+    with pytest.raises(FeedError, match=r"127\.0\.0\.2: loopback"):
+        fetch_document(f"http://rebind.test:{port}/feed.xml", Settings(allowed_networks=("127.0.0.1/32",)), FeedError)
+
+
+class StallingServer:
+    """A raw TCP server that never finishes its answer: it sends `prefix`, then `repeat` every 0.1 s, until the
+    client hangs up or 30 s pass."""
+
+    def __init__(self, prefix: bytes, repeat: bytes) -> None:
+        self.prefix, self.repeat = prefix, repeat
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.hung_up = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/slow"
+
+    def __enter__(self) -> StallingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.listener.close()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            connection.recv(65536)
+            try:
+                connection.sendall(self.prefix)
+                for _ in range(300):
+                    if self.hung_up.wait(0.1):
+                        break
+                    connection.sendall(self.repeat)
+            except OSError:
+                self.hung_up.set()
+
+
+ENDLESS_CONTINUE = (b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 100 Continue\r\n\r\n")
+DRIPPING_HEADERS = (b"HTTP/1.1 200 OK\r\n", b"X-Drip: 1\r\n")
+DRIPPING_BODY = (b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\n\r\n", b"x")
+
+
+@pytest.mark.parametrize("script", [ENDLESS_CONTINUE, DRIPPING_HEADERS, DRIPPING_BODY],
+                         ids=["endless-100-continue", "dripping-headers", "dripping-body-without-length"])
+def test_a_document_request_ends_at_its_deadline_headers_included(script: tuple[bytes, bytes]) -> None:
+    settings = Settings(allowed_networks=LOOPBACK, max_document_s=1.0, http_timeout_s=5.0)
+    with StallingServer(*script) as stalling, pytest.raises(FeedError, match="1-second max_document_s limit"):
+        fetch_document(stalling.url, settings, FeedError)
+
+
+@pytest.mark.parametrize("script", [ENDLESS_CONTINUE, DRIPPING_HEADERS, DRIPPING_BODY],
+                         ids=["endless-100-continue", "dripping-headers", "dripping-body-without-length"])
+def test_a_download_ends_at_its_deadline_headers_included(script: tuple[bytes, bytes], tmp_path: Path) -> None:
+    settings = Settings(allowed_networks=LOOPBACK, max_download_s=1.0, http_timeout_s=5.0, download_attempts=1)
+    with StallingServer(*script) as stalling:
+        episode = Episode(episode_id="slow", title="slow", enclosure_url=stalling.url)
+        with pytest.raises(DownloadError, match="1-second max_download_s limit"):
+            download_episode(episode, tmp_path, settings, previous=None)
+    assert list(tmp_path.iterdir()) == []  # nothing half-downloaded is kept as the audio
+
+
+def test_audio_sent_gzip_encoded_is_refused_not_inflated(server: FeedServer, tmp_path: Path) -> None:
+    bomb = gzip.compress(b"\0" * (8 * 2**20))  # 8 MiB of zeros in a few KiB
+    url = server.add("/ep.mp3", bomb, headers={"Content-Encoding": "gzip"})
+    episode = Episode(episode_id="bomb", title="bomb", enclosure_url=url)
+    with pytest.raises(DownloadError, match="gzip-encoded audio"):
+        download_episode(episode, tmp_path, Settings(allowed_networks=LOOPBACK), previous=None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_enclosure_on_a_refused_address_fails_at_once_without_retries(
+    second_host: FeedServer, tmp_path: Path
+) -> None:
+    url = second_host.add("/ep.mp3", b"ID3audio")
+    episode = Episode(episode_id="lan", title="lan", enclosure_url=url)
+    with pytest.raises(DownloadError, match=r"refused to connect to 127\.0\.0\.2") as refused:
+        download_episode(episode, tmp_path, Settings(download_attempts=4, retry_backoff_s=0.01), previous=None)
+    assert "attempts" not in str(refused.value)
+    assert second_host.count("/ep.mp3") == 0
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_in_a_run_document_urls_obey_the_rules_and_the_operators_feed_host_is_trusted(
+    server: FeedServer, second_host: FeedServer, tmp_path: Path
+) -> None:
+    demo = DEMO_EPISODES[0]
+    server.add("/ours.mp3", demo.audio)
+    server.add("/ours.vtt", f"WEBVTT\n\n00:00.000 --> 00:05.000\n{demo.script}\n".encode())
+    second_host.add("/lan.mp3", demo.audio)
+    second_host.add("/internal.txt", b"SECRET-INTERNAL-ANSWER", content_type="text/plain")
+    link = '<podcast:transcript url="{}" type="{}"/>'
+    feed_url = server.add("/feed.xml", rss([
+        rss_item("Ours", guid="ours", enclosure="ours.mp3", extra=link.format("ours.vtt", "text/vtt")),
+        rss_item("On the LAN", guid="lan", enclosure=second_host.url("/lan.mp3"),
+                 extra=link.format("ours.vtt", "text/vtt")),
+        rss_item("Internal transcript", guid="internal", enclosure="ours.mp3",
+                 extra=link.format(second_host.url("/internal.txt"), "text/plain")),
+    ]))
+    settings = Settings(output_dir=tmp_path, transcriber="published")  # no allowed_networks: loopback is refused
+
+    state = ingest_feed(feed_url, settings, return_state=True)
+    report = state.result(raise_on_failure=False)
+
+    assert isinstance(report, IngestReport), report
+    outcomes = {e.episode_id: e for e in report.episodes}
+    assert outcomes["ours"].status == "complete"
+    assert outcomes["lan"].status == "failed" and "refused to connect to 127.0.0.2" in (outcomes["lan"].error or "")
+    assert outcomes["internal"].status == "failed"
+    assert "refused to connect to 127.0.0.2" in (outcomes["internal"].error or "")
+    assert second_host.hits == []
+    written = b"".join(path.read_bytes() for path in report.feed_dir.rglob("*") if path.is_file())
+    assert b"SECRET-INTERNAL-ANSWER" not in written
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_feeds_an_opml_list_names_are_not_trusted(server: FeedServer, second_host: FeedServer, tmp_path: Path) -> None:
+    lan_feed = second_host.add("/feed.xml", rss([]))
+    opml_url = server.add("/subscriptions.opml", (
+        f'<opml version="2.0"><body><outline text="lan" type="rss" xmlUrl="{lan_feed}"/></body></opml>').encode())
+
+    state = ingest_feeds(opml=opml_url, settings=Settings(output_dir=tmp_path), return_state=True)
+    report = state.result(raise_on_failure=False)
+
+    assert isinstance(report, RunReport), report
+    (feed,) = report.feeds
+    assert feed.status == "failed" and "refused to connect to 127.0.0.2" in (feed.error or "")
+    assert server.count("/subscriptions.opml") == 1 and second_host.hits == []
+
+
+def self_signed_localhost(folder: Path) -> tuple[Path, Path]:
+    """A certificate for `localhost` and its key, made here: no CA, no network."""
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_connections_verify_the_host_name_and_end_at_the_deadline_too(tmp_path: Path) -> None:
+    cert_path, key_path = self_signed_localhost(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    with FeedServer() as tls_server:
+        tls_server._server.socket = context.wrap_socket(tls_server._server.socket, server_side=True)
+        port = tls_server.url("/").rsplit(":", 1)[1].strip("/")
+        tls_server.add("/a", b"over TLS")
+        tls_server.add("/drip", b"x" * 100_000, drip_s=0.05)
+        settings = Settings(allowed_networks=LOOPBACK, user_agent="podflow-test")
+        # The connection goes to the address checked (127.0.0.1); the certificate is still checked for the name.
+        with GuardedSession(settings, deadline_s=30) as session:
+            assert session.get(f"https://localhost:{port}/a", verify=str(cert_path), timeout=5).content == b"over TLS"
+        with GuardedSession(settings, deadline_s=30) as session, pytest.raises(requests.exceptions.SSLError):
+            session.get(f"https://127.0.0.1:{port}/a", verify=str(cert_path), timeout=5)  # not the name signed
+        with GuardedSession(settings, deadline_s=1) as session:
+            with pytest.raises(requests.RequestException):
+                session.get(f"https://localhost:{port}/drip", verify=str(cert_path), timeout=5).content
+            assert session.deadline.expired
