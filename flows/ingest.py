@@ -26,8 +26,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.pipeline import ItemRun, Progress, Stage, failure_message, run_pipeline
 from flows.summary import summary_markdown
 from tasks.download import download
-from tasks.errors import FeedBusyError, FeedError, PodflowError
-from tasks.feed import fetch_feed_task, legacy_episode_id
+from tasks.errors import FeedError, PodflowError
+from tasks.feed import fetch_feed_task, renamed_episode_ids
 from tasks.metadata import metadata
 from tasks.models import (
     STAGES,
@@ -158,9 +158,11 @@ class FeedRun:
 
 
 def open_feeds(urls: list[str], settings: Settings, locks: ExitStack) -> list[FeedRun]:
-    """Each distinct feed with its folder's run lock held in `locks`; a feed another run holds fails alone.
+    """Each distinct feed with its folder's run lock held in `locks`; a feed another run holds, or whose folder
+    cannot be used (a symbolic link), fails alone.
 
-    Feeds are the same where their folders are: a URL listed twice, or once more with another token."""
+    Feeds are the same where their folders are: where their URLs are, up to blanks and the case of scheme and host.
+    A URL listed twice is one feed; one with another token is another feed, with its own folder."""
     feeds: dict[Path, FeedRun] = {}
     for url in filter(None, (url.strip() for url in urls)):
         store = FeedStore.for_feed(settings.output_dir, url)
@@ -169,7 +171,7 @@ def open_feeds(urls: list[str], settings: Settings, locks: ExitStack) -> list[Fe
         feed_run = feeds[store.feed_dir] = FeedRun(url, store)
         try:
             locks.enter_context(store.exclusive_run())
-        except FeedBusyError as exc:
+        except PodflowError as exc:
             feed_run.error = f"{type(exc).__name__}: {exc}"
     return list(feeds.values())
 
@@ -210,14 +212,14 @@ def register(feed_run: FeedRun, settings: Settings) -> list[FeedEpisode]:
     feed, store = feed_run.feed, feed_run.store
     assert feed is not None
     first_run = not store.ledger_path.exists()  # not "no episodes": a feed may start out empty
-    renamed = {old: e.episode_id for e in feed_run.episodes if (old := legacy_episode_id(e))}
+    renamed = renamed_episode_ids(feed_run.episodes, store.read_ledger().episodes)
     entries = store.register(feed_run.episodes, mark_seen=settings.skip_back_catalogue and first_run,
                              renamed=renamed)
     store.save_feed(feed)
     # Saved only after the episodes are registered: a run killed in between must not make the next run's
-    # conditional GET hide episodes nobody has seen.
-    store.save_validators(FeedValidators(etag=feed.etag, last_modified=feed.last_modified,
-                                         selection=settings.selection()))
+    # conditional GET hide episodes nobody has seen. None where pages were left unread: a 304 would hide them too.
+    store.save_validators(None if feed.paging_error else FeedValidators(
+        etag=feed.etag, last_modified=feed.last_modified, selection=settings.selection()))
     return [FeedEpisode(feed, store, e) for e in feed_run.episodes if not store.is_settled(entries[e.episode_id])]
 
 
@@ -321,6 +323,9 @@ def ingest(urls: list[str], settings: Settings, source_errors: list[str] | None 
                 with feed_failure(feed_run):
                     chosen = register(feed_run, settings)
                     todo += chosen
+                    if feed_run.feed.paging_error:
+                        logger.warning("%s: only some pages were read: %s", feed_run.feed.title,
+                                       feed_run.feed.paging_error)
                     logger.info("%s: %d episodes chosen, %d to process, output in %s", feed_run.feed.title,
                                 len(feed_run.episodes), len(chosen), feed_run.store.feed_dir)
 

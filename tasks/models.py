@@ -168,10 +168,17 @@ class Feed(Record):
     etag: str | None = None
     last_modified: str | None = None
     fetched_at: datetime
+    paging_error: str | None = Field(
+        None, description="Why pages of a paged feed (RFC 5005 rel=next) were left unread this run: a page that "
+        "failed, or max_feed_pages. The episodes of the pages before it were read."
+    )
 
 
 class Episode(Record):
-    episode_id: str = Field(description="The feed's GUID, else a hash of the enclosure URL without tracking parameters.")
+    episode_id: str = Field(
+        description="The feed's GUID (masked, with a hash of the whole GUID, where it holds a credential), else a hash "
+        "of the enclosure URL without tracking parameters."
+    )
     title: str
     published: datetime | None = None
     description: str = ""

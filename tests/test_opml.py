@@ -11,6 +11,7 @@ from flows.feedserver import FeedServer
 from tasks.errors import FeedError
 from tasks.models import Settings
 from tasks.opml import parse_opml, read_opml
+from tests.conftest import LOOPBACK
 
 SUBSCRIPTIONS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <opml version="2.0">
@@ -114,7 +115,7 @@ def test_an_unparseable_url_is_a_feed_error(settings: Settings) -> None:
 
 
 def test_an_oversize_file_or_url_is_refused(server: FeedServer, tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path, max_feed_bytes=len(SUBSCRIPTIONS) - 1)
+    settings = Settings(output_dir=tmp_path, max_feed_bytes=len(SUBSCRIPTIONS) - 1, allowed_networks=LOOPBACK)
     path = tmp_path / "big.opml"
     path.write_bytes(SUBSCRIPTIONS)
     url = server.add("/big.opml", SUBSCRIPTIONS)
