@@ -23,7 +23,7 @@ from tasks.errors import DownloadError, RetryableDownloadError, fail_quietly
 from tasks.http import GuardedSession, retry_after_s
 from tasks.models import AudioFile, Episode, Settings
 from tasks.network import AddressRefusedError, DeadlineExceededError
-from tasks.store import FeedStore, episode_run_name
+from tasks.store import FeedStore, episode_run_name, open_no_link
 
 CHUNK_BYTES = 256 * 1024
 
@@ -143,7 +143,8 @@ def _fetch_once(session: GuardedSession, episode: Episode, target: Path, part: P
             if expected is not None and expected > settings.max_episode_bytes:
                 raise DownloadError(f"{url} is {expected:,} bytes, over the {settings.max_episode_bytes:,}-byte limit")
             written = have
-            with open(part.path, "ab" if resumed else "wb") as file:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resumed else os.O_TRUNC)
+            with os.fdopen(open_no_link(part.path, flags), "ab" if resumed else "wb") as file:
                 for chunk in _arriving(response):
                     written += len(chunk)
                     if written > settings.max_episode_bytes:

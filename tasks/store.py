@@ -1,37 +1,40 @@
 """The output layout, atomic writes, and the per-feed ledger of stage outcomes.
 
-<output>/<feed-slug>/feed.json        the Feed record
-<output>/<feed-slug>/ledger.json      episode_id -> folder, audio record, stage outcomes
-<output>/<feed-slug>/episodes/<date>-<episode-slug>-<id8>/   audio.*, transcript.*, metadata.json
+<output>/<feed-slug>-<hash16>/feed.json        the Feed record
+<output>/<feed-slug>-<hash16>/ledger.json      episode_id -> folder, audio record, stage outcomes
+<output>/<feed-slug>-<hash16>/episodes/<date>-<episode-slug>-<hash16>/   audio.*, transcript.*, metadata.json
+
+The output folder is the operator's and may be a symbolic link; everything below it is podflow's, and a link there
+is refused (a StorageError), never followed: a link would let a write or a sweep reach files elsewhere.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
 import re
-import tempfile
+import secrets
+import stat
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
 from tasks.errors import FeedBusyError, StorageError
 from tasks.models import AudioFile, Episode, Feed, FeedValidators, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
-from tasks.redaction import redact_url, redact_urls
+from tasks.redaction import redact_credentials, redact_urls
 
 SLUG_MAX_CHARS = 60
-# mkstemp creates files readable by the owner only; published files get the usual umask-derived mode instead.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
+LINK_REFUSED = "is a symbolic link; podflow never follows links inside its output folder"
 
 
 def slugify(text: str, max_chars: int = SLUG_MAX_CHARS) -> str:
@@ -42,21 +45,59 @@ def slugify(text: str, max_chars: int = SLUG_MAX_CHARS) -> str:
     return slug or "untitled"
 
 
-def short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+def short_hash(text: str, chars: int = 16) -> str:
+    """The first `chars` hex digits of the text's SHA-256; 16 (64 bits) leave no chance collision to fear."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:chars]
 
 
 def feed_folder_name(feed_url: str) -> str:
-    """Named from the URL podflow was given, which (unlike a feed's title) a publisher cannot change under us."""
+    """Named from the URL podflow was given, which (unlike a feed's title) a publisher cannot change under us.
+
+    The hash covers the whole URL, credentials included: feeds that differ only in a token are different feeds, so
+    a rotated token starts a new folder (and does its episodes again). Only blanks around the URL and the case of
+    scheme and host make no difference. The name shows no credential: its slug is of the masked host and path."""
+    parts = urlsplit(feed_url.strip())
+    userinfo, at, host = parts.netloc.rpartition("@")
+    identity = urlunsplit((parts.scheme.lower(), userinfo + at + host.lower(), parts.path, parts.query, parts.fragment))
+    return f"{slugify(host + ' ' + redact_urls(parts.path), 40)}-{short_hash(identity)}"
+
+
+def old_feed_folder_name(feed_url: str) -> str:
+    """The folder an older podflow gave the feed: the slug of its unmasked path, 32 bits of its masked URL."""
     parts = urlsplit(feed_url)
-    host = parts.netloc.rsplit("@", 1)[-1]  # never a user name or password
-    # Hashed without its credentials: a subscriber whose token is rotated keeps the folder and all done in it.
-    return f"{slugify(host + ' ' + parts.path, 40)}-{short_hash(redact_url(feed_url))}"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{slugify(host + ' ' + parts.path, 40)}-{short_hash(redact_credentials(feed_url), 8)}"
 
 
-def episode_folder_name(episode: Episode) -> str:
+def episode_folder_name(episode: Episode, hash_chars: int = 16) -> str:
     date = episode.published.strftime("%Y-%m-%d") if episode.published else "undated"
-    return f"{date}-{slugify(episode.title)}-{short_hash(episode.episode_id)}"
+    return f"{date}-{slugify(episode.title)}-{short_hash(episode.episode_id, hash_chars)}"
+
+
+def free_episode_folder_name(episode: Episode, taken: set[str]) -> str:
+    """The episode's folder name, its hash lengthened where another entry has that name already (a 64-bit
+    collision, or a name an older podflow gave): two episodes never share a folder."""
+    for hash_chars in (16, 64):
+        if (name := episode_folder_name(episode, hash_chars)) not in taken:
+            return name
+    raise StorageError(f"every folder name for episode {episode.episode_id} is taken in the ledger, {name} included")
+
+
+def no_link(path: Path) -> Path:
+    """`path`, unless it is a symbolic link: below the output folder podflow follows none."""
+    if path.is_symlink():
+        raise StorageError(f"{path} {LINK_REFUSED}")
+    return path
+
+
+def open_no_link(path: Path, flags: int) -> int:
+    """os.open, refusing a symbolic link at `path` (O_NOFOLLOW) instead of following it."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # ENOTDIR: a link where O_DIRECTORY asks for a folder
+            no_link(path)
+        raise
 
 
 def episode_run_name(stage: StageName) -> Callable[[dict[str, Any]], str]:
@@ -73,23 +114,33 @@ def episode_run_name(stage: StageName) -> Callable[[dict[str, Any]], str]:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, rename: readers see the old file or the new, never half.
 
-    A write the file system refuses (a full disk, a read-only folder) is a StorageError naming the file."""
+    A folder that is a symbolic link is refused; a link at `path` itself is replaced, never written through. A write
+    the file system refuses (a full disk, a read-only folder) is a StorageError naming the file."""
+    folder: int | None = None
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as tmp_file:
-            tmp_file.write(data)
-            tmp_file.flush()
-            os.fsync(tmp_file.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
+        # Every step is relative to the folder opened here, so a link put in its place meanwhile is never used.
+        folder = open_no_link(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        name = f".{path.name}.{secrets.token_hex(6)}.tmp"
+        # O_EXCL creates a file or fails, whatever is there, a link included; 0o666 less the umask, as for any file.
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666, dir_fd=folder)
+        tmp = name
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
     except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        if folder is not None and tmp is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=folder)
         if isinstance(exc, OSError):
             raise StorageError(f"{path.name} could not be written: {exc.strerror or exc}") from exc
         raise
+    finally:
+        if folder is not None:
+            os.close(folder)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -103,62 +154,102 @@ def write_record(path: Path, record: BaseModel) -> None:
 class FeedStore:
     """One feed's folder. Safe to use from many threads and processes at once: ledger updates hold a file lock."""
 
-    def __init__(self, feed_dir: Path, feed_url: str):
+    def __init__(self, feed_dir: Path, feed_url: str, old_dir: Path | None = None):
         self.feed_dir = feed_dir
         self.feed_url = feed_url
+        self.old_dir = old_dir  # the folder an older podflow named for the feed: taken over by the first run
 
     @classmethod
     def for_feed(cls, output_dir: Path, feed_url: str) -> FeedStore:
         # Absolute, so records that hold paths mean the same file to every thread, process and later run.
-        return cls(output_dir.resolve() / feed_folder_name(feed_url), feed_url)
+        output = output_dir.resolve()
+        return cls(output / feed_folder_name(feed_url), feed_url, output / old_feed_folder_name(feed_url))
 
     @property
     def ledger_path(self) -> Path:
         return self.feed_dir / "ledger.json"
 
     def episode_dir(self, entry: LedgerEntry) -> Path:
-        return self.feed_dir / "episodes" / entry.folder
+        """The episode's folder, refused where it, `episodes/` or the feed folder is a symbolic link."""
+        episodes = no_link(no_link(self.feed_dir) / "episodes")
+        return no_link(episodes / entry.folder)
+
+    def _made_feed_dir(self) -> Path:
+        """The feed folder, made where missing, refused where it is a symbolic link."""
+        no_link(self.feed_dir).mkdir(parents=True, exist_ok=True)
+        return self.feed_dir
 
     @contextmanager
     def exclusive_run(self) -> Iterator[None]:
         """Held for a whole run: two runs of one feed at once would write the same episode files."""
-        self.feed_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.feed_dir / ".run.lock", "w") as lock_file:
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise FeedBusyError(f"another run is already ingesting {self.feed_url} into {self.feed_dir}") from None
+        lock = self._take_run_lock()
+        try:
             self.remove_leftovers()
             yield
+        finally:
+            os.close(lock)  # and with it the lock
+
+    def _take_run_lock(self) -> int:
+        """The open run lock, held; an older podflow's folder for the feed is first renamed to today's name, under
+        its own run lock (so no run of that podflow is using it), and everything done in it stays done."""
+        if self.old_dir is not None and not no_link(self.feed_dir).exists() and no_link(self.old_dir).is_dir():
+            try:
+                lock = self._lock(self.old_dir / ".run.lock")
+            except FileNotFoundError:  # another run took it over a moment ago
+                pass
+            else:
+                try:
+                    os.rename(self.old_dir, self.feed_dir)  # the lock, an open file, moves with it
+                except OSError as exc:
+                    os.close(lock)
+                    raise StorageError(f"{self.old_dir} could not be renamed to {self.feed_dir.name}: "
+                                       f"{exc.strerror or exc}") from exc
+                return lock
+        return self._lock(self._made_feed_dir() / ".run.lock")
+
+    def _lock(self, path: Path) -> int:
+        """The open lock file at `path`, held; FeedBusyError where another run holds it."""
+        lock = open_no_link(path, os.O_WRONLY | os.O_CREAT)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            raise FeedBusyError(f"another run is already ingesting {self.feed_url} into {path.parent}") from None
+        return lock
 
     def remove_leftovers(self) -> None:
         """Delete the temp and `.part` files a killed run left behind; only the run lock's holder may call this.
 
-        No reader takes them for finished files (those appear only by rename), but they would pile up."""
-        leftovers = [path for pattern in (".*.tmp", "*.part") for path in self.feed_dir.rglob(pattern) if path.is_file()]
-        for path in leftovers:
-            path.unlink(missing_ok=True)
+        No reader takes them for finished files (those appear only by rename), but they would pile up. The walk
+        enters no linked folder and deletes only regular files, so nothing outside the feed folder is touched."""
+        for folder, _, names in os.walk(no_link(self.feed_dir)):
+            for name in names:
+                path = Path(folder, name)
+                if (fnmatch(name, ".*.tmp") or fnmatch(name, "*.part")) and stat.S_ISREG(path.lstat().st_mode):
+                    path.unlink(missing_ok=True)
 
     def save_feed(self, feed: Feed) -> None:
         write_record(self.feed_dir / "feed.json", feed)
 
     def read_ledger(self) -> Ledger:
-        if not self.ledger_path.exists():
+        if not no_link(self.ledger_path).exists():
             return Ledger(feed_url=self.feed_url)
         return Ledger.model_validate_json(self.ledger_path.read_bytes())
 
     @contextmanager
     def _locked_ledger(self) -> Iterator[LedgerUpdate]:
         """Read-modify-write of the ledger under an exclusive lock; the caller edits the yielded update."""
-        self.feed_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.feed_dir / ".ledger.lock", "w") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        lock = open_no_link(self._made_feed_dir() / ".ledger.lock", os.O_WRONLY | os.O_CREAT)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             ledger = self.read_ledger()
             update = LedgerUpdate(dict(ledger.episodes), ledger.validators)
             yield update
             write_record(
                 self.ledger_path, Ledger(feed_url=self.feed_url, validators=update.validators, episodes=update.episodes)
             )
+        finally:
+            os.close(lock)
 
     def register(
         self, episodes: list[Episode], mark_seen: bool = False, renamed: Mapping[str, str] | None = None
@@ -171,15 +262,20 @@ class FeedStore:
             entries = ledger.episodes
             for old_id, new_id in (renamed or {}).items():
                 if old_id in entries and new_id not in entries:
-                    entries[new_id] = entries.pop(old_id).model_copy(update={"episode_id": new_id})
+                    entry = entries.pop(old_id)
+                    audio = entry.audio.model_copy(update={"episode_id": new_id}) if entry.audio else None
+                    entries[new_id] = entry.model_copy(update={"episode_id": new_id, "audio": audio})
             seen_at = utc_now() if mark_seen else None
+            taken = {entry.folder for entry in entries.values()}
             for episode in episodes:
                 skipped = None if episode.enclosure_url else "the item has no enclosure"
                 if episode.episode_id not in entries:
+                    folder = free_episode_folder_name(episode, taken)
+                    taken.add(folder)
                     entries[episode.episode_id] = LedgerEntry(
                         episode_id=episode.episode_id,
                         title=episode.title,
-                        folder=episode_folder_name(episode),
+                        folder=folder,
                         skipped=skipped,
                         marked_seen=seen_at,
                     )

@@ -4,8 +4,10 @@ on the real Prefect engine, a real HTTP server and the real model."""
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
@@ -18,7 +20,7 @@ from flows.ingest import ingest_feeds, selected_episodes
 from flows.summary import markdown_text, summary_markdown
 from tasks.models import STAGES, Episode, EpisodeOutcome, IngestReport, RunReport, Settings
 from tasks.feed import normalise_url
-from tasks.store import FeedStore
+from tasks.store import FeedStore, slugify
 from tests.conftest import DEMO_EPISODES, DemoEpisode
 from tests.feeds import rss, rss_item
 from tests.test_flow import overlaps
@@ -112,12 +114,59 @@ def test_an_unreadable_opml_fails_the_run_but_not_the_feeds_listed_beside_it(
     assert report.count("complete") == 1 and "nowhere" in report.source_errors[0]
 
 
-def test_one_feed_given_twice_is_ingested_once(server: FeedServer, settings: Settings) -> None:
+def test_one_feed_given_twice_is_ingested_once_and_another_key_is_another_feed(
+    server: FeedServer, settings: Settings
+) -> None:
     feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:1])
-    # Listed twice, and once more with a rotated key: one folder, so one feed (not a FeedBusyError with itself).
+    # Listed twice: one folder, so one feed (not a FeedBusyError with itself). With another key: for all podflow can
+    # tell, another subscriber's feed, in a folder of its own; neither is dropped.
     state, report = run(settings, [f"{feed_url}?key=old", f" {feed_url}?key=old ", f"{feed_url}?key=new"])
     assert state.is_completed(), state.message
-    assert len(report.feeds) == 1 and report.count("complete") == 1
+    assert [feed.count("complete") for feed in report.feeds] == [1, 1]
+    assert report.feeds[0].feed_dir != report.feeds[1].feed_dir
+
+
+def test_a_feed_folder_an_older_podflow_named_is_taken_over_and_nothing_is_redone(
+    server: FeedServer, settings: Settings
+) -> None:
+    feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:1])
+    run(settings, [feed_url])
+    # Leave the folders as an older podflow named them: slug + 8 hex of the (masked) URL, episodes with 8 hex.
+    store = FeedStore.for_feed(settings.output_dir, feed_url)
+    ledger = store.read_ledger()
+    entries = {i: e.model_copy(update={"folder": e.folder[:-8]}) for i, e in ledger.episodes.items()}
+    for entry in ledger.episodes.values():
+        store.episode_dir(entry).rename(store.feed_dir / "episodes" / entries[entry.episode_id].folder)
+    store.ledger_path.write_text(ledger.model_copy(update={"episodes": entries}).model_dump_json())
+    parts = urlsplit(feed_url)
+    old_name = f"{slugify(parts.netloc + ' ' + parts.path, 40)}-{hashlib.sha256(feed_url.encode()).hexdigest()[:8]}"
+    store.feed_dir.rename(settings.output_dir / old_name)
+
+    state, report = run(settings, [feed_url])
+
+    assert state.is_completed(), state.message
+    assert report.feeds[0].status == "not modified"  # its ledger found, every episode in it complete
+    assert audio_hits(server) == 1
+    assert os.listdir(settings.output_dir) == [store.feed_dir.name]
+
+
+def test_a_feed_whose_folder_is_a_symbolic_link_fails_alone_and_nothing_goes_through_the_link(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
+    linked = serve_feed(server, "/linked.xml", DEMO_EPISODES[:1])
+    fine = serve_feed(server, "/fine.xml", DEMO_EPISODES[1:2])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "theirs.part").write_text("theirs")
+    settings.output_dir.mkdir(parents=True)
+    FeedStore.for_feed(settings.output_dir, linked).feed_dir.symlink_to(elsewhere)
+
+    state, report = run(settings, [linked, fine])
+
+    assert state.is_failed() and state.message == "1 of 2 feeds failed"
+    assert "is a symbolic link; podflow never follows links inside its output folder" in (report.feeds[0].error or "")
+    assert report.feeds[1].count("complete") == 1
+    assert os.listdir(elsewhere) == ["theirs.part"]
 
 
 def test_a_feed_whose_ledger_is_broken_fails_alone(server: FeedServer, settings: Settings) -> None:

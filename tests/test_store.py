@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import multiprocessing
 import os
 import stat
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from tasks.errors import FeedBusyError, StorageError
-from tasks.models import Episode
-from tasks.store import FeedStore, atomic_write_text, episode_folder_name, feed_folder_name
+from tasks.models import STAGES, Episode
+from tasks.store import (
+    FeedStore,
+    atomic_write_text,
+    episode_folder_name,
+    feed_folder_name,
+    free_episode_folder_name,
+    slugify,
+)
+
+LINK_REFUSED = "is a symbolic link; podflow never follows links inside its output folder"
 
 HOSTILE_TITLES = [
     "../../etc/passwd",
@@ -54,6 +66,89 @@ def test_feed_folder_is_stable_and_distinct_per_url() -> None:
     assert a != feed_folder_name("https://feeds.example.org/show/rss.xml?page=2")
 
 
+def test_feeds_that_differ_only_in_a_secret_are_different_folders_that_never_show_it() -> None:
+    key_a, key_b = feed_folder_name("https://feeds.example.org/show.xml?key=s3cretA"), feed_folder_name(
+        "https://feeds.example.org/show.xml?key=s3cretB")
+    assert key_a != key_b
+    assert "s3cret" not in key_a + key_b
+    assert feed_folder_name("https://me:pw1@feeds.example.org/show.xml") != feed_folder_name(
+        "https://me:pw2@feeds.example.org/show.xml")
+    # The same URL, but for blanks around it and the case of scheme and host, is the same feed.
+    assert feed_folder_name("  HTTPS://Feeds.Example.org/show.xml?key=s3cretA ") == key_a
+
+
+def colliding_pair(prefix: str) -> tuple[str, str]:
+    """Two texts `prefix<n>` whose SHA-256 digests share their first 8 hex digits (a birthday search, ~0.1 s)."""
+    seen: dict[str, str] = {}
+    for text in (f"{prefix}{n}" for n in itertools.count()):
+        head = hashlib.sha256(text.encode()).hexdigest()[:8]
+        if head in seen:
+            return seen[head], text
+        seen[head] = text
+    raise AssertionError("itertools.count() never ends")  # for the type checker
+
+
+def test_folders_that_32_bit_hashes_would_merge_stay_apart() -> None:
+    first, second = colliding_pair("guid-")
+    assert episode_folder_name(Episode(episode_id=first, title="Weekly")) != episode_folder_name(
+        Episode(episode_id=second, title="Weekly"))
+    first, second = colliding_pair("https://feeds.example.org/show.xml?page=")
+    assert feed_folder_name(first) != feed_folder_name(second)
+
+
+def test_a_new_episode_never_takes_a_folder_another_entry_has(tmp_path: Path) -> None:
+    store = FeedStore(tmp_path, "https://example.org/feed.xml")
+    new = Episode(episode_id="new", title="Weekly", enclosure_url="https://x/a.mp3")
+    # An entry holding the folder the new episode would get: a 64-bit collision, or a name an older podflow gave.
+    store.register([Episode(episode_id="old", title="Weekly", enclosure_url="https://x/a.mp3")])
+    ledger = store.read_ledger()
+    old = ledger.episodes["old"].model_copy(update={"folder": episode_folder_name(new)})
+    store.ledger_path.write_text(ledger.model_copy(update={"episodes": {"old": old}}).model_dump_json())
+
+    entries = store.register([new])
+
+    assert entries["new"].folder != entries["old"].folder
+    assert entries["new"].folder.startswith("undated-weekly-") and entries["old"].folder == episode_folder_name(new)
+    with pytest.raises(StorageError, match="every folder name for episode new is taken"):
+        free_episode_folder_name(new, {episode_folder_name(new), episode_folder_name(new, 64)})
+
+
+def old_feed_folder_name(url: str, masked_url: str) -> str:
+    """How podflow named a feed folder before: slug of host and path, 8 hex of the URL with query credentials masked."""
+    parts = urlsplit(url)
+    return f"{slugify(parts.netloc + ' ' + parts.path, 40)}-{hashlib.sha256(masked_url.encode()).hexdigest()[:8]}"
+
+
+def test_a_feed_folder_named_the_old_way_is_taken_over_on_first_open(tmp_path: Path) -> None:
+    url = "https://feeds.example.org/private/aB3dE5gH7jK9mN1pQ3rS5tU7/feed.xml?token=abc"
+    old_dir = tmp_path / old_feed_folder_name(url, url.replace("token=abc", "token=***"))
+    FeedStore(old_dir, url).register([Episode(episode_id="ep", title="Ep", enclosure_url="https://x/a.mp3")])
+    (old_dir / "episodes" / "ep-folder").mkdir(parents=True)
+    (old_dir / "episodes" / "ep-folder" / "audio.mp3").write_bytes(b"done before")
+
+    store = FeedStore.for_feed(tmp_path, url)
+    with store.exclusive_run():
+        assert not old_dir.exists()
+        assert store.read_ledger().episodes.keys() == {"ep"}
+        assert (store.feed_dir / "episodes" / "ep-folder" / "audio.mp3").read_bytes() == b"done before"
+    assert "ab3de5" not in store.feed_dir.name  # the new name shows no path token
+    # Another token's feed is another feed: it starts a folder of its own.
+    other = FeedStore.for_feed(tmp_path, url.replace("abc", "xyz"))
+    with other.exclusive_run():
+        assert other.read_ledger().episodes == {}
+    assert sorted(os.listdir(tmp_path)) == sorted([store.feed_dir.name, other.feed_dir.name])
+
+
+def test_an_old_folder_a_run_still_holds_is_left_where_it_is(tmp_path: Path) -> None:
+    url = "https://feeds.example.org/feed.xml"
+    old_dir = tmp_path / old_feed_folder_name(url, url)
+    with FeedStore(old_dir, url).exclusive_run():
+        with pytest.raises(FeedBusyError, match="another run is already ingesting"):
+            with FeedStore.for_feed(tmp_path, url).exclusive_run():
+                pass
+        assert os.listdir(tmp_path) == [old_dir.name]
+
+
 def test_atomic_write_leaves_no_temp_file_and_a_readable_mode(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "file.json"
     atomic_write_text(target, "one")
@@ -69,7 +164,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
     target = tmp_path / "file.txt"
     atomic_write_text(target, "complete")
 
-    def full_disk(src: str, dst: str) -> None:
+    def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", full_disk)
@@ -152,3 +247,109 @@ def test_an_item_without_enclosure_is_skipped_until_its_audio_appears(tmp_path: 
     assert entries["ep"].skipped == "the item has no enclosure"
     entries = store.register([Episode(episode_id="ep", title="Announcement", enclosure_url="https://x/a.mp3")])
     assert entries["ep"].skipped is None
+
+
+def outside(tmp_path: Path) -> Path:
+    """A folder outside the output tree with files a followed link would let podflow overwrite or delete."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    for name in ("audio.mp3", "audio.mp3.part", ".metadata.json.x.tmp", "metadata.json"):
+        (folder / name).write_text("theirs")
+    return folder
+
+
+def untouched(folder: Path) -> bool:
+    names = ["audio.mp3", "audio.mp3.part", ".metadata.json.x.tmp", "metadata.json"]
+    return sorted(os.listdir(folder)) == sorted(names) and all((folder / n).read_text() == "theirs" for n in names)
+
+
+def test_a_linked_feed_folder_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    target = outside(tmp_path)
+    store = FeedStore.for_feed(tmp_path / "out", "https://example.org/feed.xml")
+    (tmp_path / "out").mkdir()
+    store.feed_dir.symlink_to(target)
+
+    with pytest.raises(StorageError, match=f"{store.feed_dir.name} {LINK_REFUSED}"):
+        with store.exclusive_run():
+            pass
+    with pytest.raises(StorageError, match=LINK_REFUSED):
+        store.register([Episode(episode_id="ep", title="Ep", enclosure_url="https://x/a.mp3")])
+    assert untouched(target)
+
+
+def test_the_output_folder_itself_may_be_a_link(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "real")
+    store = FeedStore.for_feed(tmp_path / "out", "https://example.org/feed.xml")
+    with store.exclusive_run():
+        store.register([Episode(episode_id="ep", title="Ep", enclosure_url="https://x/a.mp3")])
+    assert (tmp_path / "real" / store.feed_dir.name / "ledger.json").is_file()
+
+
+@pytest.mark.parametrize("linked", ["episodes", "episode folder"])
+def test_linked_episode_folders_are_refused_and_the_sweep_never_enters_them(tmp_path: Path, linked: str) -> None:
+    target = outside(tmp_path)
+    store = FeedStore(tmp_path / "feed", "https://example.org/feed.xml")
+    store.register([Episode(episode_id="ep", title="Ep", enclosure_url="https://x/a.mp3")])
+    for stage in STAGES:
+        with store.recording("ep", stage):
+            pass
+    entry = store.read_ledger().episodes["ep"]
+    episodes = store.feed_dir / "episodes"
+    if linked == "episodes":
+        episodes.symlink_to(target)
+    else:
+        episodes.mkdir()
+        (episodes / entry.folder).symlink_to(target)
+    (store.feed_dir / "audio.mp3.part").write_text("a leftover")
+
+    with store.exclusive_run():  # its sweep neither enters the link nor deletes through it
+        pass
+    assert not (store.feed_dir / "audio.mp3.part").exists()
+    with pytest.raises(StorageError, match=LINK_REFUSED):
+        store.episode_dir(entry)
+    with pytest.raises(StorageError, match=LINK_REFUSED):
+        store.is_complete(entry)
+    if linked == "episode folder":
+        with pytest.raises(StorageError, match=f"{entry.folder} {LINK_REFUSED}"):
+            atomic_write_text(episodes / entry.folder / "metadata.json", "ours")
+    assert untouched(target)
+
+
+def test_a_link_at_a_written_file_is_replaced_not_followed(tmp_path: Path) -> None:
+    target = outside(tmp_path)
+    (tmp_path / "episode").mkdir()
+    (tmp_path / "episode" / "metadata.json").symlink_to(target / "metadata.json")
+    atomic_write_text(tmp_path / "episode" / "metadata.json", "ours")
+    assert not (tmp_path / "episode" / "metadata.json").is_symlink()
+    assert (tmp_path / "episode" / "metadata.json").read_text() == "ours"
+    assert untouched(target)
+
+
+@pytest.mark.parametrize("name", [".run.lock", ".ledger.lock", "ledger.json"])
+def test_linked_lock_files_and_ledgers_are_refused(tmp_path: Path, name: str) -> None:
+    target = outside(tmp_path)
+    store = FeedStore(tmp_path / "feed", "https://example.org/feed.xml")
+    store.feed_dir.mkdir()
+    (store.feed_dir / name).symlink_to(target / "audio.mp3")
+
+    with pytest.raises(StorageError, match=f"{name} {LINK_REFUSED}"):
+        with store.exclusive_run():
+            store.register([Episode(episode_id="ep", title="Ep", enclosure_url="https://x/a.mp3")])
+    assert untouched(target)
+
+
+def test_the_sweep_deletes_only_real_leftovers(tmp_path: Path) -> None:
+    target = outside(tmp_path)
+    store = FeedStore(tmp_path / "feed", "https://example.org/feed.xml")
+    folder = store.feed_dir / "episodes" / "ep"
+    folder.mkdir(parents=True)
+    (folder / "audio.mp3.part").write_text("a leftover")
+    (folder / ".metadata.json.abc.tmp").write_text("a leftover")
+    (folder / "linked.mp3.part").symlink_to(target / "audio.mp3.part")
+    (store.feed_dir / "elsewhere").symlink_to(target)
+
+    store.remove_leftovers()
+
+    assert sorted(os.listdir(folder)) == ["linked.mp3.part"]
+    assert untouched(target)
