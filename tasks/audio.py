@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import sys
+from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 import av
@@ -14,6 +18,13 @@ from tasks.models import Record
 AUDIO_EXTENSIONS = {".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".wav", ".flac", ".webm"}
 
 SAMPLE_RATE = 16_000
+# Rates real audio has, with room below: 8 kHz (telephony) is the lowest any podcast codec uses, 768 kHz (16 x 48 kHz)
+# the highest any converter records. Outside them a header lies: at 1 Hz each stored sample is a second of output.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 768_000
+MAX_CHANNELS = 64  # seventh-order ambisonics; podcasts have one or two
+INITIAL_BUFFER_S = 60.0  # the first buffer when the container gives no duration
+MAX_FIRST_BUFFER_S = 6 * 3600.0  # a header's claim sizes the first buffer up to here (1.4 GB); samples earn the rest
+GROWTH = 1.25  # a full buffer grows by a quarter: at most a quarter of it is unused at the end
 
 
 class AudioProbe(Record):
@@ -25,44 +36,115 @@ class AudioProbe(Record):
 
 
 def probe(path: Path) -> AudioProbe:
-    """The audio stream's codec, rate and layout as the container declares them (nothing is decoded)."""
+    """The audio stream's codec, rate and layout as the container declares them (nothing is decoded);
+    AudioDecodeError for a rate or channel count no real audio has."""
     try:
         with av.open(str(path)) as container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
-            if stream is None:
-                raise AudioDecodeError(f"{path.name} has no audio stream")
-            duration = float(container.duration) / av.time_base if container.duration else None
+            context = audio_stream(container, path).codec_context
             return AudioProbe(
-                codec=stream.codec_context.name,
-                sample_rate=stream.codec_context.sample_rate,
-                channels=stream.codec_context.channels,
+                codec=context.name,
+                sample_rate=context.sample_rate,
+                channels=context.channels,
                 bit_rate=container.bit_rate or None,
-                duration_s=duration,
+                duration_s=declared_duration_s(container),
             )
     except av.FFmpegError as exc:
         raise AudioDecodeError(f"{path.name} is not readable audio: {exc.strerror or exc}") from exc
 
 
-def decode(path: Path, max_duration_s: float = float("inf")) -> np.ndarray:
-    """The whole file as 16 kHz mono float32 samples in [-1, 1]; AudioTooLongError past `max_duration_s`, checked
-    while decoding, so a file whose header understates its length cannot fill the memory either."""
-    chunks: list[np.ndarray] = []
-    decoded = 0
+def audio_stream(container: av.container.InputContainer, path: Path) -> av.audio.stream.AudioStream:
+    """The first audio stream, its declared rate and channel count checked."""
+    if (stream := next((s for s in container.streams if s.type == "audio"), None)) is None:
+        raise AudioDecodeError(f"{path.name} has no audio stream")
+    check_layout(path, stream.codec_context.sample_rate, stream.codec_context.channels)
+    return stream
+
+
+def declared_duration_s(container: av.container.InputContainer) -> float | None:
+    """The container's duration, None when it gives none or an impossible one (zero or negative)."""
+    return container.duration / av.time_base if container.duration and container.duration > 0 else None
+
+
+def check_layout(path: Path, sample_rate: int, channels: int) -> None:
+    """AudioDecodeError naming the file and the value unless the rate and channel count are ones real audio has."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioDecodeError(f"{path.name} declares a sample rate of {sample_rate:,} Hz; audio is read at "
+                               f"{MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioDecodeError(f"{path.name} declares {channels} channels; audio is read with 1 to {MAX_CHANNELS}")
+
+
+def too_long(path: Path, max_duration_s: float) -> AudioTooLongError:
+    return AudioTooLongError(f"{path.name} is longer than the {max_duration_s:,.0f}-second limit")
+
+
+class SampleBuffer:
+    """One float32 array filled in place: grown by GROWTH when full, never past `limit` samples."""
+
+    def __init__(self, expected: int, limit: int):
+        self.samples = np.empty(min(expected, limit), dtype=np.float32)
+        self.size, self.limit = 0, limit
+
+    def append(self, samples: np.ndarray) -> bool:
+        """Add the samples; False, adding none, when they would pass the limit."""
+        end = self.size + samples.size
+        if end > self.limit:
+            return False
+        if end > self.samples.size:
+            # In place (realloc): no second copy of the audio, as a new array would need while copying.
+            self.samples.resize(min(self.limit, max(end, math.ceil(self.samples.size * GROWTH))), refcheck=False)
+        self.samples[self.size : end] = samples
+        self.size = end
+        return True
+
+    def filled(self) -> np.ndarray:
+        self.samples.resize(self.size, refcheck=False)
+        return self.samples
+
+
+def decode(path: Path, max_duration_s: float = math.inf) -> np.ndarray:
+    """The whole file as 16 kHz mono float32 samples in [-1, 1]; AudioTooLongError past `max_duration_s`, counted on
+    the samples decoded, so the memory is bounded by the limit whatever the header claims."""
+    limit = math.floor(max_duration_s * SAMPLE_RATE) if math.isfinite(max_duration_s) else sys.maxsize
     try:
         with av.open(str(path)) as container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
-            if stream is None:
-                raise AudioDecodeError(f"{path.name} has no audio stream")
+            stream = audio_stream(container, path)
+            # A second more than the header says: its duration is often a little short, and the end is trimmed.
+            expected_s = min((declared_duration_s(container) or INITIAL_BUFFER_S) + 1, MAX_FIRST_BUFFER_S)
+            buffer = SampleBuffer(math.ceil(expected_s * SAMPLE_RATE), limit)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-            for frame in container.decode(stream):
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-                decoded += frame.samples / (frame.sample_rate or SAMPLE_RATE)
-                if decoded > max_duration_s:
-                    raise AudioTooLongError(f"{path.name} is longer than the {max_duration_s:,.0f}-second limit")
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+            for frame in chain(checked_frames(container.decode(stream), path), [None]):  # None: flush the resampler
+                for out in resampler.resample(frame):
+                    if not buffer.append(out.to_ndarray().reshape(-1)):
+                        raise too_long(path, max_duration_s)
     except av.FFmpegError as exc:
         raise AudioDecodeError(f"{path.name} cannot be decoded: {exc.strerror or exc}") from exc
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-    if samples.size == 0:
+    if buffer.size == 0:
         raise AudioDecodeError(f"{path.name} holds no audio samples")
-    return samples.astype(np.float32, copy=False)
+    return buffer.filled()
+
+
+def duration_s(path: Path, max_duration_s: float) -> float:
+    """The audio's length: the container's when it gives one within the limit, else counted by decoding every frame
+    and keeping none; AudioTooLongError past `max_duration_s`."""
+    if (declared_s := probe(path).duration_s) is not None and declared_s <= max_duration_s:
+        return declared_s
+    seconds = 0.0
+    try:
+        with av.open(str(path)) as container:
+            for frame in checked_frames(container.decode(audio_stream(container, path)), path):
+                seconds += frame.samples / frame.sample_rate
+                if seconds > max_duration_s:
+                    raise too_long(path, max_duration_s)
+    except av.FFmpegError as exc:
+        raise AudioDecodeError(f"{path.name} cannot be decoded: {exc.strerror or exc}") from exc
+    if seconds == 0:
+        raise AudioDecodeError(f"{path.name} holds no audio samples")
+    return seconds
+
+
+def checked_frames(frames: Iterator[av.AudioFrame], path: Path) -> Iterator[av.AudioFrame]:
+    """The frames, each checked as the header was: a stream may change its rate or layout mid-way."""
+    for frame in frames:
+        check_layout(path, frame.sample_rate, frame.layout.nb_channels)
+        yield frame

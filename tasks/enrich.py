@@ -191,13 +191,20 @@ def snap_chapters(chapters: Sequence[ChapterAnswer], starts: Sequence[float]) ->
     if not starts:
         return ()
     snapped: dict[float, Chapter] = {}
-    for chapter in chapters:
+    for number, chapter in enumerate(chapters, start=1):
         nearest = min(starts, key=lambda start: abs(start - chapter.start), default=None)
         if nearest is None or abs(nearest - chapter.start) > CHAPTER_START_TOLERANCE_S:
-            raise InvalidAnswer(f"chapter {chapter.title!r} starts at {chapter.start}, which is no [start] mark given")
+            raise InvalidAnswer(f"chapter {number} starts at {chapter.start}, which is no [start] mark given")
         if chapter.title.strip():
             snapped.setdefault(nearest, Chapter(start=nearest, title=chapter.title.strip()))
     return tuple(sorted(snapped.values(), key=lambda chapter: chapter.start))
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """`chapters.0.title`: the place of a problem in the answer, a field the schema does not know told as such,
+    not named (its name is the model's words)."""
+    known = Answer.model_fields.keys() | ChapterAnswer.model_fields.keys()
+    return ".".join(str(p) if isinstance(p, int) or p in known else "(unknown field)" for p in loc) or "answer"
 
 
 def _line(segment: Segment) -> str:
@@ -276,7 +283,7 @@ class ChatModel:
         try:
             return Answer.model_validate_json(content)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors()[:3])
+            problems = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
             raise InvalidAnswer(problems) from None
 
     def _complete(self, messages: list[dict[str, str]]) -> str | None:
@@ -309,8 +316,8 @@ class ChatModel:
             raise InvalidAnswer("the response is not a chat completion") from None
         if finish_reason == "length":
             raise InvalidAnswer("the answer was cut off at the token limit")
-        if refusal:
-            raise InvalidAnswer(f"the model refused: {refusal}")
+        if refusal:  # its reason is the model's words: not repeated
+            raise InvalidAnswer("the model refused to answer")
         return content
 
     def _count(self, response: object) -> None:

@@ -14,7 +14,7 @@ from typing import TypeVar
 import openai
 
 from tasks.errors import PodflowError
-from tasks.http import MAX_RETRY_AFTER_S
+from tasks.http import MAX_RETRY_AFTER_S, failure_detail
 from tasks.http import retry_after_s as http_retry_after_s
 from tasks.models import Settings
 from tasks.redaction import MASK, redact_urls
@@ -25,7 +25,7 @@ RETRIED_STATUSES = (408, 409, 429)  # and every 5xx
 KEY_REFUSED_STATUSES = (401, 403)
 OUT_OF_QUOTA_CODE = "insufficient_quota"  # a 429 with this code: retrying cannot help until someone pays
 NOT_SENT = "not sent: another request to the API failed"
-MAX_MESSAGE_CHARS = 300
+IDENTIFIER = re.compile(r"[a-z0-9_.-]{1,64}")  # an error body's type or code worth naming: never free text
 
 
 class RequestFailed(Exception):
@@ -92,14 +92,12 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
         return http_retry_after_s(headers)
 
 
-def _server_message(exc: openai.APIStatusError, key: str | None) -> str:
-    """The server's own words: the message of an OpenAI-shaped error body, else the start of the body."""
-    body = exc.body
-    if isinstance(body, dict):
-        body = body.get("error", body)
-        body = body.get("message", body) if isinstance(body, dict) else body
-    text = body if isinstance(body, str) else exc.response.text
-    return masked(" ".join(str(text).split()), key)[:MAX_MESSAGE_CHARS] or "no message"
+def _status_detail(exc: openai.APIStatusError, key: str | None) -> str:
+    """`HTTP 429, type insufficient_quota, code insufficient_quota`: the status and the identifiers of an
+    OpenAI-shaped error body. Never its message or any other text: the body is a stranger's bytes."""
+    named = [f"{field} {value}" for field, value in (("type", exc.type), ("code", exc.code))
+             if isinstance(value, str) and IDENTIFIER.fullmatch(value)]
+    return masked(", ".join([f"HTTP {exc.status_code}", *named]), key)  # a server may give the key as a code
 
 
 def _take_rate_limit_slot(settings: Settings, error: type[PodflowError]) -> None:
@@ -151,17 +149,17 @@ def call_with_retries(
         try:
             return send()
         except openai.APIStatusError as exc:
-            detail = f"HTTP {exc.status_code}: {_server_message(exc, key)}"
+            detail = _status_detail(exc, key)
             if (exc.status_code not in RETRIED_STATUSES and exc.status_code < 500) or exc.code == OUT_OF_QUOTA_CODE:
                 raise RequestFailed(detail, attempt, exc.status_code, refused=True, code=exc.code) from None
             retry_after = retry_after_s(exc.response.headers)
         except openai.APITimeoutError:
             detail = f"no answer within {timeout_s:.0f} s"
         except openai.APIConnectionError as exc:
-            cause = exc.__cause__ or exc  # the library's words ("Connection error.") say less than httpx's
-            detail = masked(f"{type(cause).__name__}: {cause}", key)
-        except openai.APIResponseValidationError as exc:  # an answer not in the API's shape: a proxy's, say
-            detail = masked(f"{type(exc).__name__}: {exc}", key)
+            # The library's own words ("Connection error.") say less than the chain of errors under them.
+            detail = masked(failure_detail(exc.__cause__ or exc), key)
+        except openai.APIResponseValidationError:  # an answer not in the API's shape: a proxy's, say
+            detail = "an answer not in the API's shape"
         if attempt == settings.download_attempts:
             raise RequestFailed(detail, attempt) from None
         wait_s = max(settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0), retry_after or 0.0)

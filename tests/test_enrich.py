@@ -318,7 +318,7 @@ def test_an_invalid_answer_is_asked_again_and_then_fails_clearly(api: OpenAIServ
 
     assert len(api.requests(CHAT)) == enrich.ANSWER_ATTEMPTS == 3
     assert str(failure.value) == (f"gpt-4o-mini at {api.base_url}: no valid answer in 3 tries; the last: chapter "
-                                  "'Nowhere' starts at 999.0, which is no [start] mark given")
+                                  "1 starts at 999.0, which is no [start] mark given")
     second, third = (r.json["messages"] for r in api.requests(CHAT)[1:] if r.json)
     assert second[-1]["content"].startswith("That answer is invalid: answer: Invalid JSON")
     assert third[-1]["content"].startswith("That answer is invalid: guests: Input should be a valid array")
@@ -348,8 +348,8 @@ def test_a_response_with_no_usable_answer_is_invalid(
     assert len(api.requests(CHAT)) == 3
 
 
-@pytest.mark.parametrize(("status", "words"), [(401, "the API key was refused (HTTP 401: Incorrect API key"),
-                                               (400, "the request was refused (HTTP 400: Invalid schema")])
+@pytest.mark.parametrize(("status", "words"), [(401, "the API key was refused (HTTP 401, type invalid_request_error)"),
+                                               (400, "the request was refused (HTTP 400, type invalid_request_error)")])
 def test_a_refused_request_fails_at_once(api: OpenAIServer, tmp_path: Path, status: int, words: str) -> None:
     api.queue(CHAT, error(status, f"{'Incorrect API key provided: ' + KEY if status == 401 else 'Invalid schema'}."))
     with pytest.raises(EnrichmentError) as failure:
@@ -359,10 +359,42 @@ def test_a_refused_request_fails_at_once(api: OpenAIServer, tmp_path: Path, stat
     assert KEY not in str(failure.value) and "SECRET" not in str(failure.value)
 
 
+MARKER = "SECRET-BODY-MARKER"
+
+
+def refusing(reason: str) -> Reply:
+    reply = completion(VALID)
+    reply.json["choices"][0]["message"].update(content=None, refusal=reason)  # type: ignore[index]
+    return reply
+
+
+@pytest.mark.parametrize("reply", [
+    error(400, f"Invalid schema: {MARKER}", "invalid_request_error", "bad_schema"),
+    error(400, "Invalid schema.", f"{MARKER} in words", f"{MARKER}!"),  # not identifiers: not shown either
+    Reply(status=400, body=f"<html>{MARKER}</html>".encode()),
+    Reply(status=503, body=f"<html>{MARKER}</html>".encode()),
+    completion(f"{MARKER}: not JSON"),
+    completion(VALID | {MARKER: 1}),
+    completion(VALID | {"chapters": [{"start": 0.0, "title": "x", MARKER: 2}]}),
+    completion(VALID | {"chapters": [{"start": 999.0, "title": MARKER}]}),
+    refusing(MARKER),
+], ids=["error-message", "error-identifiers", "html-4xx", "html-5xx", "not-json", "extra-field", "extra-chapter-field",
+        "chapter-title", "refusal"])
+def test_no_failure_or_retry_message_quotes_the_servers_answer(api: OpenAIServer, tmp_path: Path,
+                                                               reply: Reply) -> None:
+    """A server's answer is a stranger's bytes: messages and logs say what was wrong with it, never what it said."""
+    api.chat = lambda received: reply
+    heard: list[str] = []
+    with pytest.raises(EnrichmentError) as failure:
+        openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path), heard.append)
+    assert [text for text in [str(failure.value), *heard] if MARKER in text] == []
+
+
 def test_an_account_out_of_quota_is_refused_at_once(api: OpenAIServer, tmp_path: Path) -> None:
     api.queue(CHAT, error(429, "You exceeded your current quota.", "insufficient_quota", "insufficient_quota"),
               completion(VALID))
-    with pytest.raises(EnrichmentError, match=r"the account is out of quota \(HTTP 429: You exceeded your current"):
+    with pytest.raises(EnrichmentError, match=r"the account is out of quota \(HTTP 429, type insufficient_quota, "
+                                              r"code insufficient_quota\)$"):
         openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path))
     assert len(api.requests(CHAT)) == 1
 
@@ -381,7 +413,7 @@ def test_rate_limits_and_server_errors_are_retried_with_backoff(api: OpenAIServe
 
 def test_a_server_that_keeps_failing_is_given_up_on(api: OpenAIServer, tmp_path: Path) -> None:
     api.chat = lambda received: error(500, "internal error", "server_error")
-    with pytest.raises(EnrichmentError, match=r"gave up after 3 attempts: HTTP 500: internal error"):
+    with pytest.raises(EnrichmentError, match=r"gave up after 3 attempts: HTTP 500, type server_error$"):
         openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path, download_attempts=3))
     assert len(api.requests(CHAT)) == 3
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
+from pathlib import Path
 
 import pytest
 
-from tasks.errors import TranscriptionError
-from tasks.models import Segment
-from tasks.transcribe.published import media_type_of, parse_published
+from flows.feedserver import FeedServer
+from tasks.download import sha256_of
+from tasks.errors import AudioTooLongError, TranscriptionError
+from tasks.models import AudioFile, Episode, Segment, Settings, TranscriptLink
+from tasks.transcribe.published import media_type_of, parse_published, published_transcript
+from tests.test_audio import live_flac
 
 VTT_BODY = """WEBVTT - Episode 42
 Kind: captions
@@ -191,11 +196,11 @@ def test_media_type_is_the_declared_one_normalised_else_guessed_from_the_url(
 @pytest.mark.parametrize("body, media_type, reason", [
     ("00:00.000 --> 00:01.000\nhi\n", "text/vtt", "WebVTT transcript does not start with the WEBVTT header"),
     ("WEBVTTX\n\n00:00.000 --> 00:01.000\nhi\n", "text/vtt", "WEBVTT header"),
-    ("WEBVTT\n\n00:00.000 --> soon\nhi\n", "text/vtt", "WebVTT timing line '00:00.000 --> soon' cannot be read"),
-    ("WEBVTT\n\n00:00.000 --> 00:01.000\nhi\n\nstray text\n", "text/vtt", "cue 'stray text' has no timing line"),
+    ("WEBVTT\n\n00:00.000 --> soon\nhi\n", "text/vtt", "WebVTT cue 1 has a timing line that cannot be read"),
+    ("WEBVTT\n\n00:00.000 --> 00:01.000\nhi\n\nstray text\n", "text/vtt", "WebVTT cue 2 has no timing line"),
     ("WEBVTT\n\nNOTE nothing to say\n", "text/vtt", "WebVTT transcript has no text"),
-    ("1\n00:00:01 --> 00:00:02\nhi\n", "application/x-subrip", "SRT timing line '00:00:01 --> 00:00:02'"),
-    ("1\nhello\nworld\n", "application/x-subrip", "SRT cue '1' has no timing line"),
+    ("1\n00:00:01 --> 00:00:02\nhi\n", "application/x-subrip", "SRT cue 1 has a timing line that cannot be read"),
+    ("1\nhello\nworld\n", "application/x-subrip", "SRT cue 1 has no timing line"),
     ("1\n00:00:05,000 --> 00:00:04,000\nhi\n", "application/x-subrip",
      r"SRT transcript has a segment that ends \(4.0 s\) before it starts \(5.0 s\)"),
     ("{not json", "application/json", "JSON transcript is not valid JSON"),
@@ -221,7 +226,8 @@ def test_media_type_is_the_declared_one_normalised_else_guessed_from_the_url(
     ('{"segments": [{"startTime": 1' + "0" * 400 + ', "endTime": 2, "body": "hi"}]}', "application/json",
      "JSON transcript cannot be read: OverflowError"),
     ("[" * 100_000, "application/json", "JSON transcript cannot be read: RecursionError"),
-    ("WEBVTT\n\n" + "9" * 400 + ":00:00.000 --> 00:00:01.000\nhi\n", "text/vtt", "timing line .* cannot be read"),
+    ("WEBVTT\n\n" + "9" * 400 + ":00:00.000 --> 00:00:01.000\nhi\n", "text/vtt",
+     "WebVTT cue 1 has a timing line that cannot be read"),
 ])
 def test_malformed_transcripts_are_refused_with_the_reason(body: str, media_type: str, reason: str) -> None:
     with pytest.raises(TranscriptionError, match=reason):
@@ -236,3 +242,52 @@ def test_unclosed_tags_are_kept_as_text(media_type: str, template: str, hostile:
     """Also the input that made the first tag patterns backtrack quadratically (minutes for a file this size)."""
     segments, _ = parse_published(template.format(hostile).encode(), media_type, 60.0)
     assert [segment.text for segment in segments] == [hostile]
+
+
+MARKER = "SECRET-BODY-MARKER"
+
+
+@pytest.mark.parametrize("body, media_type", [
+    (f"WEBVTT\n\n00:00.000 --> 00:01.000\nhi\n\n{MARKER}\n", "text/vtt"),
+    (f"WEBVTT\n\n00:00.000 --> {MARKER}\nhi\n", "text/vtt"),
+    (f"{MARKER}\nhi\n", "application/x-subrip"),
+    (f"1\n00:00:01,000 --> {MARKER}\nhi\n", "application/x-subrip"),
+    (f"<p>hi</p><![{MARKER}[ x ]]>", "text/html"),  # html.parser raises an AssertionError quoting the keyword
+    (f'{{"segments": [{{"startTime": 0, "endTime": 1, "body": "{MARKER}", "x": [1e999, "{MARKER}"', "application/json"),
+], ids=["vtt-cue", "vtt-timing", "srt-cue", "srt-timing", "html-marked-section", "json"])
+def test_no_refusal_quotes_the_transcript(body: str, media_type: str) -> None:
+    """A published transcript is a stranger's bytes: a refusal says where, never what."""
+    with pytest.raises(TranscriptionError) as refused:
+        parse_published(body.encode(), media_type, audio_duration_s=60.0)
+    assert MARKER not in str(refused.value)
+
+
+def published_settings(settings: Settings, **options: object) -> Settings:
+    return settings.model_copy(update={"transcriber": "published", **options})
+
+
+def live_audio(folder: Path, seconds: float) -> AudioFile:
+    """Silent FLAC in a Matroska container that gives no duration, as a recorded live stream has none."""
+    path = live_flac(folder / "audio.mka", seconds)
+    return AudioFile(episode_id="e1", path=path, source_url="http://127.0.0.1/a.mka", bytes=path.stat().st_size,
+                     sha256=sha256_of(path))
+
+
+def test_audio_without_a_duration_is_measured_within_the_limit_keeping_no_samples(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
+    audio = live_audio(tmp_path, 600)
+    url = server.add("/t.txt", b"First paragraph.\n\nSecond paragraph.")
+    episode = Episode(episode_id="e1", title="e1", transcripts=(TranscriptLink(url=url, type="text/plain"),))
+
+    tracemalloc.start()
+    try:
+        transcript = published_transcript(episode, audio, published_settings(settings))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert transcript is not None and transcript.audio_duration_s == pytest.approx(600, abs=0.1)
+    assert peak < 4 * 2**20, peak  # ten minutes decoded would be 38 MB
+
+    with pytest.raises(AudioTooLongError, match="audio.mka is longer than the 60-second limit"):
+        published_transcript(episode, audio, published_settings(settings, max_audio_duration_s=60))

@@ -26,7 +26,7 @@ from tasks.models import AudioFile, Episode, Segment, Settings, Transcript, Tran
 from tasks.transcribe import transcribe_audio
 from tasks.transcribe.engine import load_backend
 from tasks.transcribe.subtitles import to_vtt
-from tests.conftest import DEMO_DIR, DEMO_EPISODES, DemoEpisode
+from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.speech import word_error_rate
 
 # tiny.en scored 5-14% on these clips when they were made; the bound leaves room, not a free pass.
@@ -104,7 +104,7 @@ def test_published_transcript_is_used_instead_of_whisper(demo: DemoEpisode, serv
     audio = demo_audio(demo, tmp_path)
     duration_s = audio_codec.probe(audio.path).duration_s or 0
     url = server.add(f"/{demo.slug}.vtt", script_as_vtt(demo.script, duration_s).encode())
-    settings = Settings(output_dir=tmp_path, transcriber="published")
+    settings = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
 
     transcript = transcribe_audio(audio, episode_of(audio, TranscriptLink(url=url, type="text/vtt", language="en")),
                                   tmp_path, settings)
@@ -124,9 +124,10 @@ def test_the_most_preferred_published_type_wins(server: FeedServer, tmp_path: Pa
     vtt_url = server.add("/t.vtt", script_as_vtt(demo.script, duration_s).encode())
     episode = episode_of(audio, TranscriptLink(url=text_url, type="text/plain"), TranscriptLink(url=vtt_url))
 
-    first = transcribe_audio(audio, episode, tmp_path / "a", Settings(output_dir=tmp_path, transcriber="published"))
+    published = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
+    first = transcribe_audio(audio, episode, tmp_path / "a", published)
     assert first.source_url == vtt_url  # VTT (known by its suffix) outranks text by default
-    texts_only = Settings(output_dir=tmp_path, transcriber="published", published_types=("text/plain",))
+    texts_only = published.model_copy(update={"published_types": ("text/plain",)})
     second = transcribe_audio(audio, episode, tmp_path / "b", texts_only)
     assert second.source_url == text_url and second.estimated_timing
     assert [s.text for s in second.segments] == ["First paragraph, short.", "Second paragraph is three times as long as that."]
@@ -143,13 +144,13 @@ def test_a_malformed_published_transcript_falls_back_to_whisper_or_fails_as_told
     episode = episode_of(audio, TranscriptLink(url=url, type="text/vtt"))
     reasons: list[str] = []
 
-    fallen_back = transcribe_audio(audio, episode, tmp_path / "a", Settings(output_dir=tmp_path, prefer_published=True),
-                                   on_fallback=reasons.append)
+    preferred = Settings(output_dir=tmp_path, prefer_published=True, allowed_networks=LOOPBACK)
+    fallen_back = transcribe_audio(audio, episode, tmp_path / "a", preferred, on_fallback=reasons.append)
     assert fallen_back.backend == "faster-whisper"
     assert word_error_rate(demo.script, fallen_back.text) < MAX_WER
     assert len(reasons) == 1 and url in reasons[0] and "WEBVTT header" in reasons[0]
 
-    strict = Settings(output_dir=tmp_path, prefer_published=True, published_fallback=False)
+    strict = preferred.model_copy(update={"published_fallback": False})
     with pytest.raises(TranscriptionError, match="WEBVTT header") as error:
         transcribe_audio(audio, episode, tmp_path / "b", strict)
     assert url in str(error.value)
@@ -158,7 +159,7 @@ def test_a_malformed_published_transcript_falls_back_to_whisper_or_fails_as_told
 
 def test_published_only_fails_clearly_without_a_usable_link(server: FeedServer, tmp_path: Path) -> None:
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
-    settings = Settings(output_dir=tmp_path, transcriber="published")
+    settings = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
     with pytest.raises(TranscriptionError, match=r"links no transcript.*offered: application/pdf"):
         transcribe_audio(audio, episode_of(audio, TranscriptLink(url=server.url("/t.pdf"), type="application/pdf")),
                          tmp_path, settings)
@@ -284,7 +285,8 @@ def test_when_the_preferred_link_fails_the_next_one_is_used(server: FeedServer, 
     srt_url = server.add("/t.srt", b"1\n00:00:00,000 --> 00:00:02,000\nHello from the SRT.\n")
     episode = episode_of(audio, TranscriptLink(url=server.url("/gone.vtt"), type="text/vtt"),
                          TranscriptLink(url=srt_url, type="application/srt"))
-    transcript = transcribe_audio(audio, episode, tmp_path, Settings(output_dir=tmp_path, transcriber="published"))
+    settings = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
+    transcript = transcribe_audio(audio, episode, tmp_path, settings)
     assert (transcript.source_url, transcript.model, transcript.text) == (srt_url, "application/x-subrip",
                                                                           "Hello from the SRT.")
 

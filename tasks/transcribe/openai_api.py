@@ -332,10 +332,9 @@ class _Requester:
     def _json(self, content: bytes, chunk: Chunk) -> dict[str, Any]:
         try:
             payload = json.loads(content)
-        except ValueError:
-            shown = masked(content[:120].decode("utf-8", "replace"), self.key)
+        except ValueError:  # told, not quoted: the answer is a stranger's bytes
             raise TranscriptionError(
-                f"{self.where} answered chunk {chunk.index + 1} with malformed JSON: {shown!r}"
+                f"{self.where} answered chunk {chunk.index + 1} with malformed JSON ({len(content):,} bytes)"
             ) from None
         if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
             raise TranscriptionError(f"{self.where} answered chunk {chunk.index + 1} without a transcript text")
@@ -344,7 +343,7 @@ class _Requester:
 
 def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{value!r} is not a time")
+        raise ValueError("a time that is not a number")
     return float(value)
 
 
@@ -374,8 +373,9 @@ def parse_reply(payload: dict[str, Any], chunk: Chunk, offset_s: float, timed: b
                             words=tuple(word(w) for w in s.get("words") or ()))
                     for s in raw_segments]
         loose = [word(w) for w in payload.get("words") or ()]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise TranscriptionError(f"{where} answered with segments of an unexpected shape: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # their messages may quote the answer
+        missing = f"no {exc.args[0]!r} in one" if isinstance(exc, KeyError) else type(exc).__name__
+        raise TranscriptionError(f"{where} answered with segments of an unexpected shape ({missing})") from None
     if loose and not any(s.words for s in segments):
         placed: list[list[Word]] = [[] for _ in segments]
         for w in loose:

@@ -47,7 +47,7 @@ def ranked_links(episode: Episode, preference: Sequence[str]) -> list[tuple[Tran
 def read_link(link: TranscriptLink, media_type: str, audio: AudioFile, settings: Settings) -> Transcript:
     """Fetch and parse one published transcript; TranscriptionError, naming the URL, when it cannot be used."""
     fetched = fetch_document(link.url, settings, TranscriptionError, "published transcript")
-    duration_s = audio_codec.probe(audio.path).duration_s or audio_codec.decode(audio.path).size / audio_codec.SAMPLE_RATE
+    duration_s = audio_codec.duration_s(audio.path, settings.max_audio_duration_s)
     try:
         segments, timed = parse_published(fetched.body, media_type, duration_s)
     except TranscriptionError as exc:
@@ -104,8 +104,10 @@ def parse_published(body: bytes, media_type: str, audio_duration_s: float) -> tu
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     try:
         segments, timed = parse_as(kind, text, audio_duration_s)
-    except (ValueError, OverflowError, RecursionError) as exc:  # numbers or nesting beyond what any real file has
-        raise TranscriptionError(f"{FORMAT_NAMES[kind]} transcript cannot be read: {type(exc).__name__}: {exc}") from None
+    # Numbers or nesting beyond what any real file has, or markup html.parser asserts against. Their messages may
+    # quote the file, a stranger's bytes: only the kind of error is told.
+    except (ValueError, OverflowError, RecursionError, AssertionError) as exc:
+        raise TranscriptionError(f"{FORMAT_NAMES[kind]} transcript cannot be read: {type(exc).__name__}") from None
     if not segments:
         raise TranscriptionError(f"{FORMAT_NAMES[kind]} transcript has no text")
     return sorted(segments, key=lambda segment: segment.start), timed
@@ -134,14 +136,15 @@ def parse_vtt(text: str) -> list[Segment]:
 def cue_segments(text: str, name: str, tag: re.Pattern[str], unescape: bool) -> list[Segment]:
     """Segments from blank-line separated cues: an optional id or number, a timing line, then the text lines."""
     segments: list[Segment] = []
-    for block in BLANK_LINES.split(text) if text else []:
+    for number, block in enumerate(BLANK_LINES.split(text) if text else [], start=1):
         lines = block.split("\n")
         timing_at = next((i for i, line in enumerate(lines[:2]) if "-->" in line), None)
+        # The cue is named by its place, not its text: a message never quotes the file.
         if timing_at is None:
-            raise TranscriptionError(f"{name} cue {lines[0][:60]!r} has no timing line")
+            raise TranscriptionError(f"{name} cue {number} has no timing line")
         timing = TIMING_LINE.fullmatch(lines[timing_at])
         if timing is None:
-            raise TranscriptionError(f"{name} timing line {lines[timing_at][:60]!r} cannot be read")
+            raise TranscriptionError(f"{name} cue {number} has a timing line that cannot be read")
         cue_text = tag.sub("", " ".join(lines[timing_at + 1:]))
         start, end = clock_seconds(*timing.groups()[:4]), clock_seconds(*timing.groups()[4:])
         append_segment(segments, start, end, html.unescape(cue_text) if unescape else cue_text, name)

@@ -1,0 +1,155 @@
+"""The one audio decoder against hostile files built here with PyAV or by hand: no duration in the container, a
+1 Hz sample rate, absurd layouts. Memory is asserted with tracemalloc (numpy reports its arrays to it), not timed."""
+
+from __future__ import annotations
+
+import struct
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import av
+import numpy as np
+import pytest
+
+from tasks import audio as audio_codec
+from tasks.errors import AudioDecodeError, AudioTooLongError
+
+T = TypeVar("T")
+BYTES_PER_S = audio_codec.SAMPLE_RATE * 4  # decoded float32
+SLACK = 2**20  # one frame in flight and the interpreter's own allocations
+
+
+def silent_audio(path: Path, seconds: float, rate: int = 16_000, container: str = "matroska", codec: str = "flac",
+                 options: dict[str, str] | None = None) -> Path:
+    """Silence written by PyAV: tiny on disk whatever its length. `options={"live": "1"}` makes Matroska leave the
+    duration out, as a live stream's recording does."""
+    with av.open(str(path), "w", format=container, options=options or {}) as output:
+        stream = output.add_stream(codec, rate=rate, layout="mono")
+        total, step = round(seconds * rate), 4096
+        for start in range(0, total, step):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, min(step, total - start)), np.int16), format="s16",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode(None))
+    return path
+
+
+def live_flac(path: Path, seconds: float) -> Path:
+    """FLAC in a Matroska container that gives no duration."""
+    return silent_audio(path, seconds, options={"live": "1"})
+
+
+def wav_by_hand(path: Path, rate: int, channels: int, frames: int) -> Path:
+    """A 16-bit PCM WAV whose 44-byte header says what PyAV would not write."""
+    block = 2 * channels
+    data = bytes(block * frames)
+    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
+              + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, 16)
+              + b"data" + struct.pack("<I", len(data)))
+    path.write_bytes(header + data)
+    return path
+
+
+def traced_peak(work: Callable[[], T]) -> tuple[T, int]:
+    """What `work` returns, and the most memory it held at once."""
+    tracemalloc.start()
+    try:
+        result = work()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(("options", "growth"), [({}, 1.0), ({"live": "1"}, audio_codec.GROWTH)],
+                         ids=["duration-in-header", "no-duration"])
+def test_decoding_holds_one_buffer_the_size_of_the_audio(tmp_path: Path, options: dict[str, str],
+                                                          growth: float) -> None:
+    """Not a list of chunks then their concatenation, twice the audio at the end: one buffer, sized from the
+    header's length where it gives one, else grown by at most GROWTH at a time."""
+    path = silent_audio(tmp_path / "episode.mka", 300, options=options)
+    samples, peak = traced_peak(lambda: audio_codec.decode(path))
+    assert samples.dtype == np.float32
+    assert samples.size == pytest.approx(300 * audio_codec.SAMPLE_RATE, abs=audio_codec.SAMPLE_RATE // 10)
+    assert peak <= growth * samples.nbytes + BYTES_PER_S + SLACK, (peak, samples.nbytes)
+
+
+def test_decoding_stops_at_the_limit_counted_on_the_samples_produced(tmp_path: Path) -> None:
+    """Ten minutes with no duration in the container, a one-minute limit: refused holding no more than a minute."""
+    path = live_flac(tmp_path / "live.mka", 600)
+    tracemalloc.start()
+    try:
+        with pytest.raises(AudioTooLongError, match="live.mka is longer than the 60-second limit"):
+            audio_codec.decode(path, max_duration_s=60)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 60 * BYTES_PER_S + SLACK, peak
+
+
+def forged_duration(path: Path, duration_ms: float) -> Path:
+    """One second of FLAC in Matroska whose Segment Info claims `duration_ms` (the Duration element, an 8-byte
+    float, rewritten in place)."""
+    data = silent_audio(path, 1).read_bytes()
+    at = data.index(b"\x44\x89\x88")  # Duration's ID and its size, 8
+    path.write_bytes(data[: at + 3] + struct.pack(">d", duration_ms) + data[at + 11 :])
+    return path
+
+
+@pytest.mark.parametrize(("claim_ms", "declared_s"), [(3.6e15, 3.6e12), (-1e6, None)], ids=["ages", "negative"])
+def test_a_header_claiming_ages_sizes_no_buffer_by_its_claim(tmp_path: Path, claim_ms: float,
+                                                             declared_s: float | None) -> None:
+    path = forged_duration(tmp_path / "forged.mka", claim_ms)
+    assert audio_codec.probe(path).duration_s == declared_s
+    samples, peak = traced_peak(lambda: audio_codec.decode(path))
+    assert samples.size == pytest.approx(audio_codec.SAMPLE_RATE, abs=16)
+    assert peak <= audio_codec.MAX_FIRST_BUFFER_S * BYTES_PER_S + SLACK
+    assert audio_codec.duration_s(path, max_duration_s=6 * 3600) == pytest.approx(1, abs=0.01)  # counted
+
+
+def test_the_duration_is_counted_without_keeping_the_samples(tmp_path: Path) -> None:
+    path = live_flac(tmp_path / "live.mka", 600)
+    assert audio_codec.probe(path).duration_s is None
+    seconds, peak = traced_peak(lambda: audio_codec.duration_s(path, max_duration_s=3600))
+    assert seconds == pytest.approx(600, abs=0.1)
+    assert peak < SLACK, peak  # 600 s decoded would be 38 MB
+    with pytest.raises(AudioTooLongError, match="live.mka is longer than the 60-second limit"):
+        audio_codec.duration_s(path, max_duration_s=60)
+
+
+def test_the_duration_in_the_header_is_taken_when_it_is_within_the_limit(tmp_path: Path) -> None:
+    path = silent_audio(tmp_path / "episode.mka", 120)
+    assert audio_codec.duration_s(path, max_duration_s=3600) == pytest.approx(120, abs=0.01)
+    # A header past the limit is not taken at its word either way: the audio is counted, and is too long.
+    with pytest.raises(AudioTooLongError, match="episode.mka is longer than the 60-second limit"):
+        audio_codec.duration_s(path, max_duration_s=60)
+
+
+def one_hertz_wav(folder: Path) -> Path:
+    """Ten minutes at 1 Hz: 1.2 KB on disk, 9.6 million samples once resampled to 16 kHz."""
+    return silent_audio(folder / "slow.wav", 600, rate=1, container="wav", codec="pcm_s16le")
+
+
+@pytest.mark.parametrize(("make", "named"), [
+    (one_hertz_wav, "slow.wav .*sample rate of 1 Hz"),
+    (lambda folder: wav_by_hand(folder / "low.wav", 3_999, 1, 3_999), "low.wav .*sample rate of 3,999 Hz"),
+    (lambda folder: wav_by_hand(folder / "high.wav", 1_000_000, 1, 1000), "high.wav .*sample rate of 1,000,000 Hz"),
+    (lambda folder: wav_by_hand(folder / "wide.wav", 16_000, 100, 1600), "wide.wav .*100 channels"),
+], ids=["1Hz", "3999Hz", "1MHz", "100-channels"])
+@pytest.mark.parametrize("read", [audio_codec.probe, audio_codec.decode,
+                                  lambda path: audio_codec.duration_s(path, 6 * 3600)],
+                         ids=["probe", "decode", "duration_s"])
+def test_absurd_sample_rates_and_channel_counts_are_refused_naming_the_file_and_value(
+    tmp_path: Path, make: Callable[[Path], Path], named: str, read: Callable[[Path], object]
+) -> None:
+    with pytest.raises(AudioDecodeError, match=named):
+        read(make(tmp_path))
+
+
+@pytest.mark.parametrize("rate", [audio_codec.MIN_SAMPLE_RATE, 8_000, 44_100, 48_000, audio_codec.MAX_SAMPLE_RATE])
+def test_every_real_sample_rate_is_read(tmp_path: Path, rate: int) -> None:
+    path = wav_by_hand(tmp_path / "ok.wav", rate, 2, rate)  # one second, stereo
+    assert audio_codec.probe(path).sample_rate == rate
+    assert audio_codec.decode(path).size == pytest.approx(audio_codec.SAMPLE_RATE, abs=16)
