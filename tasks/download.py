@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.audio import AUDIO_EXTENSIONS
 from tasks.errors import DownloadError, RetryableDownloadError, fail_quietly
-from tasks.http import GuardedSession, retry_after_s
+from tasks.http import GuardedSession, failure_detail, retry_after_s
 from tasks.models import AudioFile, Episode, Settings
 from tasks.network import AddressRefusedError, DeadlineExceededError
 from tasks.store import FeedStore, episode_run_name, open_no_link
@@ -174,9 +174,9 @@ def _fetch_once(session: GuardedSession, episode: Episode, target: Path, part: P
         raise DownloadError(f"{url} redirects too many times") from exc
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
             urllib3.exceptions.HTTPError) as exc:
-        raise RetryableDownloadError(f"{url}: {type(exc).__name__}: {exc}") from exc
+        raise RetryableDownloadError(f"{url}: {failure_detail(exc)}") from exc
     except requests.RequestException as exc:  # a malformed URL, a redirect to another scheme, a broken encoding
-        raise DownloadError(f"{url}: {type(exc).__name__}: {exc}") from exc
+        raise DownloadError(f"{url}: {failure_detail(exc)}") from exc
     except OSError as exc:  # the disk is full, or the folder is not writable
         raise DownloadError(f"{url} could not be saved: {exc.strerror or exc}") from exc
 

@@ -40,6 +40,24 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
+def failure_detail(exc: BaseException) -> str:
+    """What went wrong with a request, in words that hold nothing the server sent: the kinds of error along the
+    chain (`ConnectionError: ProtocolError: RemoteDisconnected`), and the system's reason where it gave one. The
+    libraries' own messages may quote the bytes received (a status line, a chunk length)."""
+    kinds: list[str] = []
+    reason = ""
+    pending: list[BaseException] = [exc]
+    while pending and len(kinds) < 8:
+        error = pending.pop(0)
+        if type(error).__name__ not in kinds:
+            kinds.append(type(error).__name__)
+        if isinstance(error, OSError) and error.strerror and not reason:
+            reason = error.strerror
+        inner = [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
+        pending += [found for found in inner if isinstance(found, BaseException)]
+    return ": ".join(kinds[:4]) + (f" ({reason})" if reason else "")
+
+
 class _GuardedConnectionMixin:
     """urllib3's own connection step, made through the guard; its errors translated as urllib3 translates them."""
 
@@ -160,4 +178,4 @@ def fetch_document(
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             if session.deadline.expired:
                 raise error(too_slow) from exc
-            raise error(f"{named} could not be fetched: {exc}") from exc
+            raise error(f"{named} could not be fetched: {failure_detail(exc)}") from exc

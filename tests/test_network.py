@@ -286,3 +286,17 @@ def test_tls_connections_verify_the_host_name_and_end_at_the_deadline_too(tmp_pa
             with pytest.raises(requests.RequestException):
                 session.get(f"https://localhost:{port}/drip", verify=str(cert_path), timeout=5).content
             assert session.deadline.expired
+
+
+@pytest.mark.parametrize("answer", [
+    b"SECRET-BODY-MARKER garbage\r\n\r\n",  # not HTTP at all: the status-line parser quotes it
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nSECRET-BODY-MARKER\r\n",  # a chunk length that is not one
+], ids=["bad-status-line", "bad-chunk-length"])
+def test_no_request_failure_quotes_what_the_server_sent(answer: bytes, tmp_path: Path) -> None:
+    settings = Settings(allowed_networks=LOOPBACK, download_attempts=1, max_document_s=5, max_download_s=5)
+    with StallingServer(answer, b"") as document_server, pytest.raises(FeedError) as failed:
+        fetch_document(document_server.url, settings, FeedError)
+    assert "SECRET-BODY-MARKER" not in str(failed.value)
+    with StallingServer(answer, b"") as audio_server, pytest.raises(DownloadError) as failed_download:
+        download_episode(Episode(episode_id="e", title="e", enclosure_url=audio_server.url), tmp_path, settings, None)
+    assert "SECRET-BODY-MARKER" not in str(failed_download.value)
