@@ -189,7 +189,8 @@ def demo(
         server.add_directory(DEMO_DIR)
         feed_url = server.url("/feed.xml")
         console.print(f"Serving the demo feed at {feed_url}")
-        status = run([feed_url], None, Settings(output_dir=output))
+        # The demo's episodes are on this machine, which podflow refuses to reach unless allowed.
+        status = run([feed_url], None, Settings(output_dir=output, allowed_networks=("127.0.0.1/32",)))
     console.print(f"Output in {output.resolve()}. Run again: nothing is redone; delete it to start over.")
     raise typer.Exit(status)
 

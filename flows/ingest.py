@@ -4,7 +4,7 @@ settings)` does the same for one feed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,7 +42,6 @@ from tasks.models import (
     Settings,
     utc_now,
 )
-from tasks.network import host_port
 from tasks.opml import read_opml
 from tasks.redaction import redact_url, redact_urls
 from tasks.store import FeedStore
@@ -151,15 +150,17 @@ class FeedRun:
 
     url: str
     store: FeedStore
+    operator_url: bool = True  # given to the flow, not read from an OPML list: its host is trusted for its GET
     feed: Feed | None = None
     episodes: list[Episode] = field(default_factory=list)
     not_modified: bool = False
     error: str | None = None
 
 
-def open_feeds(urls: list[str], settings: Settings, locks: ExitStack) -> list[FeedRun]:
+def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Collection[str] = ()
+               ) -> list[FeedRun]:
     """Each distinct feed with its folder's run lock held in `locks`; a feed another run holds, or whose folder
-    cannot be used (a symbolic link), fails alone.
+    cannot be used (a symbolic link), fails alone. `listed`: the URLs that came from an OPML list.
 
     Feeds are the same where their folders are: where their URLs are, up to blanks and the case of scheme and host.
     A URL listed twice is one feed; one with another token is another feed, with its own folder."""
@@ -168,7 +169,7 @@ def open_feeds(urls: list[str], settings: Settings, locks: ExitStack) -> list[Fe
         store = FeedStore.for_feed(settings.output_dir, url)
         if store.feed_dir in feeds:
             continue
-        feed_run = feeds[store.feed_dir] = FeedRun(url, store)
+        feed_run = feeds[store.feed_dir] = FeedRun(url, store, operator_url=url not in listed)
         try:
             locks.enter_context(store.exclusive_run())
         except PodflowError as exc:
@@ -184,7 +185,8 @@ def fetch_feeds(feeds: list[FeedRun], settings: Settings) -> None:
             with feed_failure(feed_run):
                 validators = feed_run.store.validators_for(settings.selection())
                 futures.append((feed_run, runner.submit(fetch_feed_task, {
-                    "url": feed_run.url, "settings": settings, "validators": validators})))
+                    "url": feed_run.url, "settings": settings, "validators": validators,
+                    "operator_url": feed_run.operator_url})))
         for feed_run, future in futures:
             future.wait()
             if not future.state.is_completed():
@@ -300,17 +302,19 @@ def publish(report: RunReport) -> None:
                              description="Counts, bytes, audio hours, throughput and failures of the run")
 
 
-def ingest(urls: list[str], settings: Settings, source_errors: list[str] | None = None) -> RunReport:
+def ingest(urls: list[str], settings: Settings, source_errors: list[str] | None = None,
+           listed: Collection[str] = ()) -> RunReport:
     """Take every new episode of every feed through the stages, in one pipeline; returns when all settle.
 
-    `source_errors` are lists of feeds that could not be read (an OPML file): the report carries them."""
+    `source_errors` are lists of feeds that could not be read (an OPML file): the report carries them. `listed`:
+    the URLs read from an OPML list, whose hosts are not trusted as those of the feeds given directly are."""
     logger = get_run_logger()
     source_errors = source_errors or []
     for error in source_errors:
         logger.error("%s", error)
     started = utc_now()
     with ExitStack() as locks:
-        feeds = open_feeds(urls, settings, locks)
+        feeds = open_feeds(urls, settings, locks, listed)
         fetch_feeds(feeds, settings)
         todo: list[FeedEpisode] = []
         for feed_run in feeds:
@@ -352,30 +356,21 @@ def ingest(urls: list[str], settings: Settings, source_errors: list[str] | None 
     return report
 
 
-def trusting(settings: Settings, operator_urls: list[str]) -> Settings:
-    """The settings with the hosts an operator named trusted (the feed and OPML URLs given to the flow, and
-    openai_base_url), so a feed or Whisper server on the operator's own network works with no allowed_networks.
-    Only those hosts: URLs found in the documents obey the address rules."""
-    named = {host for url in [*operator_urls, settings.openai_base_url or ""] if (host := host_port(url))}
-    return settings.model_copy(update={"trusted_hosts": tuple(sorted({*settings.trusted_hosts, *named}))})
-
-
 @flow(name="ingest-feeds")
 def ingest_feeds(
     feeds: list[str] | None = None, opml: str | None = None, settings: Settings = Settings()
 ) -> RunReport | State:
     """Ingest every new episode of each feed listed, and of each feed in the OPML file or URL, in one pipeline."""
-    urls, source_errors = list(feeds or []), []
-    settings = trusting(settings, [*urls, opml or ""])
+    urls, listed, source_errors = list(feeds or []), [], []
     if opml:
         try:
-            urls += read_opml(opml, settings)
+            listed = read_opml(opml, settings)
         except FeedError as exc:
             # The feeds listed directly still run: one unreachable OPML URL should not cost them their schedule.
             source_errors.append(f"{type(exc).__name__}: {exc}")
-    if not any(url.strip() for url in urls):
+    if not any(url.strip() for url in urls + listed):
         return Failed(message="; ".join(source_errors) or "No feeds to ingest: give feeds, an OPML file or both.")
-    report = ingest(urls, settings, source_errors)
+    report = ingest(urls + listed, settings, source_errors, listed=set(listed) - {url.strip() for url in urls})
     if failure := report.failure():
         return Failed(message=failure, data=report)
     return report
@@ -384,7 +379,7 @@ def ingest_feeds(
 @flow(name="ingest-feed")
 def ingest_feed(feed_url: str, settings: Settings = Settings()) -> IngestReport | State:
     """Fetch a feed and take each episode not yet complete through download -> transcribe -> metadata."""
-    run_report = ingest([feed_url], trusting(settings, [feed_url]))
+    run_report = ingest([feed_url], settings)
     report = run_report.feeds[0]
     if report.status == "failed":
         return Failed(message=report.error)

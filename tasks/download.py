@@ -20,10 +20,10 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.audio import AUDIO_EXTENSIONS
 from tasks.errors import DownloadError, RetryableDownloadError, fail_quietly
-from tasks.http import GuardedSession, failure_detail, retry_after_s
+from tasks.http import GuardedSession, failure_detail, retry_after_s, status_line
 from tasks.models import AudioFile, Episode, Settings
 from tasks.network import AddressRefusedError, DeadlineExceededError
-from tasks.store import FeedStore, episode_run_name, open_no_link
+from tasks.store import FeedStore, episode_run_name, no_link, open_no_link
 
 CHUNK_BYTES = 256 * 1024
 
@@ -58,7 +58,7 @@ def is_verified(audio: AudioFile | None) -> bool:
     """True when a previous download's file is still in place with its recorded size and hash."""
     return (
         audio is not None
-        and audio.path.is_file()
+        and no_link(audio.path).is_file()
         and audio.path.stat().st_size == audio.bytes
         and sha256_of(audio.path) == audio.sha256
     )
@@ -66,6 +66,7 @@ def is_verified(audio: AudioFile | None) -> bool:
 
 # A server that answers these instead of audio is serving an error page or a login wall.
 NOT_AUDIO_TYPES = ("text/html", "application/xhtml+xml", "application/json", "text/xml", "application/xml", "text/plain")
+ENCODING_NAME = re.compile(r"[a-z0-9.+-]{1,32}(?:, ?[a-z0-9.+-]{1,32}){0,3}")
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)$")
 
 
@@ -112,7 +113,7 @@ def _fetch_once(session: GuardedSession, episode: Episode, target: Path, part: P
         headers |= {"Range": f"bytes={have}-", "If-Range": part.validator or ""}
     try:
         with session.get(url, stream=True, timeout=settings.http_timeout_s, headers=headers) as response:
-            status = f"HTTP {response.status_code} {response.reason}"
+            status = status_line(response.status_code)
             if response.status_code == 416:
                 part.discard()
                 raise RetryableDownloadError(f"{url} refused to resume at byte {have:,} ({status}); starting over")
@@ -124,10 +125,11 @@ def _fetch_once(session: GuardedSession, episode: Episode, target: Path, part: P
             # ranges would not be ours to resume.
             encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
-                raise DownloadError(f"{url} sent {encoding}-encoded audio where podflow asked for it unencoded")
+                named = encoding if ENCODING_NAME.fullmatch(encoding) else "an unknown encoding"  # the server's text
+                raise DownloadError(f"{url} sent audio in {named} where podflow asked for it unencoded")
             content_type = response.headers.get("Content-Type")
-            if (content_type or "").split(";")[0].strip().lower() in NOT_AUDIO_TYPES:
-                raise DownloadError(f"{url} sent {content_type}, not audio")
+            if (media_type := (content_type or "").split(";")[0].strip().lower()) in NOT_AUDIO_TYPES:
+                raise DownloadError(f"{url} sent {media_type}, not audio")
             declared = response.headers.get("Content-Length")
             length = int(declared) if declared and declared.isdigit() else None
             resumed = response.status_code == 206
@@ -172,6 +174,8 @@ def _fetch_once(session: GuardedSession, episode: Episode, target: Path, part: P
         raise DownloadError(f"{url}: {exc}") from exc
     except requests.TooManyRedirects as exc:
         raise DownloadError(f"{url} redirects too many times") from exc
+    except requests.exceptions.InvalidSchema as exc:  # the first URL's scheme was checked: a redirect's was not
+        raise DownloadError(f"{url} redirects to a URL that is not http(s)") from exc
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
             urllib3.exceptions.HTTPError) as exc:
         raise RetryableDownloadError(f"{url}: {failure_detail(exc)}") from exc

@@ -344,11 +344,14 @@ def conditional_headers(validators: FeedValidators | None) -> dict[str, str]:
 
 
 def fetch_feed(
-    url: str, settings: Settings, validators: FeedValidators | None = None
+    url: str, settings: Settings, validators: FeedValidators | None = None, operator_url: bool = False
 ) -> tuple[Feed, list[Episode]] | None:
     """GET the feed (following redirects, within the size limit) and each next page it links (RFC 5005), and parse
-    them; None when the server answers the conditional GET of the first page with 304 Not Modified."""
-    fetched = fetch_document(url, settings, FeedError, headers=conditional_headers(validators))
+    them; None when the server answers the conditional GET of the first page with 304 Not Modified.
+
+    `operator_url`: the operator gave `url` (not an OPML list), so its host is trusted for the first page's GET."""
+    fetched = fetch_document(url, settings, FeedError, headers=conditional_headers(validators),
+                             operator_url=operator_url)
     if fetched.not_modified:
         return None
     first = parse_page(fetched.body, url, fetched.final_url, fetched.headers)
@@ -386,6 +389,6 @@ def _fetch_feed_run_name(parameters: dict[str, Any]) -> str:
 @task(name="fetch-feed", cache_policy=NO_CACHE, task_run_name=_fetch_feed_run_name)
 @fail_quietly
 def fetch_feed_task(
-    url: str, settings: Settings, validators: FeedValidators | None = None
+    url: str, settings: Settings, validators: FeedValidators | None = None, operator_url: bool = False
 ) -> tuple[Feed, list[Episode]] | None:
-    return fetch_feed(url, settings, validators)
+    return fetch_feed(url, settings, validators, operator_url)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ from requests.adapters import HTTPAdapter
 
 from tasks.errors import PodflowError
 from tasks.models import Settings
-from tasks.network import AddressRefusedError, Deadline, DeadlineExceededError, Guard, policy_of
+from tasks.network import AddressPolicy, AddressRefusedError, Deadline, DeadlineExceededError, Guard, host_port
 
 MAX_REDIRECTS = 10
 MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is waited for a minute, then tried again
@@ -38,6 +39,14 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
         except (TypeError, ValueError):
             return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def status_line(status: int) -> str:
+    """`HTTP 404 Not Found`, in the standard's words: a server's own reason phrase is its text, of any length."""
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
 
 
 def failure_detail(exc: BaseException) -> str:
@@ -114,18 +123,31 @@ class _GuardedAdapter(HTTPAdapter):
                                                **pool_kwargs)
 
 
+def _unread_if_redirect(response: requests.Response, **kwargs: Any) -> requests.Response:
+    """A redirect's body is never read: requests would read it whole (and inflate it) before following, with no
+    size limit."""
+    if response.is_redirect:
+        response.raw.close()  # the connection too: its unread body would be the next response's start
+        response.raw.release_conn()
+        response._content, response._content_consumed = b"", True  # type: ignore[attr-defined]
+    return response
+
+
 class GuardedSession(requests.Session):
     """A requests session whose every connection, every redirect hop included, obeys the settings' address rules
-    and ends when `deadline` does. Proxies and .netrc from the environment are not used: podflow could not check
-    where a proxy connects, and a stranger's host must never receive a stored password."""
+    and ends when `deadline` does; `operator_url`'s own host:port (a URL the operator gave, not one from a document)
+    may be reached wherever it resolves. Proxies and .netrc from the environment are not used: podflow could not
+    check where a proxy connects, and a stranger's host must never receive a stored password."""
 
-    def __init__(self, settings: Settings, deadline_s: float) -> None:
+    def __init__(self, settings: Settings, deadline_s: float, operator_url: str | None = None) -> None:
         super().__init__()
         self.trust_env = False
         self.headers["User-Agent"] = settings.user_agent
         self.max_redirects = MAX_REDIRECTS
         self.deadline = Deadline(deadline_s)
-        adapter = _GuardedAdapter(Guard(policy_of(settings.allowed_networks, settings.trusted_hosts), self.deadline))
+        self.hooks["response"].append(_unread_if_redirect)
+        policy = AddressPolicy(tuple(settings.allowed_networks), host_port(operator_url) if operator_url else None)
+        adapter = _GuardedAdapter(Guard(policy, self.deadline))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 
@@ -143,12 +165,14 @@ class Fetched:
 
 
 def fetch_document(
-    url: str, settings: Settings, error: type[PodflowError], what: str = "", headers: dict[str, str] | None = None
+    url: str, settings: Settings, error: type[PodflowError], what: str = "", headers: dict[str, str] | None = None,
+    operator_url: bool = False,
 ) -> Fetched:
     """GET a document whole, following redirects, refusing it while streaming past `settings.max_feed_bytes`
     (counted after decompression) or `settings.max_document_s` (headers and redirects included).
 
     `headers` are sent with it (If-None-Match, If-Modified-Since); a 304 answer comes back as `not_modified`.
+    `operator_url`: the URL is one the operator gave (not one from a document), so its own host is trusted.
     Every failure raises `error` with a message naming the URL (and `what` it was meant to be), never quoting the
     body.
     """
@@ -156,13 +180,13 @@ def fetch_document(
     if urlsplit(url).scheme not in ("http", "https"):
         raise error(f"{named} is not an http(s) URL")
     too_slow = f"{named} was still arriving after the {settings.max_document_s:g}-second max_document_s limit"
-    with GuardedSession(settings, settings.max_document_s) as session:
+    with GuardedSession(settings, settings.max_document_s, url if operator_url else None) as session:
         try:
             with session.get(url, headers=headers, timeout=settings.http_timeout_s, stream=True) as response:
                 if response.status_code == 304:
                     return Fetched(b"", response.url, dict(response.headers), not_modified=True)
                 if response.status_code >= 400:
-                    raise error(f"{named} returned HTTP {response.status_code} {response.reason}")
+                    raise error(f"{named} returned {status_line(response.status_code)}")
                 body = bytearray()
                 for chunk in response.iter_content(64 * 1024):
                     body += chunk
@@ -175,6 +199,8 @@ def fetch_document(
             raise error(f"{named}: {exc}") from exc
         except requests.TooManyRedirects as exc:
             raise error(f"{named} redirects more than {MAX_REDIRECTS} times") from exc
+        except requests.exceptions.InvalidSchema as exc:
+            raise error(f"{named} redirects to a URL that is not http(s)") from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             if session.deadline.expired:
                 raise error(too_slow) from exc

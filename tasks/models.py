@@ -93,13 +93,8 @@ class Settings(Record):
     allowed_networks: tuple[IPvAnyNetwork, ...] = Field(
         (),
         description="Private, loopback, link-local or other non-public networks (CIDR) podflow may connect to, e.g. "
-        "a LAN media server. By default it connects only to public addresses.",
-    )
-    trusted_hosts: tuple[str, ...] = Field(
-        (),
-        description="Hosts (host:port) podflow connects to whatever their address. The flows add the host of each "
-        "feed URL and OPML URL they are given, and of openai_base_url; URLs found in documents are never trusted "
-        "this way.",
+        "a LAN media server. By default it connects only to public addresses, and to the host of a feed or OPML URL "
+        "given to it, for that one request.",
     )
     max_episode_bytes: PositiveInt = Field(2 * 2**30, description="Larger enclosures are refused while streaming.")
     max_audio_duration_s: PositiveFloat = Field(

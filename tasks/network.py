@@ -3,8 +3,9 @@ against the address rules, made to the address that was checked, and cut off at 
 
 A worker often sits inside a private network, so a feed, its media host or a transcript link could otherwise make
 podflow fetch (and store, and show) an internal service's answer. By default podflow connects only to public
-addresses; `allowed_networks` opens chosen ranges, and `trusted_hosts` (host:port) are connected to wherever they
-resolve: the flows trust the hosts of the feed and OPML URLs an operator gives them, never a URL found in a document.
+addresses; `allowed_networks` opens chosen ranges. A request for a URL the operator gave (a feed or OPML URL) may
+also reach that URL's own host:port wherever it resolves; every other URL, and any redirect to another host, obeys
+the rules.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -38,6 +39,9 @@ REFUSED_NETWORKS: tuple[tuple[str, str], ...] = (
     ("224.0.0.0/4", "multicast"),
     ("ff00::/8", "multicast"),
     ("240.0.0.0/4", "reserved"),
+    ("64:ff9b:1::/48", "local-use NAT64 (RFC 8215)"),
+    ("fec0::/10", "site-local"),
+    ("::/96", "IPv4-compatible"),
 )
 _REFUSED = tuple((ipaddress.ip_network(cidr), rule) for cidr, rule in REFUSED_NETWORKS)
 # IPv6 forms that carry an IPv4 address: the address inside is the one the packets reach.
@@ -86,10 +90,11 @@ def refusal(address: IPAddress) -> str | None:
 
 @dataclass(frozen=True)
 class AddressPolicy:
-    """Which addresses a connection may reach."""
+    """Which addresses a connection may reach: public ones, those in `allowed_networks`, and any address of the
+    `trusted_host` (host:port) of a request the operator asked for."""
 
     allowed_networks: tuple[IPNetwork, ...] = ()
-    trusted_hosts: frozenset[str] = frozenset()
+    trusted_host: str | None = None
 
     def addresses(self, host: str, port: int) -> list[str]:
         """The addresses of `host` that podflow may connect to, from one DNS lookup, in the resolver's order.
@@ -97,7 +102,7 @@ class AddressPolicy:
         AddressRefusedError, naming the host and the rule, when there are none."""
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         resolved = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
-        if join_host_port(host, port) in self.trusted_hosts:
+        if join_host_port(host, port) == self.trusted_host:
             return resolved
         permitted, refused = [], []
         for text in resolved:
@@ -110,13 +115,9 @@ class AddressPolicy:
                 refused.append(f"{text}: {rule}")
         if not permitted:
             raise AddressRefusedError(
-                f"refused to connect to {host} ({'; '.join(refused)}): not a public address, and neither "
-                "allowed_networks nor trusted_hosts permits it")
+                f"refused to connect to {host} ({'; '.join(refused)}): not a public address, and "
+                "allowed_networks does not permit it")
         return permitted
-
-
-def policy_of(allowed_networks: Sequence[IPNetwork], trusted_hosts: Iterable[str]) -> AddressPolicy:
-    return AddressPolicy(tuple(allowed_networks), frozenset(host.lower() for host in trusted_hosts))
 
 
 @dataclass

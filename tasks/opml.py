@@ -65,7 +65,7 @@ def read_opml(source: str, settings: Settings) -> list[str]:
     if source.strip().lower().startswith(("http://", "https://")):
         if not _is_web_url(source.strip()):
             raise FeedError(f"{source} (OPML) is not a valid URL")
-        body = fetch_document(source.strip(), settings, FeedError, "OPML").body
+        body = fetch_document(source.strip(), settings, FeedError, "OPML", operator_url=True).body
     else:
         body = _read_file(Path(source), settings)
     return parse_opml(body, source)

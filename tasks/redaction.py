@@ -18,6 +18,7 @@ readable, never less safe.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import PlainSerializer
@@ -26,7 +27,11 @@ MASK = "***"
 # Words of a query parameter's name that make its value a credential: access_token, X-Amz-Signature, apiKey, ...
 SECRET_WORDS = {"token", "secret", "key", "apikey", "sig", "signature", "auth", "authorization", "password", "pass",
                 "passwd", "session", "sessionid", "credential", "credentials", "jwt"}
+# Run-together names end in one of these: accesstoken, jsessionid, privatekey (a bare `key` could be `monkey`).
+SECRET_SUFFIXES = ("token", "secret", "password", "passwd", "apikey", "sessionid", "signature", "credential",
+                   "credentials", "privatekey", "accesskey", "secretkey", "authkey")
 USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
+USERINFO_TO_LAST_AT = re.compile(r"(?<=://)[^/?#\s]*@")  # a password may hold an @ itself
 # A name=value pair after ? & or #, in a whole URL or in a bare path such as urllib3 puts in its messages.
 # The value stops before trailing punctuation, so "…?token=abc: 404" keeps its colon.
 PARAMETER = re.compile(r"(?<=[?&#;])([^=&#\s'\"<>]+)=((?:[^&#\s'\"<>]*[^&#\s'\"<>.,:;!?)\]])?)")
@@ -38,7 +43,13 @@ ORDINARY_PART = re.compile(r"[A-Za-z]*[0-9]*|[0-9]*[A-Za-z]*|[a-z0-9]{1,16}|[A-Z
 
 
 def is_secret_name(name: str) -> bool:
+    """Whether a query parameter of this name holds a credential, as podflow first decided (folder names rest on it)."""
     return any(word.lower() in SECRET_WORDS for word in NAME_WORDS.findall(name))
+
+
+def is_secret_parameter(name: str) -> bool:
+    """Whether a query parameter of this name holds a credential: by its words, or run together (`accesstoken`)."""
+    return is_secret_name(name) or re.sub("[-_.]", "", name.lower()).endswith(SECRET_SUFFIXES)
 
 
 def is_path_token(segment: str) -> bool:
@@ -48,18 +59,22 @@ def is_path_token(segment: str) -> bool:
     return bool(UUID.search(segment)) or not all(map(ORDINARY_PART.fullmatch, re.split("[-_]", segment)))
 
 
-def redact_credentials(text: str) -> str:
-    """`text` with the user:password of any URL and the values of token-like query parameters replaced by ***.
+def _masked(text: str, userinfo: re.Pattern[str], is_secret: Callable[[str], bool]) -> str:
+    text = userinfo.sub(f"{MASK}@", text)
+    return PARAMETER.sub(lambda m: f"{m[1]}={MASK}" if is_secret(m[1]) and m[2] else m[0], text)
 
-    Path tokens are left: this is what podflow masked before it knew them, which older folder names were made of."""
-    text = USERINFO.sub(f"{MASK}@", text)
-    return PARAMETER.sub(lambda m: f"{m[1]}={MASK}" if is_secret_name(m[1]) and m[2] else m[0], text)
+
+def redact_credentials(text: str) -> str:
+    """`text` as podflow 0.1 masked it (passwords, query values of secret-named parameters), which older folder
+    names were made of; not for anything shown or stored."""
+    return _masked(text, USERINFO, is_secret_name)
 
 
 def redact_urls(text: str) -> str:
     """`text` with the user:password of any URL, the values of token-like query parameters and token-like path
     segments replaced by ***; everything else, other URLs and punctuation included, is left exactly as it was."""
-    return PATH_SEGMENT.sub(lambda m: MASK if is_path_token(m[0]) else m[0], redact_credentials(text))
+    masked = _masked(text, USERINFO_TO_LAST_AT, is_secret_parameter)
+    return PATH_SEGMENT.sub(lambda m: MASK if is_path_token(m[0]) else m[0], masked)
 
 
 redact_url = redact_urls  # one URL is a text like any other

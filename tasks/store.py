@@ -288,7 +288,7 @@ class FeedStore:
         return entry.skipped is not None or entry.marked_seen is not None or self.is_complete(entry)
 
     def is_complete(self, entry: LedgerEntry) -> bool:
-        return entry.complete and (self.episode_dir(entry) / "metadata.json").is_file()
+        return entry.complete and no_link(self.episode_dir(entry) / "metadata.json").is_file()
 
     def save_validators(self, validators: FeedValidators | None) -> None:
         with self._locked_ledger() as ledger:

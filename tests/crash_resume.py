@@ -70,7 +70,7 @@ def ingest(feed_url: str, output: Path, prefect_home: Path, log: Path) -> subpro
     with open(log, "ab") as log_file:
         return subprocess.Popen(
             [str(Path(sys.executable).with_name("podflow")), "ingest", feed_url, "--output", str(output),
-             "--retry-backoff-s", "0.05"],
+             "--retry-backoff-s", "0.05", "--allow-network", "127.0.0.0/8"],
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

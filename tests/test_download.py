@@ -109,7 +109,7 @@ def test_only_http_enclosures_are_fetched(settings: Settings, tmp_path: Path, ur
 
 def test_a_redirect_to_another_scheme_is_a_download_error(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
     url = server.add("/a.mp3", redirect_to="ftp://example.org/a.mp3")
-    with pytest.raises(DownloadError, match="ftp://example.org/a.mp3"):
+    with pytest.raises(DownloadError, match=r"redirects to a URL that is not http\(s\)"):
         download_episode(episode_at(url), tmp_path, settings, previous=None)
 
 
@@ -204,7 +204,7 @@ def test_a_redirect_loop_is_a_download_error(server: FeedServer, settings: Setti
 
 def test_an_html_page_instead_of_audio_fails_at_once(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
     url = server.add("/a.mp3", b"<html><body>Please log in</body></html>", content_type="text/html; charset=utf-8")
-    with pytest.raises(DownloadError, match="sent text/html; charset=utf-8, not audio"):
+    with pytest.raises(DownloadError, match="sent text/html, not audio"):
         download_episode(episode_at(url), tmp_path, settings, previous=None)
     assert server.count("/a.mp3") == 1
     assert files_in(tmp_path) == []

@@ -17,7 +17,7 @@ from flows.feedserver import FeedServer
 from flows.ingest import ingest_feed
 from tasks.models import EpisodeMetadata, IngestReport, Ledger, Settings
 from tasks.store import FeedStore
-from tests.conftest import DEMO_DIR, DEMO_EPISODES
+from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK
 from tests.feeds import rss, rss_item
 from tests.speech import word_error_rate
 
@@ -173,7 +173,8 @@ def overlaps(intervals: list[tuple[datetime, datetime]]) -> int:
 def test_episodes_move_on_as_soon_as_their_download_ends_and_stages_keep_their_limits(
     server: FeedServer, tmp_path: Path
 ) -> None:
-    settings = Settings(output_dir=tmp_path, download_workers=2, transcribe_workers=1, metadata_workers=1)
+    settings = Settings(output_dir=tmp_path, allowed_networks=LOOPBACK, download_workers=2, transcribe_workers=1,
+                        metadata_workers=1)
     first, *others = DEMO_EPISODES
     feed_url = demo_feed(server, delays={demo.slug: 3.0 for demo in others})
 
@@ -191,7 +192,7 @@ def test_episodes_move_on_as_soon_as_their_download_ends_and_stages_keep_their_l
 
 
 def test_an_operator_limit_on_a_stage_tag_bounds_that_stage(server: FeedServer, tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path, transcribe_workers=2)
+    settings = Settings(output_dir=tmp_path, allowed_networks=LOOPBACK, transcribe_workers=2)
     feed_url = demo_feed(server)
     with get_client(sync_client=True) as client:
         client.create_concurrency_limit(tag="podflow-transcribe", concurrency_limit=1)
@@ -211,7 +212,7 @@ def test_an_operator_limit_on_a_stage_tag_bounds_that_stage(server: FeedServer, 
 
 
 def test_transcribe_workers_can_be_processes(server: FeedServer, tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path, transcriber="whisper", beam_size=1, transcribe_workers=2,
+    settings = Settings(output_dir=tmp_path, allowed_networks=LOOPBACK, transcriber="whisper", beam_size=1, transcribe_workers=2,
                         transcribe_pool="processes")
     feed_url = demo_feed(server)
 
@@ -231,7 +232,7 @@ def test_transcribe_workers_can_be_processes(server: FeedServer, tmp_path: Path)
 def test_published_transcripts_are_read_from_the_feed_and_bad_ones_fail_their_episode(
     server: FeedServer, tmp_path: Path
 ) -> None:
-    settings = Settings(output_dir=tmp_path, transcriber="published")
+    settings = Settings(output_dir=tmp_path, allowed_networks=LOOPBACK, transcriber="published")
     good, unlinked, broken = DEMO_EPISODES[:3]
     for demo in (good, unlinked, broken):
         server.add(f"/{demo.slug}.mp3", demo.audio)

@@ -244,7 +244,8 @@ def test_newest_and_published_after_choose_episodes_and_a_new_choice_refetches_t
     _, report = run(newest_one, [feed_url])
     assert list(statuses(report.feeds[0])) == [DEMO_EPISODES[-1].title]
 
-    later = Settings(output_dir=settings.output_dir, published_after=datetime(2026, 11, 5))  # read as UTC
+    later = Settings(output_dir=settings.output_dir, published_after=datetime(2026, 11, 5),  # read as UTC
+                     allowed_networks=settings.allowed_networks)
     state, report = run(later, [feed_url])
 
     assert state.is_completed() and report.feeds[0].status == "fetched"  # a 304 would have hidden the other two

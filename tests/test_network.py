@@ -34,6 +34,7 @@ from tests.feeds import rss, rss_item
     ("0.0.0.0", "unspecified"), ("::", "unspecified"), ("240.0.0.1", "reserved"),
     ("64:ff9b::a00:1", "RFC 1918"), ("2002:a00:1::", "RFC 1918"),  # NAT64 and 6to4 forms of 10.0.0.1
     ("192.0.2.1", "reserved or special-purpose"),  # documentation range
+    ("64:ff9b:1::a00:1", "local-use NAT64"), ("fec0::1", "site-local"), ("::7f00:1", "IPv4-compatible"),
 ])
 def test_non_public_addresses_are_refused_by_name(address: str, rule: str) -> None:
     assert rule in (refusal(ipaddress.ip_address(address)) or "")
@@ -65,25 +66,29 @@ def test_a_loopback_feed_is_refused_by_default_and_allowed_by_allowed_networks(s
     assert fetch_document(url, Settings(allowed_networks=LOOPBACK), FeedError).body == rss([])
 
 
-def test_a_trusted_host_is_trusted_alone(server: FeedServer, second_host: FeedServer) -> None:
-    trusted = Settings(trusted_hosts=(host_port(server.url("/")) or "",))
-    assert fetch_document(server.add("/a", b"ours"), trusted, FeedError).body == b"ours"
-    with pytest.raises(FeedError, match=r"refused to connect to 127\.0\.0\.2"):
-        fetch_document(second_host.add("/internal", b"internal answer"), trusted, FeedError)
+def test_a_url_the_operator_gave_trusts_its_own_host_for_that_request_alone(
+    server: FeedServer, second_host: FeedServer
+) -> None:
+    ours = server.add("/a", b"ours")
+    assert fetch_document(ours, Settings(), FeedError, operator_url=True).body == b"ours"
+    server.add("/moved", redirect_to=ours)
+    assert fetch_document(server.url("/moved"), Settings(), FeedError, operator_url=True).body == b"ours"
+    with pytest.raises(FeedError, match="refused"):  # the same URL, found in a document
+        fetch_document(ours, Settings(), FeedError)
     with FeedServer() as same_address_other_port, pytest.raises(FeedError, match="refused"):
-        fetch_document(same_address_other_port.add("/b", b"x"), trusted, FeedError)
+        server.add("/elsewhere", redirect_to=same_address_other_port.add("/b", b"x"))
+        fetch_document(server.url("/elsewhere"), Settings(), FeedError, operator_url=True)
 
 
 def test_every_redirect_hop_obeys_the_rules(server: FeedServer, second_host: FeedServer) -> None:
     internal = second_host.add("/metadata", b"SECRET-INTERNAL-ANSWER", content_type="text/plain")
     hop = server.add("/hop", redirect_to=internal)
-    trusted = Settings(trusted_hosts=(host_port(hop) or "",))
     with pytest.raises(FeedError, match=r"refused to connect to 127\.0\.0\.2") as refused:
-        fetch_document(hop, trusted, FeedError)
+        fetch_document(hop, Settings(), FeedError, operator_url=True)
     assert "SECRET-INTERNAL-ANSWER" not in str(refused.value)
     assert second_host.count("/metadata") == 0
-    allowed = Settings(trusted_hosts=trusted.trusted_hosts, allowed_networks=("127.0.0.2/32",))
-    assert fetch_document(hop, allowed, FeedError).body == b"SECRET-INTERNAL-ANSWER"
+    allowed = Settings(allowed_networks=("127.0.0.2/32",))
+    assert fetch_document(hop, allowed, FeedError, operator_url=True).body == b"SECRET-INTERNAL-ANSWER"
 
 
 def test_a_host_is_resolved_once_and_connected_to_at_the_address_checked(
@@ -176,7 +181,7 @@ def test_audio_sent_gzip_encoded_is_refused_not_inflated(server: FeedServer, tmp
     bomb = gzip.compress(b"\0" * (8 * 2**20))  # 8 MiB of zeros in a few KiB
     url = server.add("/ep.mp3", bomb, headers={"Content-Encoding": "gzip"})
     episode = Episode(episode_id="bomb", title="bomb", enclosure_url=url)
-    with pytest.raises(DownloadError, match="gzip-encoded audio"):
+    with pytest.raises(DownloadError, match="sent audio in gzip where podflow asked for it unencoded"):
         download_episode(episode, tmp_path, Settings(allowed_networks=LOOPBACK), previous=None)
     assert list(tmp_path.iterdir()) == []
 
@@ -193,7 +198,7 @@ def test_an_enclosure_on_a_refused_address_fails_at_once_without_retries(
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_in_a_run_document_urls_obey_the_rules_and_the_operators_feed_host_is_trusted(
+def test_in_a_run_the_feed_given_is_fetched_and_every_url_in_it_obeys_the_rules(
     server: FeedServer, second_host: FeedServer, tmp_path: Path
 ) -> None:
     demo = DEMO_EPISODES[0]
@@ -209,10 +214,17 @@ def test_in_a_run_document_urls_obey_the_rules_and_the_operators_feed_host_is_tr
         rss_item("Internal transcript", guid="internal", enclosure="ours.mp3",
                  extra=link.format(second_host.url("/internal.txt"), "text/plain")),
     ]))
-    settings = Settings(output_dir=tmp_path, transcriber="published")  # no allowed_networks: loopback is refused
+    nothing_allowed = Settings(output_dir=tmp_path / "strict", transcriber="published")
+    strict = ingest_feed(feed_url, nothing_allowed, return_state=True).result(raise_on_failure=False)
+    assert isinstance(strict, IngestReport), strict
+    assert strict.status == "fetched"  # the feed's own host, for the GET of the URL the operator gave
+    assert [e.status for e in strict.episodes] == ["failed"] * 3  # but not for the URLs in the feed
+    assert all("refused to connect to 127.0.0.1" in (e.error or "") for e in strict.episodes[::2])
+    assert server.count("/ours.mp3") == 0
 
-    state = ingest_feed(feed_url, settings, return_state=True)
-    report = state.result(raise_on_failure=False)
+    # The operator allows the worker's own address (where the feed's audio is), not its neighbour's.
+    settings = Settings(output_dir=tmp_path / "allowed", transcriber="published", allowed_networks=("127.0.0.1/32",))
+    report = ingest_feed(feed_url, settings, return_state=True).result(raise_on_failure=False)
 
     assert isinstance(report, IngestReport), report
     outcomes = {e.episode_id: e for e in report.episodes}
@@ -227,17 +239,18 @@ def test_in_a_run_document_urls_obey_the_rules_and_the_operators_feed_host_is_tr
 
 @pytest.mark.usefixtures("prefect_api")
 def test_feeds_an_opml_list_names_are_not_trusted(server: FeedServer, second_host: FeedServer, tmp_path: Path) -> None:
-    lan_feed = second_host.add("/feed.xml", rss([]))
-    opml_url = server.add("/subscriptions.opml", (
-        f'<opml version="2.0"><body><outline text="lan" type="rss" xmlUrl="{lan_feed}"/></body></opml>').encode())
+    listed = [second_host.add("/feed.xml", rss([])), server.add("/feed.xml", rss([]))]
+    opml_url = server.add("/subscriptions.opml", ('<opml version="2.0"><body>' + "".join(
+        f'<outline text="{n}" type="rss" xmlUrl="{url}"/>' for n, url in enumerate(listed)) + "</body></opml>").encode())
 
     state = ingest_feeds(opml=opml_url, settings=Settings(output_dir=tmp_path), return_state=True)
     report = state.result(raise_on_failure=False)
 
     assert isinstance(report, RunReport), report
-    (feed,) = report.feeds
-    assert feed.status == "failed" and "refused to connect to 127.0.0.2" in (feed.error or "")
-    assert server.count("/subscriptions.opml") == 1 and second_host.hits == []
+    assert [feed.status for feed in report.feeds] == ["failed", "failed"]
+    assert "refused to connect to 127.0.0.2" in (report.feeds[0].error or "")
+    assert "refused to connect to 127.0.0.1" in (report.feeds[1].error or "")  # the OPML's own host, all the same
+    assert server.count("/subscriptions.opml") == 1 and server.count("/feed.xml") == 0 and second_host.hits == []
 
 
 def self_signed_localhost(folder: Path) -> tuple[Path, Path]:
@@ -291,7 +304,8 @@ def test_tls_connections_verify_the_host_name_and_end_at_the_deadline_too(tmp_pa
 @pytest.mark.parametrize("answer", [
     b"SECRET-BODY-MARKER garbage\r\n\r\n",  # not HTTP at all: the status-line parser quotes it
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nSECRET-BODY-MARKER\r\n",  # a chunk length that is not one
-], ids=["bad-status-line", "bad-chunk-length"])
+    b"HTTP/1.1 404 SECRET-BODY-MARKER\r\nContent-Length: 0\r\n\r\n",  # a reason phrase of its own
+], ids=["bad-status-line", "bad-chunk-length", "own-reason-phrase"])
 def test_no_request_failure_quotes_what_the_server_sent(answer: bytes, tmp_path: Path) -> None:
     settings = Settings(allowed_networks=LOOPBACK, download_attempts=1, max_document_s=5, max_download_s=5)
     with StallingServer(answer, b"") as document_server, pytest.raises(FeedError) as failed:
@@ -300,3 +314,12 @@ def test_no_request_failure_quotes_what_the_server_sent(answer: bytes, tmp_path:
     with StallingServer(answer, b"") as audio_server, pytest.raises(DownloadError) as failed_download:
         download_episode(Episode(episode_id="e", title="e", enclosure_url=audio_server.url), tmp_path, settings, None)
     assert "SECRET-BODY-MARKER" not in str(failed_download.value)
+
+
+def test_a_redirects_body_is_never_read(server: FeedServer) -> None:
+    target = server.add("/feed.xml", b"<rss/>")
+    # 100 MB announced, dripped forever: read before following (as requests does), it would take it all or time out.
+    redirect = f"HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 100000000\r\n\r\n".encode()
+    with StallingServer(redirect, b"x" * 1024) as redirecting:
+        fetched = fetch_document(redirecting.url, Settings(allowed_networks=LOOPBACK, max_document_s=10), FeedError)
+    assert fetched.body == b"<rss/>"

@@ -12,7 +12,8 @@ from flows.feedserver import FeedServer
 from tasks.download import sha256_of
 from tasks.errors import AudioTooLongError, TranscriptionError
 from tasks.models import AudioFile, Episode, Segment, Settings, TranscriptLink
-from tasks.transcribe.published import media_type_of, parse_published, published_transcript
+from tasks import audio as audio_codec
+from tasks.transcribe.published import MAX_LINKS_TRIED, media_type_of, parse_published, published_transcript
 from tests.test_audio import live_flac
 
 VTT_BODY = """WEBVTT - Episode 42
@@ -291,3 +292,21 @@ def test_audio_without_a_duration_is_measured_within_the_limit_keeping_no_sample
 
     with pytest.raises(AudioTooLongError, match="audio.mka is longer than the 60-second limit"):
         published_transcript(episode, audio, published_settings(settings, max_audio_duration_s=60))
+
+
+def test_only_the_first_few_links_are_tried_and_the_audio_is_measured_once(
+    server: FeedServer, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audio = live_audio(tmp_path, 30)
+    links = tuple(TranscriptLink(url=server.url(f"/gone-{n}.vtt"), type="text/vtt") for n in range(50))
+    episode = Episode(episode_id="e1", title="e1", transcripts=links)
+    measured: list[Path] = []
+    real_duration_s = audio_codec.duration_s
+    monkeypatch.setattr(audio_codec, "duration_s", lambda path, limit: measured.append(path) or real_duration_s(path, limit))
+
+    with pytest.raises(TranscriptionError, match="47 more links not tried") as refused:
+        published_transcript(episode, audio, published_settings(settings))
+
+    assert sum(server.count(f"/gone-{n}.vtt") for n in range(50)) == MAX_LINKS_TRIED == 3
+    assert str(refused.value).count("HTTP 404") == MAX_LINKS_TRIED
+    assert measured == [audio.path]

@@ -29,6 +29,10 @@ PATH_TOKEN = "aB3dE5gH7jK9mN1pQ3rS5tU7"  # a private feed's token in its path, a
     ("https://x.org/a?api_key=abc&accessKey=def&author=me&q=a%20b", "https://x.org/a?api_key=***&accessKey=***&author=me&q=a%20b"),
     ("https://x.org/a#access_token=abc", "https://x.org/a#access_token=***"),
     ("https://x.org/a.mp3?episode=3", "https://x.org/a.mp3?episode=3"),
+    ("https://me:p@ss@feeds.example.org/f.xml", "https://***@feeds.example.org/f.xml"),  # an @ in the password
+    ("https://x.org/a?accesstoken=a&authtoken=b&privatekey=c&feedtoken=d&keyword=e",
+     "https://x.org/a?accesstoken=***&authtoken=***&privatekey=***&feedtoken=***&keyword=e"),  # run-together names
+    ("https://x.org/a;jsessionid=abc", "https://x.org/a;jsessionid=***"),
 ])
 def test_urls_are_shown_without_their_credentials(url: str, shown: str) -> None:
     assert redact_url(url) == shown

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tasks.download import is_verified, sha256_of
 from tasks.errors import FeedBusyError, StorageError
-from tasks.models import STAGES, Episode
+from tasks.models import STAGES, AudioFile, Episode
 from tasks.store import (
     FeedStore,
     atomic_write_text,
@@ -24,6 +25,7 @@ from tasks.store import (
     free_episode_folder_name,
     slugify,
 )
+from tasks.transcribe import read_transcript
 
 LINK_REFUSED = "is a symbolic link; podflow never follows links inside its output folder"
 
@@ -353,3 +355,18 @@ def test_the_sweep_deletes_only_real_leftovers(tmp_path: Path) -> None:
 
     assert sorted(os.listdir(folder)) == ["linked.mp3.part"]
     assert untouched(target)
+
+
+def test_a_finished_file_that_is_a_link_is_refused_not_read(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.bin"
+    target.write_bytes(b"not podflow's")
+    folder = tmp_path / "episode"
+    folder.mkdir()
+    audio = AudioFile(episode_id="e", path=folder / "audio.mp3", source_url="https://x.org/a.mp3",
+                      bytes=target.stat().st_size, sha256=sha256_of(target))
+    (folder / "audio.mp3").symlink_to(target)  # size and hash match: only the link gives it away
+    (folder / "transcript.json").symlink_to(target)
+    with pytest.raises(StorageError, match="audio.mp3 is a symbolic link"):
+        is_verified(audio)
+    with pytest.raises(StorageError, match="transcript.json is a symbolic link"):
+        read_transcript(folder, audio)

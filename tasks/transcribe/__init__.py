@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError, fail_quietly
 from tasks.models import AudioFile, Episode, Segment, Settings, Transcript
-from tasks.store import FeedStore, atomic_write_text, episode_run_name, write_record
+from tasks.store import FeedStore, atomic_write_text, episode_run_name, no_link, write_record
 from tasks.transcribe.engine import load_backend
 from tasks.transcribe.published import published_transcript
 from tasks.transcribe.subtitles import to_srt, to_vtt
@@ -22,7 +22,7 @@ TRANSCRIPT_FILES = ("transcript.txt", "transcript.srt", "transcript.vtt", "trans
 
 def read_transcript(episode_dir: Path, audio: AudioFile) -> Transcript | None:
     """The transcript a previous run finished from this very audio file, if any."""
-    path = episode_dir / "transcript.json"
+    path = no_link(episode_dir / "transcript.json")
     if not path.is_file():
         return None
     transcript = Transcript.model_validate_json(path.read_bytes())

@@ -20,6 +20,7 @@ from tasks.errors import TranscriptionError
 from tasks.http import fetch_document
 from tasks.models import PUBLISHED_TRANSCRIPT_TYPES, AudioFile, Episode, Segment, Settings, Transcript, TranscriptLink
 
+MAX_LINKS_TRIED = 3  # transcripts of the preferred types fetched for one episode before it is given up
 VTT, SRT, JSON, HTML, PLAIN = "text/vtt", "application/x-subrip", "application/json", "text/html", "text/plain"
 ALIASES = {"application/srt": SRT, "text/srt": SRT, "application/x-srt": SRT, "text/x-srt": SRT}
 FORMAT_NAMES = {VTT: "WebVTT", SRT: "SRT", JSON: "JSON", HTML: "HTML", PLAIN: "plain-text"}
@@ -44,10 +45,10 @@ def ranked_links(episode: Episode, preference: Sequence[str]) -> list[tuple[Tran
     return [(link, kind) for _, _, link, kind in sorted(candidates, key=lambda candidate: candidate[:2])]
 
 
-def read_link(link: TranscriptLink, media_type: str, audio: AudioFile, settings: Settings) -> Transcript:
+def read_link(link: TranscriptLink, media_type: str, audio: AudioFile, duration_s: float, settings: Settings
+              ) -> Transcript:
     """Fetch and parse one published transcript; TranscriptionError, naming the URL, when it cannot be used."""
     fetched = fetch_document(link.url, settings, TranscriptionError, "published transcript")
-    duration_s = audio_codec.duration_s(audio.path, settings.max_audio_duration_s)
     try:
         segments, timed = parse_published(fetched.body, media_type, duration_s)
     except TranscriptionError as exc:
@@ -66,17 +67,21 @@ def read_link(link: TranscriptLink, media_type: str, audio: AudioFile, settings:
 
 
 def published_transcript(episode: Episode, audio: AudioFile, settings: Settings) -> Transcript | None:
-    """The first usable transcript the feed links for the episode, trying the preferred types in order; None when
-    it links none of them. Raises TranscriptionError with every link's reason when none could be used."""
+    """The first usable transcript the feed links for the episode, trying the preferred types in order (at most
+    MAX_LINKS_TRIED of them: a feed may list thousands); None when it links none of them. Raises TranscriptionError
+    with each tried link's reason when none could be used."""
+    links = ranked_links(episode, settings.published_types)
+    if not links:
+        return None
+    duration_s = audio_codec.duration_s(audio.path, settings.max_audio_duration_s)
     reasons = []
-    for link, media_type in ranked_links(episode, settings.published_types):
+    for link, media_type in links[:MAX_LINKS_TRIED]:
         try:
-            return read_link(link, media_type, audio, settings)
+            return read_link(link, media_type, audio, duration_s, settings)
         except TranscriptionError as exc:
             reasons.append(str(exc))
-    if reasons:
-        raise TranscriptionError("; ".join(reasons))
-    return None
+    untried = f"; {len(links) - MAX_LINKS_TRIED} more links not tried" if len(links) > MAX_LINKS_TRIED else ""
+    raise TranscriptionError("; ".join(reasons) + untried)
 
 
 def media_type_of(declared_type: str | None, url: str) -> str | None:
