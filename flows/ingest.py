@@ -150,11 +150,11 @@ class FeedRun:
 
     url: str
     store: FeedStore
-    operator_url: bool = True  # given to the flow, not read from an OPML list: its host is trusted for its GET
     feed: Feed | None = None
     episodes: list[Episode] = field(default_factory=list)
     not_modified: bool = False
     error: str | None = None
+    operator_url: bool = True  # given to the flow, not read from an OPML list: its host is trusted for its GET
 
 
 def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Collection[str] = ()

@@ -25,7 +25,7 @@ from tasks.errors import EnrichmentError
 from tasks.models import (
     Chapter, Enrichment, Episode, EpisodeMetadata, Feed, IngestReport, Segment, Settings, Transcript,
 )
-from tests.conftest import DEMO_DIR, DEMO_EPISODES
+from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK
 from tests.feeds import rss, rss_item
 from tests.openai_server import CHAT, OpenAIServer, Received, Reply, error
 
@@ -185,7 +185,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
 
 def openai_settings(api: OpenAIServer, tmp_path: Path, **changes: object) -> Settings:
     return Settings(output_dir=tmp_path / "out", retry_backoff_s=0.01, enrich="openai",
-                    openai_base_url=api.base_url, **changes)
+                    openai_base_url=api.base_url, allowed_networks=LOOPBACK, **changes)
 
 
 DEMO_TRANSCRIPT = transcript_of([demo.script for demo in DEMO_EPISODES])
@@ -533,7 +533,8 @@ def test_enrich_none_leaves_it_out_and_local_is_the_default(server: FeedServer, 
     server.add(f"/{demo.slug}.mp3", demo.audio)
     feed_url = server.add("/feed.xml", rss([rss_item(demo.title, guid="rivers", enclosure=f"{demo.slug}.mp3")]))
     for enrich_setting, method in (("none", None), ("local", "local")):
-        settings = Settings(output_dir=tmp_path / enrich_setting, enrich=enrich_setting)  # type: ignore[arg-type]
+        settings = Settings(output_dir=tmp_path / enrich_setting, enrich=enrich_setting,  # type: ignore[arg-type]
+                            allowed_networks=LOOPBACK)
         _, report = run(feed_url, settings)
         (outcome,) = report.episodes
         document = EpisodeMetadata.model_validate_json(
