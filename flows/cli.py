@@ -21,7 +21,7 @@ from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
 from flows import pipeline  # noqa: E402
-from flows.feedserver import FeedServer  # noqa: E402
+from flows.demo_server import serving  # noqa: E402
 from flows.ingest import ingest_feeds, listening  # noqa: E402
 from flows.limits import limits_app  # noqa: E402
 from tasks.metadata import metadata_json_schema  # noqa: E402
@@ -185,9 +185,8 @@ def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("podflow-demo"),
 ) -> None:
     """Serve the bundled demo feed on 127.0.0.1 and ingest it end to end."""
-    with FeedServer(DEMO_PORT) as server:
-        server.add_directory(DEMO_DIR)
-        feed_url = server.url("/feed.xml")
+    with serving(DEMO_DIR, DEMO_PORT) as base_url:
+        feed_url = base_url + "feed.xml"
         console.print(f"Serving the demo feed at {feed_url}")
         # The demo's episodes are on this machine, which podflow refuses to reach unless allowed.
         status = run([feed_url], None, Settings(output_dir=output, allowed_networks=("127.0.0.1/32",)))

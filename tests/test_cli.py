@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from tasks.models import EpisodeMetadata, Settings
 from tests.conftest import DEMO_EPISODES
 from tests.feeds import rss, rss_item
