@@ -13,7 +13,8 @@ side by side in one run, on synthetic stages of controlled duration.
 I/O-like stages sleep; in the transcription-bound workload, transcription burns CPU (hashing, which releases the
 GIL as real inference does). Transcription is capped at 2 running at once in every variant, like the 2 cores it
 would use here, so a wiring that ignores the limit cannot look faster than a real machine allows.
-Run: `.venv/bin/python bench/pipeline.py [--chart bench/pipeline-gantt.png]`.
+Run: `.venv/bin/python bench/pipeline.py [--chart bench/out/pipeline-gantt.png]` (bench/out/ is ignored by git; the
+README's picture is bench/pipeline-gantt.png).
 """
 
 from __future__ import annotations
@@ -285,6 +286,7 @@ def gantt(results: Sequence[Result], workload: Workload, path: Path) -> None:
         axis.set_title(f"{result.variant}: {result.makespan:.1f} s", loc="left", fontsize=10)
     axes[-1].set_xlabel(f"seconds ({workload.name} episodes; ideal {ideal_makespan(workload):.1f} s)")
     figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
 
 

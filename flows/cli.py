@@ -9,19 +9,22 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
+import inspect  # noqa: E402
 from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Annotated, Optional  # noqa: E402
+from types import UnionType  # noqa: E402
+from typing import Annotated, Literal, Optional, Union, get_args, get_origin  # noqa: E402
 
 import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
+from pydantic.fields import FieldInfo  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
 from flows import pipeline  # noqa: E402
-from flows.feedserver import FeedServer  # noqa: E402
+from flows.demo_server import serving  # noqa: E402
 from flows.ingest import ingest_feeds, listening  # noqa: E402
 from flows.limits import limits_app  # noqa: E402
 from tasks.metadata import metadata_json_schema  # noqa: E402
@@ -32,8 +35,9 @@ DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_PORT = 47123
 STATUS_STYLE = {"complete": "green", "already complete": "cyan", "failed": "red", "skipped": "yellow"}
 
+# Plain help (click's layout), not rich's table: at 80 columns rich cuts option names short (`--transcribe-work…`).
 app = typer.Typer(help="podflow: download, transcribe and describe every episode of a podcast feed.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 console = Console()
 
 
@@ -100,84 +104,81 @@ def run(feed_urls: list[str], opml: str | None, settings: Settings) -> int:
     return 0
 
 
-def described(setting: str) -> str:
-    """The Settings field's own description and default, so the CLI and the Prefect UI form say the same."""
-    field = Settings.model_fields[setting]
-    return f"{field.description} (default: {field.default})"
+# The settings spelled otherwise on the command line; every other field is `--its-name`, so a new field of Settings
+# is an option of `podflow ingest` with no edit here.
+SPELLED = {"output_dir": ("--output", "-o"), "allowed_networks": ("--allow-network",)}
+METAVAR = {"allowed_networks": "CIDR"}
 
 
-@app.command()
-def ingest(
-    feed_urls: Annotated[Optional[list[str]], typer.Argument(help="RSS or Atom feed URLs.", show_default=False)] = None,
-    opml: Annotated[Optional[str], typer.Option(help="An OPML file or URL listing feeds to ingest too.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=described("output_dir"))] = None,
-    download_workers: Annotated[Optional[int], typer.Option(help=described("download_workers"))] = None,
-    transcribe_workers: Annotated[Optional[int], typer.Option(help=described("transcribe_workers"))] = None,
-    metadata_workers: Annotated[Optional[int], typer.Option(help=described("metadata_workers"))] = None,
-    transcriber: Annotated[Optional[str], typer.Option(help=described("transcriber"))] = None,
-    model: Annotated[Optional[str], typer.Option(help=described("model"))] = None,
-    device: Annotated[Optional[str], typer.Option(help=described("device"))] = None,
-    transcribe_pool: Annotated[Optional[str], typer.Option(help=described("transcribe_pool"))] = None,
-    compute_type: Annotated[Optional[str], typer.Option(help=described("compute_type"))] = None,
-    beam_size: Annotated[Optional[int], typer.Option(help=described("beam_size"))] = None,
-    language: Annotated[Optional[str], typer.Option(help=described("language"))] = None,
-    word_timestamps: Annotated[Optional[bool], typer.Option(help=described("word_timestamps"))] = None,
-    prefer_published: Annotated[Optional[bool], typer.Option(help=described("prefer_published"))] = None,
-    published_types: Annotated[
-        Optional[list[str]], typer.Option(help=f"Repeat the option for each type. {described('published_types')}")
-    ] = None,
-    published_fallback: Annotated[Optional[bool], typer.Option(help=described("published_fallback"))] = None,
-    user_agent: Annotated[Optional[str], typer.Option(help=described("user_agent"))] = None,
-    http_timeout_s: Annotated[Optional[float], typer.Option(help=described("http_timeout_s"))] = None,
-    download_attempts: Annotated[Optional[int], typer.Option(help=described("download_attempts"))] = None,
-    retry_backoff_s: Annotated[Optional[float], typer.Option(help=described("retry_backoff_s"))] = None,
-    max_download_s: Annotated[Optional[float], typer.Option(help=described("max_download_s"))] = None,
-    max_document_s: Annotated[Optional[float], typer.Option(help=described("max_document_s"))] = None,
-    max_feed_bytes: Annotated[Optional[int], typer.Option(help=described("max_feed_bytes"))] = None,
-    max_feed_pages: Annotated[Optional[int], typer.Option(help=described("max_feed_pages"))] = None,
-    allow_network: Annotated[
-        Optional[list[str]],
-        typer.Option(metavar="CIDR", help=f"Repeat the option for each network. {described('allowed_networks')}"),
-    ] = None,
-    max_episode_bytes: Annotated[Optional[int], typer.Option(help=described("max_episode_bytes"))] = None,
-    max_audio_duration_s: Annotated[Optional[float], typer.Option(help=described("max_audio_duration_s"))] = None,
-    published_after: Annotated[Optional[datetime], typer.Option(help=described("published_after"))] = None,
-    newest: Annotated[Optional[int], typer.Option(help=described("newest"))] = None,
-    skip_back_catalogue: Annotated[Optional[bool], typer.Option(help=described("skip_back_catalogue"))] = None,
-    openai_base_url: Annotated[Optional[str], typer.Option(help=described("openai_base_url"))] = None,
-    openai_api_key_secret: Annotated[Optional[str], typer.Option(help=described("openai_api_key_secret"))] = None,
-    openai_transcribe_model: Annotated[Optional[str], typer.Option(help=described("openai_transcribe_model"))] = None,
-    openai_requests: Annotated[Optional[int], typer.Option(help=described("openai_requests"))] = None,
-    openai_rate_limit: Annotated[Optional[str], typer.Option(help=described("openai_rate_limit"))] = None,
-    enrich: Annotated[Optional[str], typer.Option(help=described("enrich"))] = None,
-    enrich_model: Annotated[Optional[str], typer.Option(help=described("enrich_model"))] = None,
-) -> None:
+def shown(default: object) -> str:
+    """A default as a user would type it."""
+    if default is None or default == ():
+        return "none"
+    if isinstance(default, tuple):
+        return ", ".join(map(str, default))
+    return str(default)
+
+
+def setting_option(name: str, field: FieldInfo) -> inspect.Parameter:
+    """The `ingest` option of one Settings field: its type, its name, and help from its description and default.
+
+    Values are only parsed here (a number, a date); Settings validates them, so the CLI and the Prefect UI form
+    accept the same."""
+    kind, metavar, repeated = field.annotation, METAVAR.get(name), False
+    if get_origin(kind) in (Union, UnionType):  # `X | None`
+        kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    if get_origin(kind) is Annotated:  # PositiveInt: int with a constraint
+        kind = get_args(kind)[0]
+    if get_origin(kind) in (tuple, list):  # the option repeated, once for each value
+        kind, repeated = get_args(kind)[0], True
+    if get_origin(kind) is Literal:
+        metavar = metavar or "<" + "|".join(map(str, get_args(kind))) + ">"
+        kind = str
+    elif kind not in (bool, int, float, Path, datetime):
+        kind = str  # IP networks and anything else: Settings parses the text
+    if kind is datetime:
+        metavar = metavar or "<YYYY-MM-DD[THH:MM:SS]>"
+    elif repeated:
+        metavar = metavar or f"<{kind.__name__}>"  # one value per option, not typer's <list[...]>
+    decls = SPELLED.get(name, (f"--{name.replace('_', '-')}",))
+    default = shown(field.default)
+    if kind is bool:
+        on, off = decls[0], f"--no-{decls[0].removeprefix('--')}"
+        decls, default = (f"{on}/{off}",), on if field.default else off
+    text = f"{'Repeat the option for each value. ' if repeated else ''}{field.description} (default: {default})"
+    annotation = Optional[list[kind] if repeated else kind]  # type: ignore[valid-type]
+    option = typer.Option(*decls, help=text, metavar=metavar, show_default=False)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[annotation, option])
+
+
+def ingest(feed_urls: list[str] | None, opml: str | None, **given: object) -> None:
     """Ingest every new episode of each FEED_URL and of each feed in the OPML file, in one pipeline."""
-    given = {
-        "output_dir": output, "download_workers": download_workers, "transcribe_workers": transcribe_workers,
-        "metadata_workers": metadata_workers, "transcriber": transcriber, "model": model, "device": device,
-        "transcribe_pool": transcribe_pool, "compute_type": compute_type, "beam_size": beam_size, "language": language,
-        "word_timestamps": word_timestamps, "prefer_published": prefer_published,
-        "published_types": tuple(published_types) if published_types else None,
-        "published_fallback": published_fallback, "user_agent": user_agent,
-        "http_timeout_s": http_timeout_s, "download_attempts": download_attempts, "retry_backoff_s": retry_backoff_s,
-        "max_download_s": max_download_s, "max_document_s": max_document_s, "max_feed_bytes": max_feed_bytes,
-        "max_feed_pages": max_feed_pages, "allowed_networks": tuple(allow_network) if allow_network else None,
-        "max_episode_bytes": max_episode_bytes,
-        "max_audio_duration_s": max_audio_duration_s, "published_after": published_after, "newest": newest,
-        "skip_back_catalogue": skip_back_catalogue, "openai_base_url": openai_base_url,
-        "openai_api_key_secret": openai_api_key_secret, "openai_transcribe_model": openai_transcribe_model,
-        "openai_requests": openai_requests, "openai_rate_limit": openai_rate_limit, "enrich": enrich,
-        "enrich_model": enrich_model,
-    }
     if not feed_urls and not opml:
         raise typer.BadParameter("give at least one FEED_URL, or --opml")
+    values: dict[str, object] = {}
+    for name, value in given.items():
+        if isinstance(value, (list, tuple)):
+            value = tuple(value) or None  # a repeatable option not given
+        if value is not None:  # an option not given: the field's default
+            values[name] = value
     try:
-        settings = Settings(**{name: value for name, value in given.items() if value is not None})
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
         raise typer.BadParameter("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
                                  ) from None
     raise typer.Exit(run(feed_urls or [], opml, settings))
+
+
+# typer reads the options from the signature: the feeds, then one option per Settings field.
+ingest.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+    inspect.Parameter("feed_urls", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
+        Optional[list[str]], typer.Argument(metavar="FEED_URL", help="RSS or Atom feed URLs.", show_default=False)]),
+    inspect.Parameter("opml", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
+        Optional[str], typer.Option(metavar="FILE|URL", help="An OPML file or URL listing feeds to ingest too.")]),
+    *(setting_option(name, field) for name, field in Settings.model_fields.items()),
+])
+app.command()(ingest)
 
 
 @app.command()
@@ -185,9 +186,8 @@ def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("podflow-demo"),
 ) -> None:
     """Serve the bundled demo feed on 127.0.0.1 and ingest it end to end."""
-    with FeedServer(DEMO_PORT) as server:
-        server.add_directory(DEMO_DIR)
-        feed_url = server.url("/feed.xml")
+    with serving(DEMO_DIR, DEMO_PORT) as base_url:
+        feed_url = base_url + "feed.xml"
         console.print(f"Serving the demo feed at {feed_url}")
         # The demo's episodes are on this machine, which podflow refuses to reach unless allowed.
         status = run([feed_url], None, Settings(output_dir=output, allowed_networks=("127.0.0.1/32",)))

@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
-from flows.feedserver import FeedServer  # noqa: E402
+from tests.feedserver import FeedServer  # noqa: E402
 from tasks.models import Settings  # noqa: E402
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "flows" / "demo"

@@ -24,7 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from tasks.models import EpisodeMetadata, Ledger, Transcript
 from tests.conftest import DEMO_EPISODES
 from tests.feeds import rss, rss_item

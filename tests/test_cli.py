@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
+from ipaddress import ip_network
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
+from flows import cli
 from flows.cli import app
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from tasks.models import EpisodeMetadata, Settings
 from tests.conftest import DEMO_EPISODES
 from tests.feeds import rss, rss_item
@@ -63,6 +68,52 @@ def test_every_setting_is_an_ingest_option() -> None:
     options = {spelled.get(name, name).replace("_", "-") for name in Settings.model_fields}
     missing = [name for name in options if f"--{name}" not in result.output]
     assert missing == []
+
+
+def test_every_option_name_is_whole_at_80_columns() -> None:
+    result = runner.invoke(app, ["ingest", "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    ingest = typer.main.get_command(app).commands["ingest"]  # type: ignore[attr-defined]
+    names = [name for param in ingest.params for name in (*param.opts, *param.secondary_opts) if name.startswith("-")]
+    assert len(names) > len(Settings.model_fields)
+    cut = [name for name in names if not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", result.output)]
+    assert cut == [], result.output
+    assert max(map(len, result.output.splitlines())) <= 80
+
+
+def test_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    given: list[Settings] = []
+    monkeypatch.setattr(cli, "run", lambda feed_urls, opml, settings: given.append(settings) or 0)
+    result = runner.invoke(app, [
+        "ingest", "http://127.0.0.1:9/feed.xml", "-o", "out", "--download-workers", "2", "--word-timestamps",
+        "--no-published-fallback", "--published-types", "text/vtt", "--published-types", "text/plain",
+        "--allow-network", "10.0.0.0/8", "--allow-network", "192.168.1.0/24", "--published-after", "2026-11-01",
+        "--max-download-s", "60", "--transcriber", "whisper",
+    ])
+    assert result.exit_code == 0, result.output
+    [settings] = given
+    assert settings.output_dir.name == "out" and settings.download_workers == 2 and settings.max_download_s == 60
+    assert settings.word_timestamps is True and settings.published_fallback is False
+    assert settings.published_types == ("text/vtt", "text/plain")
+    assert settings.allowed_networks == (ip_network("10.0.0.0/8"), ip_network("192.168.1.0/24"))
+    assert settings.published_after == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert settings.transcriber == "whisper"
+    assert settings.model == Settings().model and settings.newest is None  # not given: the field's default
+
+    runner.invoke(app, ["ingest", "http://127.0.0.1:9/feed.xml"])
+    assert given[-1] == Settings()
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--device", "tpu", "device: Input should be 'cpu', 'cuda' or 'auto'"),
+    ("--allow-network", "not-a-network", "allowed_networks.0: "),
+    ("--download-workers", "many", "Invalid value for '--download-workers'"),
+    ("--published-after", "yesterday", "Invalid value for '--published-after'"),
+])
+def test_an_invalid_value_is_a_usage_error(option: str, value: str, message: str) -> None:
+    result = runner.invoke(app, ["ingest", "http://127.0.0.1:9/feed.xml", option, value])
+    assert result.exit_code == 2 and result.exception is not None and isinstance(result.exception, SystemExit)
+    assert message in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.usefixtures("prefect_api")

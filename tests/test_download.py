@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from flows.feedserver import FeedServer, Route
+from tests.feedserver import FeedServer, Route
 from tasks.download import download_episode
 from tasks.http import retry_after_s
 from tasks.errors import DownloadError

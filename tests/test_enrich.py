@@ -17,7 +17,7 @@ from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from flows.ingest import ingest_feed
 from tasks import enrich
 from tasks.enrich import Answer, local_enrichment, openai_enrichment, snap_chapters, split_parts

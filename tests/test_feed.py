@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from flows.ingest import FeedRun, register
 from tasks.errors import FeedError
 from tasks.feed import enclosure_identity, fetch_feed, guid_episode_id, media_rank, normalise_url
@@ -184,7 +184,7 @@ def test_a_body_naming_a_local_file_is_not_read_as_that_file(
 
 DEV_ZERO = """
 import resource, time
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from tasks.errors import FeedError
 from tasks.feed import fetch_feed
 from tasks.models import Settings

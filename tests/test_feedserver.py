@@ -1,10 +1,10 @@
-"""The test and demo HTTP server itself: its Range answers must be right for the download tests to mean anything."""
+"""The test HTTP server itself: its Range answers must be right for the download tests to mean anything."""
 
 from __future__ import annotations
 
 import requests
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 
 BODY = bytes(range(256)) * 4
 

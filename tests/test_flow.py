@@ -13,7 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.states import State
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from flows.ingest import ingest_feed
 from tasks.models import EpisodeMetadata, IngestReport, Ledger, Settings
 from tasks.store import FeedStore

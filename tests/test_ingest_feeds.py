@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.states import State
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from flows.ingest import ingest_feeds, selected_episodes
 from flows.summary import markdown_text, summary_markdown
 from tasks.models import STAGES, Episode, EpisodeOutcome, IngestReport, RunReport, Settings

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from flows.ingest import ingest_feed, ingest_feeds
 from tasks.download import download_episode
 from tasks.errors import DownloadError, FeedError

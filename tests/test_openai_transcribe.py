@@ -24,7 +24,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.concurrency.sync import rate_limit
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError
 from tasks.models import Segment, Settings, Transcript, Word

@@ -26,7 +26,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Scheduled
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from tests.conftest import DEMO_DIR, DEMO_EPISODES
 from tests.feeds import rss, rss_item
 from tests.operate import ROOT, Operation, Postgres, embedded_postgres, postgres_unavailable, wait_until

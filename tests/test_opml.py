@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from tasks.errors import FeedError
 from tasks.models import Settings
 from tasks.opml import parse_opml, read_opml

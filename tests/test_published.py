@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from tasks.download import sha256_of
 from tasks.errors import AudioTooLongError, TranscriptionError
 from tasks.models import AudioFile, Episode, Segment, Settings, TranscriptLink

@@ -9,7 +9,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from flows.ingest import ingest_feed
 from tasks.errors import FeedError
 from tasks.models import IngestReport, Ledger, Settings

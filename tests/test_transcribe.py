@@ -18,7 +18,7 @@ import pytest
 import srt
 import webvtt
 
-from flows.feedserver import FeedServer
+from tests.feedserver import FeedServer
 from tasks import audio as audio_codec
 from tasks.download import sha256_of
 from tasks.errors import AudioDecodeError, AudioTooLongError, TranscriptionError

@@ -1,7 +1,5 @@
 """A real HTTP server on 127.0.0.1 for feeds and audio, with Range requests, conditional GETs, redirects and faults
-on demand.
-
-`podflow demo` serves its bundled feed with it; the tests use it to delay, fail and cut off chosen paths.
+on demand: the tests use it to delay, fail and cut off chosen paths.
 """
 
 from __future__ import annotations
