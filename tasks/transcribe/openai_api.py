@@ -28,8 +28,9 @@ import openai
 
 from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError
-from tasks.models import AudioFile, Segment, Settings, Transcript, Word
+from tasks.models import AudioFile, Episode, Segment, Settings, Transcript, Word
 from tasks.openai_client import RequestFailed, api_key, call_with_retries, masked, new_client
+from tasks.transcribe.base import Progress
 
 BACKEND = "openai"
 MAX_UPLOAD_BYTES = 25_000_000  # the API's limit is 25 MB; 25 MiB would be the kinder reading, so not that one
@@ -443,3 +444,13 @@ def api_transcript(
         # Word times, where a server sent them unasked, helped the stitching; the transcript has them if asked.
         segments=tuple(s if settings.word_timestamps else s.model_copy(update={"words": ()}) for s in stitch(parts)),
     )
+
+
+class OpenAIBackend:
+    """The OpenAI audio API behind the transcribe stage's one entry point."""
+
+    def __init__(self, settings: Settings):
+        """Nothing to load: the client is made per episode, from the settings of that call."""
+
+    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress) -> Transcript:
+        return api_transcript(audio, settings, progress.on_segment, on_retry=progress.on_retry)
