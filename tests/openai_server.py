@@ -65,7 +65,7 @@ def whisper_transcription(received: Received) -> Reply:
     from tasks import audio as audio_codec
     from tasks.models import Settings
     from tasks.transcribe.base import load_backend
-    from tasks.transcribe.openai_api import LANGUAGE_CODES
+    from tasks.transcribe.openai_request import LANGUAGE_CODES
 
     upload = received.files.get("file")
     if not upload:
