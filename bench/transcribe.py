@@ -74,7 +74,7 @@ def warm_worker(job: tuple[dict[str, Any], Any, str]) -> float:
     """Load the engine (timed), then, with every other worker at once, transcribe a first clip: each worker holds
     its own model (openai-whisper checks one out per concurrent transcription) before the clock starts."""
     from tasks.models import Settings
-    from tasks.transcribe.engine import load_backend
+    from tasks.transcribe.base import load_backend
 
     settings_fields, all_workers_ready, folder = job
     started = time.perf_counter()

@@ -46,7 +46,7 @@ from tasks.opml import read_opml
 from tasks.redaction import redact_url, redact_urls
 from tasks.store import FeedStore
 from tasks.transcribe import transcribe
-from tasks.transcribe.engine import runs_in_processes
+from tasks.transcribe.base import runs_in_processes
 
 _progress_listeners: list[Callable[[Progress], None]] = []
 

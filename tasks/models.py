@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, PositiveFloat, PositiveInt, field_validator
 
 from tasks.redaction import RedactedUrl
+from tasks.transcribers import BACKENDS, DEFAULT_BACKEND, described_backends, registered
 
 StageName = Literal["download", "transcribe", "metadata"]
 STAGES: tuple[StageName, ...] = ("download", "transcribe", "metadata")
@@ -38,10 +39,10 @@ class Settings(Record):
     download_workers: PositiveInt = Field(4, description="Episodes downloading at once.")
     transcribe_workers: PositiveInt = Field(1, description="Episodes transcribing at once.")
     metadata_workers: PositiveInt = Field(4, description="Episodes whose metadata is built at once.")
-    transcriber: Literal["faster-whisper", "whisper", "openai", "published"] = Field(
-        "faster-whisper",
-        description="faster-whisper (CTranslate2), whisper (openai-whisper, PyTorch), openai (the OpenAI audio API "
-        "or a compatible server: see openai_*), or published: only the transcripts the feed links, never Whisper.",
+    transcriber: str = Field(
+        DEFAULT_BACKEND,
+        description=described_backends(),
+        json_schema_extra=lambda schema: schema.update(enum=list(BACKENDS)),  # the UI form's choices, as registered
     )
     model: str = Field(
         "bundled:tiny.en",
@@ -109,6 +110,12 @@ class Settings(Record):
         description="On a feed's first run, record the episodes it already has as seen without downloading them; "
         "later runs take only new episodes. Safe to leave on for a scheduled deployment.",
     )
+
+    @field_validator("transcriber")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        """One of the transcribers in tasks/transcribers.py's BACKENDS."""
+        return registered(name)
 
     @field_validator("published_after")
     @classmethod

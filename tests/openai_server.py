@@ -64,8 +64,8 @@ def whisper_transcription(received: Received) -> Reply:
     answered as whisper-1 answers (language by name; words at the top level when asked for)."""
     from tasks import audio as audio_codec
     from tasks.models import Settings
-    from tasks.transcribe.engine import load_backend
-    from tasks.transcribe.openai_api import LANGUAGE_CODES
+    from tasks.transcribe.base import load_backend
+    from tasks.transcribe.openai_request import LANGUAGE_CODES
 
     upload = received.files.get("file")
     if not upload:
@@ -81,7 +81,7 @@ def whisper_transcription(received: Received) -> Reply:
         except Exception as exc:
             return error(400, f"Invalid file format: {exc}")
     with _whisper_lock:  # one model, one transcription at a time, as a small server would run it
-        detected, produced = load_backend(settings).transcribe(samples, settings)
+        detected, produced = load_backend(settings).segments(samples, settings)  # type: ignore[attr-defined]
         segments = list(produced)
     names = {code: name for name, code in LANGUAGE_CODES.items()}
     text = " ".join(s.text for s in segments)

@@ -29,9 +29,12 @@ from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError
 from tasks.models import Segment, Settings, Transcript, Word
 from tasks.openai_client import call_with_retries
-from tasks.transcribe import TRANSCRIPT_FILES, transcribe_audio
-from tasks.transcribe import openai_api
-from tasks.transcribe.openai_api import Chunk, ChunkTranscript, api_transcript, plan_chunks, stitch
+from tasks.transcribe import transcribe_audio
+from tasks.transcribe import openai_chunks
+from tasks.transcribe.openai_api import api_transcript
+from tasks.transcribe.openai_chunks import Chunk, encode_chunk, plan_chunks
+from tasks.transcribe.openai_request import parse_reply
+from tasks.transcribe.openai_stitch import ChunkTranscript, stitch
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.feeds import rss, rss_item
 from tests.openai_server import TRANSCRIPTIONS, OpenAIServer, Received, Reply, error
@@ -200,9 +203,7 @@ def tone_transcription(received: Received) -> Reply:
                        "text": "".join(str(s["text"]) for s in segments), "segments": segments}, delay_s=1.0)
 
 
-def test_a_two_hour_episode_goes_in_chunks_under_the_upload_limit(
-    api: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_two_hour_episode_goes_in_chunks_under_the_upload_limit(api: OpenAIServer, tmp_path: Path) -> None:
     """A two-hour episode of 115 MB (the API takes 25 MB) is cut into ten-minute chunks at its silences, sent three
     at a time, and stitched: every tone heard once, in order, at its time. The server "hears" tones, not speech
     (see tone_transcription): two hours of real Whisper inference would take far too long here."""
@@ -214,26 +215,23 @@ def test_a_two_hour_episode_goes_in_chunks_under_the_upload_limit(
     api.transcribe = tone_transcription
     plans: list[tuple[Chunk, ...]] = []
     encoded_s: list[float] = []
-    real_plan, real_encode = openai_api.plan_chunks, openai_api.encode_chunk
 
     def planned(*args: object, **kwargs: object) -> tuple[Chunk, ...]:
-        plans.append(real_plan(*args, **kwargs))  # type: ignore[arg-type]
+        plans.append(plan_chunks(*args, **kwargs))  # type: ignore[arg-type]
         return plans[-1]
 
     def encoded(samples: np.ndarray) -> bytes:
         began = time.thread_time()  # CPU time: the wall time depends on what else the cores are doing
         try:
-            return real_encode(samples)
+            return encode_chunk(samples)
         finally:
             encoded_s.append(time.thread_time() - began)
 
-    monkeypatch.setattr(openai_api, "plan_chunks", planned)
-    monkeypatch.setattr(openai_api, "encode_chunk", encoded)
     progress: list[tuple[float, float]] = []
     settings = openai_settings(tmp_path, api, openai_requests=3)
 
     transcribing = time.perf_counter()
-    transcript = transcribe_audio(audio, episode_of(audio), audio.path.parent, settings, lambda *p: progress.append(p))
+    transcript = api_transcript(audio, settings, lambda *p: progress.append(p), plan=planned, encode=encoded)
     transcribed_s = time.perf_counter() - transcribing
 
     [chunks] = plans
@@ -244,7 +242,7 @@ def test_a_two_hour_episode_goes_in_chunks_under_the_upload_limit(
           f"peak in flight {api.peak_in_flight(TRANSCRIPTIONS)}")
     assert len(requests) == len(chunks) == 13
     assert all(size < 25_000_000 for size in sizes) and sum(sizes) < 40_000_000
-    assert all(c.end_s - c.start_s <= openai_api.CHUNK_S + 2 * openai_api.OVERLAP_S for c in chunks)
+    assert all(c.end_s - c.start_s <= openai_chunks.CHUNK_S + 2 * openai_chunks.OVERLAP_S for c in chunks)
     assert 1 < api.peak_in_flight(TRANSCRIPTIONS) <= 3
     cuts = [c.own_end_s for c in chunks[:-1]]
     in_tones = [cut for cut in cuts if UNBROKEN[0] + PERIOD_S < cut < UNBROKEN[1]]
@@ -260,7 +258,6 @@ def test_a_two_hour_episode_goes_in_chunks_under_the_upload_limit(
     assert (transcript.backend, transcript.language, transcript.estimated_timing) == ("openai", "en", False)
     assert len(progress) == 13 and progress[-1] == (transcript.audio_duration_s, transcript.audio_duration_s)
     assert [done for done, _ in progress] == sorted(done for done, _ in progress)
-    assert all((audio.path.parent / name).is_file() for name in TRANSCRIPT_FILES)
 
 
 # Failures -------------------------------------------------------------------------------------------------------
@@ -583,7 +580,7 @@ def test_without_silence_a_cut_still_falls_within_the_limit() -> None:
 def test_an_encoded_chunk_decodes_to_the_same_length(tmp_path: Path) -> None:
     seconds = 30
     t = np.arange(seconds * audio_codec.SAMPLE_RATE) / audio_codec.SAMPLE_RATE
-    data = openai_api.encode_chunk((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+    data = encode_chunk((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
     assert 0.8 * seconds * 4000 < len(data) < 1.3 * seconds * 4000  # 32 kbit/s
     (tmp_path / "chunk.ogg").write_bytes(data)
     assert audio_codec.decode(tmp_path / "chunk.ogg").size == pytest.approx(t.size, abs=400)
@@ -690,7 +687,7 @@ def test_a_verbose_reply_is_moved_to_the_chunk_and_its_words_placed() -> None:
                             {"start": 2.0, "end": 700.0, "text": " Wie geht's?"}],
                "words": [{"word": "Guten", "start": 0.5, "end": 0.9}, {"word": "Tag.", "start": 1.0, "end": 1.5},
                          {"word": "Wie", "start": 2.0, "end": 2.2}, {"word": "geht's?", "start": 2.3, "end": 2.8}]}
-    part = openai_api.parse_reply(payload, chunk, 598.0, True, "test")
+    part = parse_reply(payload, chunk, 598.0, True, "test")
     assert part.language == "de" and part.timed
     assert [(s.start, s.end, s.text) for s in part.segments] == [(598.5, 599.5, "Guten Tag."),
                                                                 (600.0, 1201.0, "Wie geht's?")]

@@ -1,5 +1,5 @@
-"""Transcribe an episode: a transcript the feed publishes, or Whisper on its audio; written as text, JSON, SRT
-and WebVTT."""
+"""Transcribe an episode: a transcript the feed publishes, or the chosen transcriber (tasks/transcribers.py) on its
+audio; written as text, JSON, SRT and WebVTT."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError, fail_quietly
-from tasks.models import AudioFile, Episode, Segment, Settings, Transcript
+from tasks.models import AudioFile, Episode, Settings, Transcript
 from tasks.store import FeedStore, atomic_write_text, episode_run_name, no_link, write_record
-from tasks.transcribe.engine import load_backend
-from tasks.transcribe.published import published_transcript
+from tasks.transcribe.base import Progress, load_backend
+from tasks.transcribe.published import PUBLISHED, published_transcript
 from tasks.transcribe.subtitles import to_srt, to_vtt
 
 TRANSCRIPT_FILES = ("transcript.txt", "transcript.srt", "transcript.vtt", "transcript.json")
@@ -29,40 +28,25 @@ def read_transcript(episode_dir: Path, audio: AudioFile) -> Transcript | None:
     return transcript if (transcript.episode_id, transcript.audio_sha256) == (audio.episode_id, audio.sha256) else None
 
 
-def whisper_transcript(
-    audio: AudioFile, settings: Settings, on_segment: Callable[[float, float], None]
-) -> Transcript:
-    samples = audio_codec.decode(audio.path, settings.max_audio_duration_s)
-    duration_s = samples.size / audio_codec.SAMPLE_RATE
-    segments: list[Segment] = []
-    try:
-        backend = load_backend(settings)
-    except Exception as exc:
-        raise TranscriptionError(f"the {settings.transcriber} model {settings.model!r} cannot be loaded: {exc}") from exc
-    try:
-        detected, produced = backend.transcribe(samples, settings)
-        for segment in produced:
-            segments.append(segment)
-            on_segment(segment.end, duration_s)
-    except Exception as exc:
-        raise TranscriptionError(f"{backend.name} failed on {audio.path.name}: {exc}") from exc
-    return Transcript(
-        episode_id=audio.episode_id,
-        audio_sha256=audio.sha256,
-        backend=backend.name,
-        model=backend.model_name,
-        language=detected.language,
-        language_probability=detected.probability,
-        audio_duration_s=round(duration_s, 3),
-        segments=tuple(segments),
-    )
-
-
 def write_transcript(transcript: Transcript, episode_dir: Path) -> None:
     atomic_write_text(episode_dir / "transcript.txt", transcript.text + "\n")
     atomic_write_text(episode_dir / "transcript.srt", to_srt(transcript.segments))
     atomic_write_text(episode_dir / "transcript.vtt", to_vtt(transcript.segments))
     write_record(episode_dir / "transcript.json", transcript)  # last: its presence means the stage is done
+
+
+def preferred_published(
+    episode: Episode, audio: AudioFile, settings: Settings, on_fallback: Callable[[str], None]
+) -> Transcript | None:
+    """The transcript the feed links, where there is a usable one; None sends the episode to the chosen transcriber,
+    after `on_fallback(reason)` where the links failed (unless published_fallback is off: then they fail it)."""
+    try:
+        return published_transcript(episode, audio, settings)
+    except TranscriptionError as exc:
+        if not settings.published_fallback:
+            raise
+        on_fallback(str(exc))
+        return None
 
 
 def transcribe_audio(
@@ -76,34 +60,21 @@ def transcribe_audio(
 ) -> Transcript:
     """The episode's transcript, written to its folder; one already written from this audio is returned as is.
 
-    A published transcript is used where the settings ask for one and the feed links one; `on_fallback(reason)`
-    hears why Whisper was used after all. `on_segment(seconds_transcribed, seconds_in_total)` follows Whisper
-    segment by segment, or the OpenAI API (transcriber=openai) chunk by chunk; `on_retry` hears of its retries.
+    A published transcript first where the settings ask for one and the feed links one (`on_fallback(reason)` hears
+    why the transcriber was used after all), else the transcriber the settings choose from BACKENDS.
+    `on_segment(seconds_transcribed, seconds_in_total)` follows it (Whisper segment by segment, the OpenAI API chunk
+    by chunk); `on_retry` hears of its requests tried again.
     """
     if (done := read_transcript(episode_dir, audio)) is not None:
         if not all((episode_dir / name).is_file() for name in TRANSCRIPT_FILES):  # made before podflow wrote them
             write_transcript(done, episode_dir)
         return done
     transcript = None
-    if settings.transcriber == "published" or settings.prefer_published:
-        try:
-            transcript = published_transcript(episode, audio, settings)
-        except TranscriptionError as exc:
-            if settings.transcriber == "published" or not settings.published_fallback:
-                raise
-            on_fallback(str(exc))
+    if settings.prefer_published and settings.transcriber != PUBLISHED:
+        transcript = preferred_published(episode, audio, settings, on_fallback)
     if transcript is None:
-        if settings.transcriber == "published":
-            offered = ", ".join(link.type or link.url for link in episode.transcripts) or "none"
-            raise TranscriptionError(
-                f"the feed links no transcript of a type in published_types for this episode (offered: {offered})"
-            )
-        if settings.transcriber == "openai":
-            from tasks.transcribe.openai_api import api_transcript
-
-            transcript = api_transcript(audio, settings, on_segment, on_retry=on_retry)
-        else:
-            transcript = whisper_transcript(audio, settings, on_segment)
+        backend = load_backend(settings)
+        transcript = backend.transcribe(audio, episode, settings, Progress(on_segment, on_retry))
     write_transcript(transcript, episode_dir)
     return transcript
 

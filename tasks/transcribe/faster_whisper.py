@@ -9,15 +9,13 @@ import numpy as np
 from faster_whisper import WhisperModel
 
 from tasks.models import Segment, Settings, Word
+from tasks.transcribe.base import Detected, SampleBackend, threads_per_worker, workers_in_process
 from tasks.transcribe.bundled import bundled_model
-from tasks.transcribe.engine import Detected, threads_per_worker
 
 
-class FasterWhisperBackend:
-    name = "faster-whisper"
-
-    def __init__(self, settings: Settings, workers_in_process: int):
-        self.model_name = settings.model
+class FasterWhisperBackend(SampleBackend):
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
         device = settings.device
         compute_type = settings.compute_type or {"cpu": "int8", "cuda": "float16"}.get(device, "default")
         bundled = bundled_model(settings.model)
@@ -26,15 +24,13 @@ class FasterWhisperBackend:
             settings.model,
             device=device,
             compute_type=compute_type,
-            num_workers=workers_in_process,
+            num_workers=workers_in_process(settings),
             cpu_threads=threads_per_worker(settings),
             local_files_only=bundled is not None or Path(settings.model).is_dir(),
             files=bundled.files() if bundled else None,
         )
 
-    def transcribe(
-        self, samples: np.ndarray, settings: Settings
-    ) -> tuple[Detected, Iterator[Segment]]:
+    def segments(self, samples: np.ndarray, settings: Settings) -> tuple[Detected, Iterator[Segment]]:
         segments, info = self.model.transcribe(
             samples, language=settings.language, beam_size=settings.beam_size, word_timestamps=settings.word_timestamps
         )

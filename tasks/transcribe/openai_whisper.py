@@ -17,8 +17,8 @@ import whisper
 from whisper.model import ModelDimensions, Whisper
 
 from tasks.models import Segment, Settings, Word
+from tasks.transcribe.base import Detected, SampleBackend, threads_per_worker, torch_device
 from tasks.transcribe.bundled import bundled_model, whisper_checkpoint_path
-from tasks.transcribe.engine import Detected, threads_per_worker, torch_device
 
 
 def load_model(model: str, device: str) -> Whisper:
@@ -35,11 +35,9 @@ def load_model(model: str, device: str) -> Whisper:
     return loaded.to(device)
 
 
-class WhisperBackend:
-    name = "whisper"
-
+class WhisperBackend(SampleBackend):
     def __init__(self, settings: Settings):
-        self.model_name = settings.model
+        super().__init__(settings)
         self.device = torch_device(settings)
         torch.set_num_threads(threads_per_worker(settings))
         self._idle: queue.SimpleQueue[Whisper] = queue.SimpleQueue()
@@ -56,7 +54,7 @@ class WhisperBackend:
         finally:
             self._idle.put(model)
 
-    def transcribe(self, samples: np.ndarray, settings: Settings) -> tuple[Detected, Iterator[Segment]]:
+    def segments(self, samples: np.ndarray, settings: Settings) -> tuple[Detected, Iterator[Segment]]:
         with self._checked_out() as model:
             detected = Detected(settings.language, None)
             if not model.is_multilingual:

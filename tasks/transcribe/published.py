@@ -19,7 +19,9 @@ from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError
 from tasks.http import fetch_document
 from tasks.models import PUBLISHED_TRANSCRIPT_TYPES, AudioFile, Episode, Segment, Settings, Transcript, TranscriptLink
+from tasks.transcribe.base import Progress
 
+PUBLISHED = "published"  # the transcriber that is only this, and the backend its transcripts record
 MAX_LINKS_TRIED = 3  # transcripts of the preferred types fetched for one episode before it is given up
 VTT, SRT, JSON, HTML, PLAIN = "text/vtt", "application/x-subrip", "application/json", "text/html", "text/plain"
 ALIASES = {"application/srt": SRT, "text/srt": SRT, "application/x-srt": SRT, "text/x-srt": SRT}
@@ -56,7 +58,7 @@ def read_link(link: TranscriptLink, media_type: str, audio: AudioFile, duration_
     return Transcript(
         episode_id=audio.episode_id,
         audio_sha256=audio.sha256,
-        backend="published",
+        backend=PUBLISHED,
         model=media_type,
         language=link.language,
         audio_duration_s=round(duration_s, 3),
@@ -82,6 +84,21 @@ def published_transcript(episode: Episode, audio: AudioFile, settings: Settings)
             reasons.append(str(exc))
     untried = f"; {len(links) - MAX_LINKS_TRIED} more links not tried" if len(links) > MAX_LINKS_TRIED else ""
     raise TranscriptionError("; ".join(reasons) + untried)
+
+
+class PublishedBackend:
+    """transcriber=published: only the transcripts the feed links, never the audio transcribed."""
+
+    def __init__(self, settings: Settings):
+        """Nothing to load: each episode's links are fetched as it comes."""
+
+    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress) -> Transcript:
+        if (transcript := published_transcript(episode, audio, settings)) is None:
+            offered = ", ".join(link.type or link.url for link in episode.transcripts) or "none"
+            raise TranscriptionError(
+                f"the feed links no transcript of a type in published_types for this episode (offered: {offered})"
+            )
+        return transcript
 
 
 def media_type_of(declared_type: str | None, url: str) -> str | None:
