@@ -1,4 +1,4 @@
-# Both targets install what they need into .venv/ first.
+# Every target installs what it needs into .venv/ first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # `make bench CHART=bench/pipeline-gantt.png`.
 CHART ?= bench/out/pipeline-gantt.png
 
-.PHONY: demo test bench clean
+.PHONY: demo test check lint bench clean
 
 $(BIN)/podflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,18 @@ $(BIN)/podflow: pyproject.toml
 demo: $(BIN)/podflow
 	$(BIN)/podflow demo
 
-test: $(BIN)/podflow
+# The whole suite, after lint and types: what CI runs.
+test: lint
 	$(BIN)/python -m pytest
+
+# The fast lane: lint, types and every test not marked integration (no Prefect server, subprocess or Whisper).
+check: lint
+	$(BIN)/python -m pytest -m "not integration"
+
+lint: $(BIN)/podflow
+	$(BIN)/ruff check flows tasks tests bench
+	$(BIN)/ruff format --check flows tasks tests bench
+	$(BIN)/mypy
 
 bench: $(BIN)/podflow
 	$(BIN)/pip install --quiet -e '.[bench]'

@@ -20,8 +20,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
-from tests.feedserver import FeedServer  # noqa: E402
 from tasks.models import Settings  # noqa: E402
+from tests.feedserver import FeedServer  # noqa: E402
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "flows" / "demo"
 
@@ -39,6 +39,18 @@ class DemoEpisode:
 
 
 DEMO_EPISODES = [DemoEpisode(**episode) for episode in json.loads((DEMO_DIR / "episodes.json").read_text())]
+
+
+# Whole modules that run Whisper, subprocesses or a Prefect server; any test using the Prefect API is one too.
+INTEGRATION_MODULES = {"test_transcribe", "test_openai_transcribe", "test_ct2", "test_operate", "test_crash_resume"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow tests `integration`, so `make check` can leave them to `make test`."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        if module in INTEGRATION_MODULES or "prefect_api" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
