@@ -64,8 +64,15 @@ class Workload:
         return len(self.seconds)
 
 
-def uniform(name: str, episodes: int, download: float, transcribe: float, metadata: float, burn: bool = False,
-            first_download: float | None = None) -> Workload:
+def uniform(
+    name: str,
+    episodes: int,
+    download: float,
+    transcribe: float,
+    metadata: float,
+    burn: bool = False,
+    first_download: float | None = None,
+) -> Workload:
     seconds = [(download, transcribe, metadata)] * episodes
     if first_download is not None:
         seconds[0] = (first_download, transcribe, metadata)
@@ -127,10 +134,18 @@ def podflow_wiring(workload: Workload) -> None:
     s = workload.seconds
     stages = [
         Stage("download", fake_download, LIMITS["download"], lambda e, done: {"episode": e, "seconds": s[e][0]}),
-        Stage("transcribe", fake_transcribe, LIMITS["transcribe"],
-              lambda e, done: {"episode": e, "upstream": done["download"], "seconds": s[e][1]}),
-        Stage("metadata", fake_metadata, LIMITS["metadata"],
-              lambda e, done: {"episode": e, "upstream": done["transcribe"], "seconds": s[e][2]}),
+        Stage(
+            "transcribe",
+            fake_transcribe,
+            LIMITS["transcribe"],
+            lambda e, done: {"episode": e, "upstream": done["download"], "seconds": s[e][1]},
+        ),
+        Stage(
+            "metadata",
+            fake_metadata,
+            LIMITS["metadata"],
+            lambda e, done: {"episode": e, "upstream": done["transcribe"], "seconds": s[e][2]},
+        ),
     ]
     run_pipeline(list(range(workload.episodes)), stages)
 
@@ -140,8 +155,12 @@ def naive_map(workload: Workload) -> None:
     episodes, s = list(range(workload.episodes)), workload.seconds
     with ThreadPoolTaskRunner(max_workers=sum(LIMITS.values())) as runner:
         downloads = runner.map(fake_download, {"episode": episodes, "seconds": [x[0] for x in s]})
-        transcripts = runner.map(fake_transcribe, {"episode": episodes, "upstream": downloads, "seconds": [x[1] for x in s]})
-        documents = runner.map(fake_metadata, {"episode": episodes, "upstream": transcripts, "seconds": [x[2] for x in s]})
+        transcripts = runner.map(
+            fake_transcribe, {"episode": episodes, "upstream": downloads, "seconds": [x[1] for x in s]}
+        )
+        documents = runner.map(
+            fake_metadata, {"episode": episodes, "upstream": transcripts, "seconds": [x[2] for x in s]}
+        )
         wait([*downloads, *transcripts, *documents])
 
 
@@ -246,10 +265,17 @@ def row(result: Result, workload: Workload, ideal: float) -> list[str]:
     )
     peaks = [peak_overlap([s for s in result.spans if s.stage == stage]) for stage in STAGES]
     return [
-        result.variant, f"{result.makespan:.2f}", f"{result.makespan / ideal:.3f}",
-        f"{statistics.median(handoffs):.0f}", f"{handoffs[int(0.95 * (len(handoffs) - 1))]:.0f}", f"{handoffs[-1]:.0f}",
-        " / ".join(f"{p}≤{LIMITS[s]}" if p <= LIMITS[s] else f"[red]{p}>{LIMITS[s]}[/red]" for p, s in zip(peaks, STAGES)),
-        str(result.threads), f"{result.rss_mib:.0f}",
+        result.variant,
+        f"{result.makespan:.2f}",
+        f"{result.makespan / ideal:.3f}",
+        f"{statistics.median(handoffs):.0f}",
+        f"{handoffs[int(0.95 * (len(handoffs) - 1))]:.0f}",
+        f"{handoffs[-1]:.0f}",
+        " / ".join(
+            f"{p}≤{LIMITS[s]}" if p <= LIMITS[s] else f"[red]{p}>{LIMITS[s]}[/red]" for p, s in zip(peaks, STAGES)
+        ),
+        str(result.threads),
+        f"{result.rss_mib:.0f}",
     ]
 
 
@@ -279,8 +305,10 @@ def gantt(results: Sequence[Result], workload: Workload, path: Path) -> None:
         for span in result.spans:
             y = rows.index((STAGES.index(span.stage), span.worker))
             axis.barh(y, span.end - span.start, left=span.start - origin, color=colours[span.stage], edgecolor="white")
-        labels = [f"{STAGES[stage]} {sum(1 for earlier, _ in rows[:n] if earlier == stage) + 1}"
-                  for n, (stage, _) in enumerate(rows)]
+        labels = [
+            f"{STAGES[stage]} {sum(1 for earlier, _ in rows[:n] if earlier == stage) + 1}"
+            for n, (stage, _) in enumerate(rows)
+        ]
         axis.set_yticks(range(len(rows)), labels, fontsize=7)
         axis.invert_yaxis()
         axis.set_title(f"{result.variant}: {result.makespan:.1f} s", loc="left", fontsize=10)
@@ -304,8 +332,17 @@ def main() -> None:
         variants.append(("original design (queue, 1 transcriber)", original_design))
         results = [measure(name, run, workload) for name, run in variants]
         table = Table(title=f"{workload.name}; limits {LIMITS}; ideal makespan {ideal:.2f} s")
-        for column in ("wiring", "makespan s", "/ ideal", "handoff p50 ms", "p95 ms", "max ms",
-                       "peak running per stage", "threads", "peak RSS MiB"):
+        for column in (
+            "wiring",
+            "makespan s",
+            "/ ideal",
+            "handoff p50 ms",
+            "p95 ms",
+            "max ms",
+            "peak running per stage",
+            "threads",
+            "peak RSS MiB",
+        ):
             table.add_column(column, justify="right")
         for result in results:
             table.add_row(*row(result, workload, ideal))
@@ -314,8 +351,10 @@ def main() -> None:
             gantt(results, workload, args.chart)
             console.print(f"Gantt chart: {args.chart}")
     noop = measure("no-op", podflow_wiring, uniform("no-op", 200, 0, 0, 0))  # last: it leaves the API busy a while
-    console.print(f"Orchestration per episode (3 task runs of stages that do nothing, 200 episodes): "
-                  f"{noop.makespan / 200 * 1000:.1f} ms of makespan")
+    console.print(
+        f"Orchestration per episode (3 task runs of stages that do nothing, 200 episodes): "
+        f"{noop.makespan / 200 * 1000:.1f} ms of makespan"
+    )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,10 @@ def ephemeral_mode_costs() -> str:
     imports = process_with_a_trivial_flow_s(home, "import prefect")
     first = process_with_a_trivial_flow_s(home)  # creates the SQLite database
     again = process_with_a_trivial_flow_s(home)
-    return (f"Ephemeral mode, one empty flow in a new process: {first:.1f} s with a new PREFECT_HOME (database "
-            f"created), {again:.1f} s after that; importing Prefect alone takes {imports:.1f} s")
+    return (
+        f"Ephemeral mode, one empty flow in a new process: {first:.1f} s with a new PREFECT_HOME (database "
+        f"created), {again:.1f} s after that; importing Prefect alone takes {imports:.1f} s"
+    )
 
 
 def main() -> None:
@@ -80,19 +82,30 @@ def main() -> None:
     first = one_round([])
     with get_client(sync_client=True) as client:
         client.create_concurrency_limit(tag="bench-limited", concurrency_limit=100)
-    variants = {"no tag": [], "tag, no limit created": ["bench-unlimited"], "tag, limit 100 (never reached)": ["bench-limited"]}
+    variants = {
+        "no tag": [],
+        "tag, no limit created": ["bench-unlimited"],
+        "tag, limit 100 (never reached)": ["bench-limited"],
+    }
     results: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):  # interleaved, so drift on the machine hits every variant alike
         for name, tags in variants.items():
             results[name].append(one_round(tags))
 
-    table = Table(title=f"{TASKS} tasks of {SECONDS} s on {THREADS} threads per flow run (ideal {IDEAL:.2f} s), "
-                        f"{rounds} flow runs each; first flow run of the process, untagged: {first:.2f} s")
+    table = Table(
+        title=f"{TASKS} tasks of {SECONDS} s on {THREADS} threads per flow run (ideal {IDEAL:.2f} s), "
+        f"{rounds} flow runs each; first flow run of the process, untagged: {first:.2f} s"
+    )
     for column in ("stage task", "makespan median s", "max s", "overhead per task, median ms", "worst ms"):
         table.add_column(column, justify="right")
     for name, makespans in results.items():
-        table.add_row(name, f"{statistics.median(makespans):.2f}", f"{max(makespans):.2f}",
-                      f"{overhead_ms(statistics.median(makespans)):.0f}", f"{overhead_ms(max(makespans)):.0f}")
+        table.add_row(
+            name,
+            f"{statistics.median(makespans):.2f}",
+            f"{max(makespans):.2f}",
+            f"{overhead_ms(statistics.median(makespans)):.0f}",
+            f"{overhead_ms(max(makespans)):.0f}",
+        )
     Console(width=200).print(table)
 
 

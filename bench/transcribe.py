@@ -28,9 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tasks  # noqa: E402, F401  (first: it sets OpenMP's wait policy, which torch reads when it loads)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+
+import tasks  # noqa: E402, F401  (first: it sets OpenMP's wait policy, which torch reads when it loads)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "flows" / "demo"
@@ -64,10 +65,17 @@ def transcribe_clip(job: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     path = DEMO_DIR / f"{clip}.mp3"
     audio = AudioFile(episode_id=clip, path=path, source_url="bench", bytes=path.stat().st_size, sha256=sha256_of(path))
     started = time.perf_counter()
-    transcript = transcribe_audio(audio, Episode(episode_id=clip, title=clip), Path(folder),
-                                  Settings.model_validate(settings_fields))
-    return {"clip": clip, "text": transcript.text, "audio_s": transcript.audio_duration_s,
-            "work_s": time.perf_counter() - started, "pid": os.getpid(), "rss_mib": peak_rss_mib()}
+    transcript = transcribe_audio(
+        audio, Episode(episode_id=clip, title=clip), Path(folder), Settings.model_validate(settings_fields)
+    )
+    return {
+        "clip": clip,
+        "text": transcript.text,
+        "audio_s": transcript.audio_duration_s,
+        "work_s": time.perf_counter() - started,
+        "pid": os.getpid(),
+        "rss_mib": peak_rss_mib(),
+    }
 
 
 def warm_worker(job: tuple[dict[str, Any], Any, str]) -> float:
@@ -90,8 +98,13 @@ def one_row(transcriber: str, model: str, workers: int, pool: str, device: str, 
     from tests.speech import word_error_rate
 
     scripts = {e["slug"]: e["script"] for e in json.loads((DEMO_DIR / "episodes.json").read_text())}
-    settings = {"transcriber": transcriber, "model": model, "device": device, "transcribe_workers": workers,
-                "transcribe_pool": pool}
+    settings = {
+        "transcriber": transcriber,
+        "model": model,
+        "device": device,
+        "transcribe_workers": workers,
+        "transcribe_pool": pool,
+    }
     with ExitStack() as stack:
         scratch = stack.enter_context(tempfile.TemporaryDirectory())
         if pool == "processes":
@@ -134,21 +147,44 @@ def main() -> None:
         print(json.dumps(one_row(*json.loads(args.row), device=device, rounds=args.rounds)))
         return
 
-    table = Table(title=f"Transcription of the 4 demo clips × {args.rounds} on {device_name} "
-                        "(ratios to faster-whisper tiny.en, 1 worker)")
-    for column in ("engine", "model", "workers", "load s", "RTF per clip", "throughput × real time", "/ baseline",
-                   "WER", "peak RSS MiB"):
+    table = Table(
+        title=f"Transcription of the 4 demo clips × {args.rounds} on {device_name} "
+        "(ratios to faster-whisper tiny.en, 1 worker)"
+    )
+    for column in (
+        "engine",
+        "model",
+        "workers",
+        "load s",
+        "RTF per clip",
+        "throughput × real time",
+        "/ baseline",
+        "WER",
+        "peak RSS MiB",
+    ):
         table.add_column(column, justify="right")
     baseline = None
     for transcriber, model, workers, pool in ROWS:
         row = json.dumps([transcriber, model, workers, pool])
-        finished = subprocess.run([sys.executable, __file__, "--row", row, "--rounds", str(args.rounds)],
-                                  capture_output=True, text=True, check=True)
+        finished = subprocess.run(
+            [sys.executable, __file__, "--row", row, "--rounds", str(args.rounds)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         result = json.loads(finished.stdout.strip().splitlines()[-1])
         baseline = baseline or result["throughput"]
-        table.add_row(transcriber, model.removeprefix("bundled:"), f"{workers} {pool}", f"{result['load_s']:.2f}",
-                      f"{result['rtf']:.3f}", f"{result['throughput']:.1f}", f"{result['throughput'] / baseline:.2f}",
-                      f"{result['wer']:.3f}", f"{result['rss_mib']:.0f}")
+        table.add_row(
+            transcriber,
+            model.removeprefix("bundled:"),
+            f"{workers} {pool}",
+            f"{result['load_s']:.2f}",
+            f"{result['rtf']:.3f}",
+            f"{result['throughput']:.1f}",
+            f"{result['throughput'] / baseline:.2f}",
+            f"{result['wer']:.3f}",
+            f"{result['rss_mib']:.0f}",
+        )
     Console(width=160).print(table)
 
 

@@ -13,7 +13,7 @@ import inspect  # noqa: E402
 from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import UnionType  # noqa: E402
-from typing import Annotated, Literal, Optional, Union, get_args, get_origin  # noqa: E402
+from typing import Annotated, Literal, Union, get_args, get_origin  # noqa: E402
 
 import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
@@ -36,8 +36,12 @@ DEMO_PORT = 47123
 STATUS_STYLE = {"complete": "green", "already complete": "cyan", "failed": "red", "skipped": "yellow"}
 
 # Plain help (click's layout), not rich's table: at 80 columns rich cuts option names short (`--transcribe-work…`).
-app = typer.Typer(help="podflow: download, transcribe and describe every episode of a podcast feed.",
-                  no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+app = typer.Typer(
+    help="podflow: download, transcribe and describe every episode of a podcast feed.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
 console = Console()
 
 
@@ -46,8 +50,12 @@ class StageDisplay:
 
     def __init__(self) -> None:
         self.bars = Progress(
-            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]}"), TimeElapsedColumn(), console=console,
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]}"),
+            TimeElapsedColumn(),
+            console=console,
         )
         self.tasks = {stage: self.bars.add_task(stage, total=None, failed="") for stage in STAGES}
 
@@ -56,8 +64,12 @@ class StageDisplay:
         for stage, bar in self.tasks.items():
             failed = progress.failed.get(stage, 0)
             failed_before += failed
-            self.bars.update(bar, total=progress.total, completed=progress.done.get(stage, 0) + failed_before,
-                             failed=f"[red]{failed} failed" if failed else "")
+            self.bars.update(
+                bar,
+                total=progress.total,
+                completed=progress.done.get(stage, 0) + failed_before,
+                failed=f"[red]{failed} failed" if failed else "",
+            )
 
 
 def printable(text: str) -> str:
@@ -68,8 +80,11 @@ def printable(text: str) -> str:
 def print_feed(report: IngestReport) -> None:
     title = Text(printable(f"{report.feed_title}  →  {report.feed_dir}"))
     if report.status != "fetched":
-        status = "not modified since the last run (HTTP 304): nothing to do" if report.status == "not modified" else (
-            "feed failed")
+        status = (
+            "not modified since the last run (HTTP 304): nothing to do"
+            if report.status == "not modified"
+            else ("feed failed")
+        )
         console.print(title, Text(status, style="red" if report.error else "cyan"))
         if report.error:
             console.print(printable(f"✗ {report.error}"), style="red", soft_wrap=True, markup=False)
@@ -80,8 +95,11 @@ def print_feed(report: IngestReport) -> None:
     for episode in report.episodes:
         style = STATUS_STYLE[episode.status]
         # Text, not a markup string: a title is the publisher's and may hold "[" or anything else.
-        table.add_row(Text(printable(episode.title)), Text(episode.status, style=style),
-                      *(episode.stages.get(s, "-") for s in STAGES))
+        table.add_row(
+            Text(printable(episode.title)),
+            Text(episode.status, style=style),
+            *(episode.stages.get(s, "-") for s in STAGES),
+        )
     console.print(table)
     for episode in report.episodes:
         if episode.status == "failed":
@@ -146,10 +164,11 @@ def setting_option(name: str, field: FieldInfo) -> inspect.Parameter:
         on, off = decls[0], f"--no-{decls[0].removeprefix('--')}"
         decls, default = (f"{on}/{off}",), on if field.default else off
     text = f"{'Repeat the option for each value. ' if repeated else ''}{field.description} (default: {default})"
-    annotation = Optional[list[kind] if repeated else kind]  # type: ignore[valid-type]
+    annotation = (list[kind] if repeated else kind) | None  # type: ignore[valid-type]
     option = typer.Option(*decls, help=text, metavar=metavar, show_default=False)
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                             annotation=Annotated[annotation, option])
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[annotation, option]
+    )
 
 
 def ingest(feed_urls: list[str] | None, opml: str | None, **given: object) -> None:
@@ -165,19 +184,34 @@ def ingest(feed_urls: list[str] | None, opml: str | None, **given: object) -> No
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:
-        raise typer.BadParameter("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                                 ) from None
+        raise typer.BadParameter(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
     raise typer.Exit(run(feed_urls or [], opml, settings))
 
 
 # typer reads the options from the signature: the feeds, then one option per Settings field.
-ingest.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
-    inspect.Parameter("feed_urls", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
-        Optional[list[str]], typer.Argument(metavar="FEED_URL", help="RSS or Atom feed URLs.", show_default=False)]),
-    inspect.Parameter("opml", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
-        Optional[str], typer.Option(metavar="FILE|URL", help="An OPML file or URL listing feeds to ingest too.")]),
-    *(setting_option(name, field) for name, field in Settings.model_fields.items()),
-])
+ingest.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter(
+            "feed_urls",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[
+                list[str] | None, typer.Argument(metavar="FEED_URL", help="RSS or Atom feed URLs.", show_default=False)
+            ],
+        ),
+        inspect.Parameter(
+            "opml",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[
+                str | None, typer.Option(metavar="FILE|URL", help="An OPML file or URL listing feeds to ingest too.")
+            ],
+        ),
+        *(setting_option(name, field) for name, field in Settings.model_fields.items()),
+    ]
+)
 app.command()(ingest)
 
 

@@ -9,7 +9,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import Task, flow, get_client, get_run_logger
 from prefect.artifacts import (
@@ -77,7 +78,9 @@ def limited_stage_tags() -> set[str]:
             except ObjectNotFound:
                 continue
             if limit.active and limit.limit < 1:
-                get_run_logger().warning("Ignoring the %s limit of %d: remove it or give it 1 or more", tag, limit.limit)
+                get_run_logger().warning(
+                    "Ignoring the %s limit of %d: remove it or give it 1 or more", tag, limit.limit
+                )
             elif limit.active:
                 limited.add(tag)
     return limited
@@ -109,13 +112,24 @@ def episode_stages(settings: Settings, limited: set[str]) -> list[Stage[FeedEpis
         return {"episode": item.episode, "audio": upstream["download"], "store": item.store, "settings": settings}
 
     def metadata_parameters(item: FeedEpisode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
-        return {"feed": item.feed, "episode": item.episode, "audio": upstream["download"],
-                "transcript": upstream["transcribe"], "store": item.store, "settings": settings}
+        return {
+            "feed": item.feed,
+            "episode": item.episode,
+            "audio": upstream["download"],
+            "transcript": upstream["transcribe"],
+            "store": item.store,
+            "settings": settings,
+        }
 
     return [
         Stage("download", tagged(download, "download", limited), settings.download_workers, download_parameters),
-        Stage("transcribe", tagged(transcribe, "transcribe", limited), settings.transcribe_workers, transcribe_parameters,
-              in_processes=runs_in_processes(settings)),
+        Stage(
+            "transcribe",
+            tagged(transcribe, "transcribe", limited),
+            settings.transcribe_workers,
+            transcribe_parameters,
+            in_processes=runs_in_processes(settings),
+        ),
         Stage("metadata", tagged(metadata, "metadata", limited), settings.metadata_workers, metadata_parameters),
     ]
 
@@ -131,14 +145,18 @@ def unique_episodes(episodes: list[Episode]) -> list[Episode]:
 def selected_episodes(episodes: list[Episode], settings: Settings) -> list[Episode]:
     """The episodes the settings ask for: published after `published_after`, and the `newest` N with audio, in feed
     order."""
-    chosen = [e for e in episodes if settings.published_after is None or e.published is None
-              or e.published > settings.published_after]
+    chosen = [
+        e
+        for e in episodes
+        if settings.published_after is None or e.published is None or e.published > settings.published_after
+    ]
     if settings.newest is not None:
         # Among episodes with audio (a text-only announcement is no episode to take); undated ones count as the
         # oldest: a feed's date is the only order a publisher promises.
         with_audio = [e for e in chosen if e.enclosure_url]
-        by_age = sorted(with_audio, key=lambda e: e.published.timestamp() if e.published else float("-inf"),
-                        reverse=True)
+        by_age = sorted(
+            with_audio, key=lambda e: e.published.timestamp() if e.published else float("-inf"), reverse=True
+        )
         newest = {e.episode_id for e in by_age[: settings.newest]}
         chosen = [e for e in chosen if e.episode_id in newest]
     return chosen
@@ -157,8 +175,7 @@ class FeedRun:
     operator_url: bool = True  # given to the flow, not read from an OPML list: its host is trusted for its GET
 
 
-def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Collection[str] = ()
-               ) -> list[FeedRun]:
+def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Collection[str] = ()) -> list[FeedRun]:
     """Each distinct feed with its folder's run lock held in `locks`; a feed another run holds, or whose folder
     cannot be used (a symbolic link), fails alone. `listed`: the URLs that came from an OPML list.
 
@@ -179,14 +196,26 @@ def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Co
 
 def fetch_feeds(feeds: list[FeedRun], settings: Settings) -> None:
     """Fetch every open feed at once (conditionally, where its last version left nothing to do)."""
+    runner: ThreadPoolTaskRunner[Any]
     with ThreadPoolTaskRunner(max_workers=settings.download_workers) as runner:
-        futures = []
+        futures: list[tuple[FeedRun, PrefectFuture[Any]]] = []
         for feed_run in (feed_run for feed_run in feeds if feed_run.error is None):
             with feed_failure(feed_run):
                 validators = feed_run.store.validators_for(settings.selection())
-                futures.append((feed_run, runner.submit(fetch_feed_task, {
-                    "url": feed_run.url, "settings": settings, "validators": validators,
-                    "operator_url": feed_run.operator_url})))
+                futures.append(
+                    (
+                        feed_run,
+                        runner.submit(  # a sync task, which Prefect's overloads of submit do not type
+                            fetch_feed_task,  # type: ignore[arg-type]
+                            {
+                                "url": feed_run.url,
+                                "settings": settings,
+                                "validators": validators,
+                                "operator_url": feed_run.operator_url,
+                            },
+                        ),
+                    )
+                )
         for feed_run, future in futures:
             future.wait()
             if not future.state.is_completed():
@@ -215,25 +244,34 @@ def register(feed_run: FeedRun, settings: Settings) -> list[FeedEpisode]:
     assert feed is not None
     first_run = not store.ledger_path.exists()  # not "no episodes": a feed may start out empty
     renamed = renamed_episode_ids(feed_run.episodes, store.read_ledger().episodes)
-    entries = store.register(feed_run.episodes, mark_seen=settings.skip_back_catalogue and first_run,
-                             renamed=renamed)
+    entries = store.register(feed_run.episodes, mark_seen=settings.skip_back_catalogue and first_run, renamed=renamed)
     store.save_feed(feed)
     # Saved only after the episodes are registered: a run killed in between must not make the next run's
     # conditional GET hide episodes nobody has seen. None where pages were left unread: a 304 would hide them too.
-    store.save_validators(None if feed.paging_error else FeedValidators(
-        etag=feed.etag, last_modified=feed.last_modified, selection=settings.selection()))
+    store.save_validators(
+        None
+        if feed.paging_error
+        else FeedValidators(etag=feed.etag, last_modified=feed.last_modified, selection=settings.selection())
+    )
     return [FeedEpisode(feed, store, e) for e in feed_run.episodes if not store.is_settled(entries[e.episode_id])]
 
 
 def _seconds_this_run(entry: LedgerEntry, since: datetime) -> dict[str, float]:
-    return {stage: (outcome.ended - outcome.started).total_seconds()
-            for stage, outcome in entry.stages.items() if outcome.started >= since}
+    return {
+        stage: (outcome.ended - outcome.started).total_seconds()
+        for stage, outcome in entry.stages.items()
+        if outcome.started >= since
+    }
 
 
-def _outcome(entry: LedgerEntry, store: FeedStore, episode: Episode, run: ItemRun[FeedEpisode] | None,
-             since: datetime) -> EpisodeOutcome:
+def _outcome(
+    entry: LedgerEntry, store: FeedStore, episode: Episode, run: ItemRun[FeedEpisode] | None, since: datetime
+) -> EpisodeOutcome:
     common: dict[str, Any] = {
-        "episode_id": entry.episode_id, "title": entry.title, "folder": entry.folder, "published": episode.published,
+        "episode_id": entry.episode_id,
+        "title": entry.title,
+        "folder": entry.folder,
+        "published": episode.published,
         "stages": {stage: outcome.status for stage, outcome in entry.stages.items()},
     }
     if entry.skipped or entry.marked_seen:
@@ -248,12 +286,12 @@ def _outcome(entry: LedgerEntry, store: FeedStore, episode: Episode, run: ItemRu
         error = redact_urls(run.error or f"the {run.failed_stage} stage failed")
         return EpisodeOutcome(**common, status="failed", seconds=seconds, audio_bytes=audio_bytes, error=error)
     written = EpisodeMetadata.model_validate_json((store.episode_dir(entry) / "metadata.json").read_bytes())
-    return EpisodeOutcome(**common, status="complete", seconds=seconds, audio_bytes=audio_bytes,
-                          audio_duration_s=written.audio.duration_s)
+    return EpisodeOutcome(
+        **common, status="complete", seconds=seconds, audio_bytes=audio_bytes, audio_duration_s=written.audio.duration_s
+    )
 
 
-def feed_report(feed_run: FeedRun, runs: dict[tuple[Path, str], ItemRun[FeedEpisode]],
-                since: datetime) -> IngestReport:
+def feed_report(feed_run: FeedRun, runs: dict[tuple[Path, str], ItemRun[FeedEpisode]], since: datetime) -> IngestReport:
     store = feed_run.store
     common: dict[str, Any] = {"feed_url": feed_run.url, "feed_dir": store.feed_dir}
     if feed_run.error is not None:
@@ -292,18 +330,24 @@ def publish(report: RunReport) -> None:
             }
             for feed in report.feeds
             for e in feed.episodes
-        ] + [
+        ]
+        + [
             {"feed": feed.feed_title, "episode": "", "status": f"feed {feed.status}", "error": feed.error or ""}
-            for feed in report.feeds if feed.status != "fetched"
+            for feed in report.feeds
+            if feed.status != "fetched"
         ],
         description="Each episode of the run: outcome and seconds per stage, error",
     )
-    create_markdown_artifact(key="podflow-summary", markdown=summary_markdown(report),
-                             description="Counts, bytes, audio hours, throughput and failures of the run")
+    create_markdown_artifact(
+        key="podflow-summary",
+        markdown=summary_markdown(report),
+        description="Counts, bytes, audio hours, throughput and failures of the run",
+    )
 
 
-def ingest(urls: list[str], settings: Settings, source_errors: list[str] | None = None,
-           listed: Collection[str] = ()) -> RunReport:
+def ingest(
+    urls: list[str], settings: Settings, source_errors: list[str] | None = None, listed: Collection[str] = ()
+) -> RunReport:
     """Take every new episode of every feed through the stages, in one pipeline; returns when all settle.
 
     `source_errors` are lists of feeds that could not be read (an OPML file): the report carries them. `listed`:
@@ -328,18 +372,27 @@ def ingest(urls: list[str], settings: Settings, source_errors: list[str] | None 
                     chosen = register(feed_run, settings)
                     todo += chosen
                     if feed_run.feed.paging_error:
-                        logger.warning("%s: only some pages were read: %s", feed_run.feed.title,
-                                       feed_run.feed.paging_error)
-                    logger.info("%s: %d episodes chosen, %d to process, output in %s", feed_run.feed.title,
-                                len(feed_run.episodes), len(chosen), feed_run.store.feed_dir)
+                        logger.warning(
+                            "%s: only some pages were read: %s", feed_run.feed.title, feed_run.feed.paging_error
+                        )
+                    logger.info(
+                        "%s: %d episodes chosen, %d to process, output in %s",
+                        feed_run.feed.title,
+                        len(feed_run.episodes),
+                        len(chosen),
+                        feed_run.store.feed_dir,
+                    )
 
-        progress_artifact = create_progress_artifact(0.0, description="Episodes of this run through the pipeline")
+        progress_artifact = cast(  # created synchronously: this flow is not async
+            UUID, create_progress_artifact(0.0, description="Episodes of this run through the pipeline")
+        )
 
         def on_progress(progress: Progress) -> None:
             # A display is no reason to stop the pipeline: its failures are logged, not raised.
             try:
-                update_progress_artifact(progress_artifact, 100.0 * progress.settled / progress.total
-                                         if progress.total else 100.0)
+                update_progress_artifact(
+                    progress_artifact, 100.0 * progress.settled / progress.total if progress.total else 100.0
+                )
                 for listener in _progress_listeners:
                     listener(progress)
             except Exception:

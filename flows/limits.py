@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import httpx
 import typer
@@ -49,8 +49,10 @@ def _check(stage: str, limit: int) -> None:
     _check_stage(stage)
     # Prefect fails (not delays) every task run of a tag limited to 0, and its v1 API stores negatives unchecked.
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"the {stage} limit must be a whole number of at least 1, not {limit!r}; "
-                         "a limit of 0 fails every task run of the stage (remove the limit instead)")
+        raise ValueError(
+            f"the {stage} limit must be a whole number of at least 1, not {limit!r}; "
+            "a limit of 0 fails every task run of the stage (remove the limit instead)"
+        )
 
 
 def apply_limits(limits: Mapping[StageName, int]) -> None:
@@ -108,8 +110,10 @@ StageChoice = Enum("StageChoice", {stage: stage for stage in STAGES}, type=str) 
 
 
 def _across_runs(stage: str) -> str:
-    return (f"Most {stage} tasks running at once (at least 1) across ALL runs sharing this Prefect API "
-            f"(tag {stage_tag(stage)}); --{stage}-workers bounds one run.")
+    return (
+        f"Most {stage} tasks running at once (at least 1) across ALL runs sharing this Prefect API "
+        f"(tag {stage_tag(stage)}); --{stage}-workers bounds one run."
+    )
 
 
 def _print_limits() -> None:
@@ -121,8 +125,9 @@ def _print_limits() -> None:
     for column in ("stage", "tag", "limit", "active slots"):
         table.add_column(column)
     for found in limits:
-        table.add_row(found.stage, found.tag, f"{found.limit}{'' if found.active else ' (disabled)'}",
-                      str(found.active_slots))
+        table.add_row(
+            found.stage, found.tag, f"{found.limit}{'' if found.active else ' (disabled)'}", str(found.active_slots)
+        )
     console.print(table)
 
 
@@ -138,9 +143,9 @@ def _reaching_prefect() -> Iterator[None]:
 
 @limits_app.command()
 def apply(
-    download: Annotated[Optional[int], typer.Option(help=_across_runs("download"))] = None,
-    transcribe: Annotated[Optional[int], typer.Option(help=_across_runs("transcribe"))] = None,
-    metadata: Annotated[Optional[int], typer.Option(help=_across_runs("metadata"))] = None,
+    download: Annotated[int | None, typer.Option(help=_across_runs("download"))] = None,
+    transcribe: Annotated[int | None, typer.Option(help=_across_runs("transcribe"))] = None,
+    metadata: Annotated[int | None, typer.Option(help=_across_runs("metadata"))] = None,
 ) -> None:
     """Create or change the stage limits given; stages not named keep theirs."""
     given: dict[StageName, int | None] = {"download": download, "transcribe": transcribe, "metadata": metadata}
@@ -164,12 +169,12 @@ def show() -> None:
 
 @limits_app.command()
 def remove(
-    stages: Annotated[Optional[list[StageChoice]], typer.Argument(help="Stages to unbound; all when none given.",
-                                                                  show_default=False)] = None,
+    stages: Annotated[
+        list[StageChoice] | None, typer.Argument(help="Stages to unbound; all when none given.", show_default=False)
+    ] = None,
 ) -> None:
     """Delete the stage limits named, or all of them."""
     chosen: list[StageName] = [stage.value for stage in stages] if stages else list(STAGES)
     with _reaching_prefect():
         remove_limits(chosen)
         _print_limits()
-

@@ -31,8 +31,9 @@ def summary_markdown(report: RunReport) -> str:
     audio_s = sum(e.audio_duration_s or 0.0 for e in episodes)
     downloaded = sum(e.audio_bytes or 0 for e in episodes)
     processed = report.count("complete")
-    feed_counts = {status: sum(1 for f in report.feeds if f.status == status)
-                   for status in ("fetched", "not modified", "failed")}
+    feed_counts = {
+        status: sum(1 for f in report.feeds if f.status == status) for status in ("fetched", "not modified", "failed")
+    }
     episode_counts = {status: report.count(status) for status in ("complete", "already complete", "failed", "skipped")}
     rate = f"{processed / wall_s * 3600:.1f} episodes an hour" if wall_s > 0 else "-"
     real_time = f", {audio_s / wall_s:.1f}× real time" if wall_s > 0 and audio_s else ""
@@ -47,13 +48,20 @@ def summary_markdown(report: RunReport) -> str:
         f"| audio transcribed | {audio_s / 3600:.2f} h |",
         f"| throughput | {rate}{real_time} |",
     ]
-    failures = [f"- {markdown_text(error)}" for error in report.source_errors] + [
-        f"- feed {markdown_text(feed.feed_title)}: {markdown_text(feed.error or '')}"
-        for feed in report.feeds if feed.status == "failed"
-    ] + [
-        f"- {markdown_text(feed.feed_title)} / {markdown_text(e.title)}: {markdown_text(e.error or '')}"
-        for feed in report.feeds for e in feed.episodes if e.status == "failed"
-    ]
+    failures = (
+        [f"- {markdown_text(error)}" for error in report.source_errors]
+        + [
+            f"- feed {markdown_text(feed.feed_title)}: {markdown_text(feed.error or '')}"
+            for feed in report.feeds
+            if feed.status == "failed"
+        ]
+        + [
+            f"- {markdown_text(feed.feed_title)} / {markdown_text(e.title)}: {markdown_text(e.error or '')}"
+            for feed in report.feeds
+            for e in feed.episodes
+            if e.status == "failed"
+        ]
+    )
     if failures:
         lines += ["", f"### Failures ({len(failures)})", "", *failures]
     return "\n".join(lines) + "\n"

@@ -54,7 +54,8 @@ def probe(path: Path) -> AudioProbe:
 
 def audio_stream(container: av.container.InputContainer, path: Path) -> av.audio.stream.AudioStream:
     """The first audio stream, its declared rate and channel count checked."""
-    if (stream := next((s for s in container.streams if s.type == "audio"), None)) is None:
+    stream = next((s for s in container.streams.audio), None)
+    if stream is None:
         raise AudioDecodeError(f"{path.name} has no audio stream")
     check_layout(path, stream.codec_context.sample_rate, stream.codec_context.channels)
     return stream
@@ -68,8 +69,10 @@ def declared_duration_s(container: av.container.InputContainer) -> float | None:
 def check_layout(path: Path, sample_rate: int, channels: int) -> None:
     """AudioDecodeError naming the file and the value unless the rate and channel count are ones real audio has."""
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise AudioDecodeError(f"{path.name} declares a sample rate of {sample_rate:,} Hz; audio is read at "
-                               f"{MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz")
+        raise AudioDecodeError(
+            f"{path.name} declares a sample rate of {sample_rate:,} Hz; audio is read at "
+            f"{MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz"
+        )
     if not 1 <= channels <= MAX_CHANNELS:
         raise AudioDecodeError(f"{path.name} declares {channels} channels; audio is read with 1 to {MAX_CHANNELS}")
 

@@ -65,7 +65,14 @@ def is_verified(audio: AudioFile | None) -> bool:
 
 
 # A server that answers these instead of audio is serving an error page or a login wall.
-NOT_AUDIO_TYPES = ("text/html", "application/xhtml+xml", "application/json", "text/xml", "application/xml", "text/plain")
+NOT_AUDIO_TYPES = (
+    "text/html",
+    "application/xhtml+xml",
+    "application/json",
+    "text/xml",
+    "application/xml",
+    "text/plain",
+)
 ENCODING_NAME = re.compile(r"[a-z0-9.+-]{1,32}(?:, ?[a-z0-9.+-]{1,32}){0,3}")
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)$")
 
@@ -99,8 +106,9 @@ def _arriving(response: requests.Response) -> Iterator[bytes]:
         yield chunk
 
 
-def _fetch_once(session: GuardedSession, episode: Episode, target: Path, part: PartFile, settings: Settings
-                ) -> AudioFile:
+def _fetch_once(
+    session: GuardedSession, episode: Episode, target: Path, part: PartFile, settings: Settings
+) -> AudioFile:
     """One attempt. A retryable failure keeps the bytes received in `part` for the next attempt to resume from."""
     url = episode.enclosure_url or ""
     have = part.size()
@@ -155,8 +163,9 @@ def _fetch_once(session: GuardedSession, episode: Episode, target: Path, part: P
                 file.flush()
                 os.fsync(file.fileno())
             if session.deadline.expired:  # cut off: what arrived may look complete, but is not
-                raise DownloadError(f"{url} was still downloading after the {settings.max_download_s:g}-second "
-                                    "max_download_s limit")
+                raise DownloadError(
+                    f"{url} was still downloading after the {settings.max_download_s:g}-second max_download_s limit"
+                )
             if expected is not None and written != expected:
                 raise RetryableDownloadError(f"{url} sent {written:,} of {expected:,} bytes")
             if written == 0:
@@ -176,8 +185,12 @@ def _fetch_once(session: GuardedSession, episode: Episode, target: Path, part: P
         raise DownloadError(f"{url} redirects too many times") from exc
     except requests.exceptions.InvalidSchema as exc:  # the first URL's scheme was checked: a redirect's was not
         raise DownloadError(f"{url} redirects to a URL that is not http(s)") from exc
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.HTTPError) as exc:
+    except (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.HTTPError,
+    ) as exc:
         raise RetryableDownloadError(f"{url}: {failure_detail(exc)}") from exc
     except requests.RequestException as exc:  # a malformed URL, a redirect to another scheme, a broken encoding
         raise DownloadError(f"{url}: {failure_detail(exc)}") from exc
@@ -210,14 +223,18 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
                     return _fetch_once(session, episode, target, part, settings)
                 except RetryableDownloadError as exc:
                     if session.deadline.expired:
-                        raise DownloadError(f"{url} was still downloading after the {settings.max_download_s:g}-"
-                                            "second max_download_s limit") from exc
+                        raise DownloadError(
+                            f"{url} was still downloading after the {settings.max_download_s:g}-"
+                            "second max_download_s limit"
+                        ) from exc
                     backoff = settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
                     wait_s = max(backoff, exc.retry_after_s or 0.0)
                     if attempt == settings.download_attempts:
                         raise DownloadError(f"gave up after {attempt} attempts: {exc}") from exc
                     if wait_s > session.deadline.remaining_s():
-                        raise DownloadError(f"gave up after {attempt} attempts at the max_download_s limit: {exc}") from exc
+                        raise DownloadError(
+                            f"gave up after {attempt} attempts at the max_download_s limit: {exc}"
+                        ) from exc
                     time.sleep(wait_s)
                     attempt += 1
     finally:

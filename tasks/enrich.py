@@ -37,7 +37,8 @@ from tasks.openai_client import RequestFailed, api_key, call_with_retries, maske
 MAX_KEYWORDS = 10
 MAX_SUMMARY_SENTENCES = 5
 MIN_SENTENCE_WORDS = 4
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all almost also although always am among an and another any anyone anything are
 around as at back be became because become been before being below between both but by can cannot could did do does
 doing done down during each either else enough even ever every few for from further get gets getting go goes going
@@ -50,7 +51,8 @@ those though through thus to too under until up upon us use used very want was w
 where whether which while who whom whose why will with within without would yeah yes yet you your yours yourself
 yourselves okay oh um uh hmm gonna wanna kind sort lot lots actually basically mean
 episode episodes podcast show today welcome talk talking hello hi thanks thank first second third fourth fifth
-""".split())
+""".split()
+)
 
 
 def _words(text: str) -> list[str]:
@@ -291,15 +293,23 @@ class ChatModel:
 
         def send() -> Any:
             try:
-                return self.client.chat.completions.create(
+                # Plain role/content dicts and a JSON-schema dict, as the API takes them; the stubs want TypedDicts.
+                return self.client.chat.completions.create(  # type: ignore[call-overload]
                     model=self.settings.enrich_model, messages=messages, response_format=RESPONSE_FORMAT
                 )
             except ValueError:  # a 200 whose body is no JSON at all
                 raise InvalidAnswer("the response is not JSON") from None
 
         try:
-            response = call_with_retries(send, self.settings, EnrichmentError, self.stopped, key=self.key,
-                                         timeout_s=CHAT_TIMEOUT_S, on_retry=lambda m: self.on_retry(self.masked(m)))
+            response = call_with_retries(
+                send,
+                self.settings,
+                EnrichmentError,
+                self.stopped,
+                key=self.key,
+                timeout_s=CHAT_TIMEOUT_S,
+                on_retry=lambda m: self.on_retry(self.masked(m)),
+            )
         except RequestFailed as exc:
             if exc.refused:
                 raise self.failure(f"{exc.reason} ({exc.detail})") from None
@@ -373,8 +383,9 @@ def openai_enrichment(
         else:
             with ThreadPoolExecutor(min(settings.openai_requests, len(parts)), "podflow-enrich") as pool:
                 # Each part in a copy of this context: Prefect's settings, client and run context reach its requests.
-                futures = [pool.submit(contextvars.copy_context().run, describe, number)
-                           for number in range(1, len(parts) + 1)]
+                futures = [
+                    pool.submit(contextvars.copy_context().run, describe, number) for number in range(1, len(parts) + 1)
+                ]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 if failed := next((future.exception() for future in done if future.exception()), None):
                     chat.stopped.set()  # the first failure stops the parts not yet sent, and the others' retries

@@ -105,8 +105,9 @@ class _GuardedPoolManager(urllib3.PoolManager):
         self.guard = guard
         super().__init__(**kwargs)
 
-    def _new_pool(self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
-                  ) -> urllib3.HTTPConnectionPool:
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> urllib3.HTTPConnectionPool:
         pool = super()._new_pool(scheme, host, port, request_context)
         pool.ConnectionCls = _GuardedHTTPSConnection if scheme == "https" else _GuardedHTTPConnection
         pool.conn_kw["guard"] = self.guard
@@ -119,8 +120,9 @@ class _GuardedAdapter(HTTPAdapter):
         super().__init__()
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
-        self.poolmanager = _GuardedPoolManager(self.guard, num_pools=connections, maxsize=maxsize, block=block,
-                                               **pool_kwargs)
+        self.poolmanager = _GuardedPoolManager(
+            self.guard, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+        )
 
 
 def _unread_if_redirect(response: requests.Response, **kwargs: Any) -> requests.Response:
@@ -165,7 +167,11 @@ class Fetched:
 
 
 def fetch_document(
-    url: str, settings: Settings, error: type[PodflowError], what: str = "", headers: dict[str, str] | None = None,
+    url: str,
+    settings: Settings,
+    error: type[PodflowError],
+    what: str = "",
+    headers: dict[str, str] | None = None,
     operator_url: bool = False,
 ) -> Fetched:
     """GET a document whole, following redirects, refusing it while streaming past `settings.max_feed_bytes`

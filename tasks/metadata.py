@@ -88,12 +88,26 @@ def metadata(
         probe = audio_codec.probe(audio.path)
         enrichment = enrich(transcript, episode, feed, settings, on_retry=logger.warning)
         if enrichment is not None and enrichment.usage is not None:
-            logger.info("Enriched by %s: %d part(s), %d requests, %d tokens", enrichment.model, enrichment.parts,
-                        enrichment.usage.requests, enrichment.usage.total_tokens)
+            logger.info(
+                "Enriched by %s: %d part(s), %d requests, %d tokens",
+                enrichment.model,
+                enrichment.parts,
+                enrichment.usage.requests,
+                enrichment.usage.total_tokens,
+            )
         stages = store.read_ledger().episodes[episode.episode_id].stages
-        timings = {name: StageTiming(started=o.started, ended=o.ended) for name, o in stages.items() if o.status == "done"}
+        timings = {
+            name: StageTiming(started=o.started, ended=o.ended) for name, o in stages.items() if o.status == "done"
+        }
         timings["metadata"] = StageTiming(started=recording.started, ended=utc_now())
-        document = build_metadata(feed, episode, audio, probe, transcript,
-                                  ProcessingFacts(flow_run_id=flow_run.id, stages=timings), enrichment)
+        document = build_metadata(
+            feed,
+            episode,
+            audio,
+            probe,
+            transcript,
+            ProcessingFacts(flow_run_id=flow_run.id, stages=timings),
+            enrichment,
+        )
         write_record(audio.path.parent / "metadata.json", document)
     return document

@@ -6,7 +6,7 @@ Prefect UI.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -18,14 +18,14 @@ from tasks.transcribers import BACKENDS, DEFAULT_BACKEND, described_backends, re
 StageName = Literal["download", "transcribe", "metadata"]
 STAGES: tuple[StageName, ...] = ("download", "transcribe", "metadata")
 
-METADATA_SCHEMA_VERSION = 1
+METADATA_SCHEMA_VERSION: Literal[1] = 1
 
 # Timed formats first: their cue times are the speaker's, where HTML and text timings can only be estimated.
 PUBLISHED_TRANSCRIPT_TYPES = ("text/vtt", "application/x-subrip", "application/json", "text/html", "text/plain")
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Record(BaseModel):
@@ -82,8 +82,9 @@ class Settings(Record):
         3 * 3600.0, description="A download still going after this long, retries included, is given up."
     )
     max_document_s: PositiveFloat = Field(
-        120.0, description="A feed, OPML list or published transcript still arriving after this long (headers and "
-        "redirects included) is given up."
+        120.0,
+        description="A feed, OPML list or published transcript still arriving after this long (headers and "
+        "redirects included) is given up.",
     )
     max_feed_bytes: PositiveInt = Field(
         20 * 2**20, description="Larger feeds and published transcripts are refused while streaming."
@@ -121,7 +122,7 @@ class Settings(Record):
     @classmethod
     def _in_utc(cls, moment: datetime | None) -> datetime | None:
         """A date given without a zone (`2026-11-01`) is read as UTC, so it compares with the feeds' dates."""
-        return moment.replace(tzinfo=timezone.utc) if moment and moment.tzinfo is None else moment
+        return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
     # OpenAI, or any OpenAI-compatible server: API transcription (transcriber=openai) and enrichment (enrich=openai).
     openai_base_url: str | None = Field(
@@ -171,8 +172,9 @@ class Feed(Record):
     last_modified: str | None = None
     fetched_at: datetime
     paging_error: str | None = Field(
-        None, description="Why pages of a paged feed (RFC 5005 rel=next) were left unread this run: a page that "
-        "failed, or max_feed_pages. The episodes of the pages before it were read."
+        None,
+        description="Why pages of a paged feed (RFC 5005 rel=next) were left unread this run: a page that "
+        "failed, or max_feed_pages. The episodes of the pages before it were read.",
     )
 
 

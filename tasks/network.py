@@ -76,8 +76,11 @@ def join_host_port(host: str, port: int) -> str:
 def refusal(address: IPAddress) -> str | None:
     """The rule that forbids connecting to `address` (its kind and range), or None for a public address."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour or (
-            ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
+        embedded = (
+            address.ipv4_mapped
+            or address.sixtofour
+            or (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
+        )
         if embedded is not None:
             return refusal(embedded)
     for network, rule in _REFUSED:
@@ -108,15 +111,17 @@ class AddressPolicy:
         for text in resolved:
             address = ipaddress.ip_address(text)
             rule = refusal(address)
-            if rule is None or any(address in network for network in self.allowed_networks
-                                   if network.version == address.version):
+            if rule is None or any(
+                address in network for network in self.allowed_networks if network.version == address.version
+            ):
                 permitted.append(text)
             else:
                 refused.append(f"{text}: {rule}")
         if not permitted:
             raise AddressRefusedError(
                 f"refused to connect to {host} ({'; '.join(refused)}): not a public address, and "
-                "allowed_networks does not permit it")
+                "allowed_networks does not permit it"
+            )
         return permitted
 
 
@@ -176,8 +181,9 @@ class Guard:
     policy: AddressPolicy
     deadline: Deadline
 
-    def connect(self, host: str, port: int, timeout: float | None,
-                socket_options: Sequence[tuple[int, int, int]] | None) -> socket.socket:
+    def connect(
+        self, host: str, port: int, timeout: float | None, socket_options: Sequence[tuple[int, int, int]] | None
+    ) -> socket.socket:
         """A connected socket to a permitted address of `host`, watched by the deadline."""
         connect_s = timeout if isinstance(timeout, (int, float)) else None  # urllib3 may pass a "default" sentinel
         last_error: OSError | None = None

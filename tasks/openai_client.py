@@ -9,7 +9,7 @@ import random
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import openai
 
@@ -32,8 +32,9 @@ class RequestFailed(Exception):
     """A request the API refused (`refused`: a 4xx not worth repeating), or that failed `attempts` times; `detail`
     says how the last try failed, the key masked; `code` is the error code the server gave, if any."""
 
-    def __init__(self, detail: str, attempts: int, status: int | None = None, refused: bool = False,
-                 code: str | None = None):
+    def __init__(
+        self, detail: str, attempts: int, status: int | None = None, refused: bool = False, code: str | None = None
+    ):
         super().__init__(detail)
         self.detail, self.attempts, self.status, self.refused, self.code = detail, attempts, status, refused, code
 
@@ -60,7 +61,7 @@ def api_key(settings: Settings, error: type[PodflowError]) -> str | None:
         from prefect.blocks.system import Secret
 
         try:
-            return str(Secret.load(name).get())
+            return str(cast(Secret, Secret.load(name)).get())  # loaded synchronously: no flow here is async
         except Exception as exc:  # Prefect's messages name the block, never its value; an sk-… is masked anyway
             raise error(
                 f"the Prefect Secret block {name!r} (openai_api_key_secret) cannot be loaded: "
@@ -80,8 +81,9 @@ def masked(text: str, key: str | None) -> str:
 def new_client(settings: Settings, key: str | None, timeout: openai.Timeout) -> openai.OpenAI:
     """A client of `openai_base_url` (else api.openai.com) that never retries: call_with_retries does."""
     # A self-hosted server may want no key; the client wants one anyway.
-    return openai.OpenAI(api_key=key or "none", base_url=settings.openai_base_url or None, max_retries=0,
-                         timeout=timeout)
+    return openai.OpenAI(
+        api_key=key or "none", base_url=settings.openai_base_url or None, max_retries=0, timeout=timeout
+    )
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -95,8 +97,11 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
 def _status_detail(exc: openai.APIStatusError, key: str | None) -> str:
     """`HTTP 429, type insufficient_quota, code insufficient_quota`: the status and the identifiers of an
     OpenAI-shaped error body. Never its message or any other text: the body is a stranger's bytes."""
-    named = [f"{field} {value}" for field, value in (("type", exc.type), ("code", exc.code))
-             if isinstance(value, str) and IDENTIFIER.fullmatch(value)]
+    named = [
+        f"{field} {value}"
+        for field, value in (("type", exc.type), ("code", exc.code))
+        if isinstance(value, str) and IDENTIFIER.fullmatch(value)
+    ]
     return masked(", ".join([f"HTTP {exc.status_code}", *named]), key)  # a server may give the key as a code
 
 

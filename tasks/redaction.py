@@ -25,11 +25,40 @@ from pydantic import PlainSerializer
 
 MASK = "***"
 # Words of a query parameter's name that make its value a credential: access_token, X-Amz-Signature, apiKey, ...
-SECRET_WORDS = {"token", "secret", "key", "apikey", "sig", "signature", "auth", "authorization", "password", "pass",
-                "passwd", "session", "sessionid", "credential", "credentials", "jwt"}
+SECRET_WORDS = {
+    "token",
+    "secret",
+    "key",
+    "apikey",
+    "sig",
+    "signature",
+    "auth",
+    "authorization",
+    "password",
+    "pass",
+    "passwd",
+    "session",
+    "sessionid",
+    "credential",
+    "credentials",
+    "jwt",
+}
 # Run-together names end in one of these: accesstoken, jsessionid, privatekey (a bare `key` could be `monkey`).
-SECRET_SUFFIXES = ("token", "secret", "password", "passwd", "apikey", "sessionid", "signature", "credential",
-                   "credentials", "privatekey", "accesskey", "secretkey", "authkey")
+SECRET_SUFFIXES = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "apikey",
+    "sessionid",
+    "signature",
+    "credential",
+    "credentials",
+    "privatekey",
+    "accesskey",
+    "secretkey",
+    "authkey",
+)
 USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
 USERINFO_TO_LAST_AT = re.compile(r"(?<=://)[^/?#\s]*@")  # a password may hold an @ itself
 # A name=value pair after ? & or #, in a whole URL or in a bare path such as urllib3 puts in its messages.

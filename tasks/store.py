@@ -18,13 +18,13 @@ import re
 import secrets
 import stat
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
@@ -32,6 +32,9 @@ from pydantic import BaseModel
 from tasks.errors import FeedBusyError, StorageError
 from tasks.models import AudioFile, Episode, Feed, FeedValidators, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
 from tasks.redaction import redact_credentials, redact_urls
+
+if TYPE_CHECKING:  # the type of a task-run name callback; the stage logic runs without Prefect
+    from prefect.tasks import TaskRunNameCallbackWithParameters
 
 SLUG_MAX_CHARS = 60
 LINK_REFUSED = "is a symbolic link; podflow never follows links inside its output folder"
@@ -100,7 +103,7 @@ def open_no_link(path: Path, flags: int) -> int:
         raise
 
 
-def episode_run_name(stage: StageName) -> Callable[[dict[str, Any]], str]:
+def episode_run_name(stage: StageName) -> TaskRunNameCallbackWithParameters:
     """Names a stage's task run after its episode, as the Prefect UI lists it: `transcribe · 2026-11-20 · slug`."""
 
     def name(parameters: dict[str, Any]) -> str:
@@ -108,7 +111,7 @@ def episode_run_name(stage: StageName) -> Callable[[dict[str, Any]], str]:
         date = episode.published.strftime("%Y-%m-%d") if episode.published else "undated"
         return f"{stage} · {date} · {slugify(episode.title)}"
 
-    return name
+    return name  # type: ignore[return-value]  # a function is the protocol's callable; mypy cannot see it
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -202,8 +205,9 @@ class FeedStore:
                     os.rename(self.old_dir, self.feed_dir)  # the lock, an open file, moves with it
                 except OSError as exc:
                     os.close(lock)
-                    raise StorageError(f"{self.old_dir} could not be renamed to {self.feed_dir.name}: "
-                                       f"{exc.strerror or exc}") from exc
+                    raise StorageError(
+                        f"{self.old_dir} could not be renamed to {self.feed_dir.name}: {exc.strerror or exc}"
+                    ) from exc
                 return lock
         return self._lock(self._made_feed_dir() / ".run.lock")
 

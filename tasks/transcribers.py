@@ -31,12 +31,15 @@ class BackendInfo:
 BACKENDS: dict[str, BackendInfo] = {
     "faster-whisper": BackendInfo("CTranslate2", "tasks.transcribe.faster_whisper:FasterWhisperBackend"),
     # Threads sharing one interpreter made throughput worse as they were added on CUDA (measured in issue 3).
-    "whisper": BackendInfo("openai-whisper, PyTorch", "tasks.transcribe.openai_whisper:WhisperBackend",
-                           processes_on_cuda=True),
-    "openai": BackendInfo("the OpenAI audio API or a compatible server: see openai_*",
-                          "tasks.transcribe.openai_api:OpenAIBackend"),
-    "published": BackendInfo("only the transcripts the feed links, never Whisper",
-                             "tasks.transcribe.published:PublishedBackend"),
+    "whisper": BackendInfo(
+        "openai-whisper, PyTorch", "tasks.transcribe.openai_whisper:WhisperBackend", processes_on_cuda=True
+    ),
+    "openai": BackendInfo(
+        "the OpenAI audio API or a compatible server: see openai_*", "tasks.transcribe.openai_api:OpenAIBackend"
+    ),
+    "published": BackendInfo(
+        "only the transcripts the feed links, never Whisper", "tasks.transcribe.published:PublishedBackend"
+    ),
 }
 DEFAULT_BACKEND = "faster-whisper"
 

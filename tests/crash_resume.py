@@ -24,10 +24,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tests.feedserver import FeedServer
 from tasks.models import EpisodeMetadata, Ledger, Transcript
 from tests.conftest import DEMO_EPISODES
 from tests.feeds import rss, rss_item
+from tests.feedserver import FeedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 COPIES = 2  # each demo clip twice: 8 episodes
@@ -69,9 +69,22 @@ def ingest(feed_url: str, output: Path, prefect_home: Path, log: Path) -> subpro
     env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     with open(log, "ab") as log_file:
         return subprocess.Popen(
-            [str(Path(sys.executable).with_name("podflow")), "ingest", feed_url, "--output", str(output),
-             "--retry-backoff-s", "0.05", "--allow-network", "127.0.0.0/8"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(Path(sys.executable).with_name("podflow")),
+                "ingest",
+                feed_url,
+                "--output",
+                str(output),
+                "--retry-backoff-s",
+                "0.05",
+                "--allow-network",
+                "127.0.0.0/8",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -160,7 +173,9 @@ def run_round(kills: int, rng: random.Random, workdir: Path, report: CrashReport
     for at_kill in seen:
         report.kills_with_work_left += bool(at_kill.registered) and len(at_kill.complete) < len(audio)
         report.downloads_redone += sum(end.audio_hits[e] > at_kill.audio_hits[e] for e in at_kill.downloaded)
-        report.transcripts_redone += sum(end.transcript_mtimes.get(e) != m for e, m in at_kill.transcript_mtimes.items())
+        report.transcripts_redone += sum(
+            end.transcript_mtimes.get(e) != m for e, m in at_kill.transcript_mtimes.items()
+        )
         report.complete_episodes_touched += sum(end.complete.get(e) != entry for e, entry in at_kill.complete.items())
     check_outputs(output, audio, report)
 
@@ -182,12 +197,27 @@ def main() -> None:
         started = time.monotonic()
         report = run_trials(args.rounds, args.kills_per_round, args.seed, Path(workdir))
     table = Table(title=f"SIGKILL at random moments, then a run to the end ({time.monotonic() - started:.0f} s)")
-    for column in ("kills", "with work left", "episodes", "downloads redone", "transcripts redone",
-                   "complete episodes touched", "leftover files", "bad outputs"):
+    for column in (
+        "kills",
+        "with work left",
+        "episodes",
+        "downloads redone",
+        "transcripts redone",
+        "complete episodes touched",
+        "leftover files",
+        "bad outputs",
+    ):
         table.add_column(column, justify="right")
-    table.add_row(str(report.kills), str(report.kills_with_work_left), str(report.episodes),
-                  str(report.downloads_redone), str(report.transcripts_redone), str(report.complete_episodes_touched),
-                  str(len(report.leftovers)), str(len(report.problems)))
+    table.add_row(
+        str(report.kills),
+        str(report.kills_with_work_left),
+        str(report.episodes),
+        str(report.downloads_redone),
+        str(report.transcripts_redone),
+        str(report.complete_episodes_touched),
+        str(len(report.leftovers)),
+        str(len(report.problems)),
+    )
     Console(width=150).print(table)
     for problem in report.problems + report.leftovers:
         print(problem)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from xml.sax.saxutils import escape, quoteattr
 
 NAMESPACES = (
-    'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd" '
-    'xmlns:podcast="https://podcastindex.org/namespace/1.0"'
+    'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd" xmlns:podcast="https://podcastindex.org/namespace/1.0"'
 )
 
 
@@ -22,14 +21,12 @@ def rss_item(
     if guid is not None:
         parts.append(f'<guid isPermaLink="false">{escape(guid)}</guid>')
     if enclosure is not None:
-        parts.append(f"<enclosure url={quoteattr(enclosure)} type={quoteattr(enclosure_type)} length=\"1\"/>")
+        parts.append(f'<enclosure url={quoteattr(enclosure)} type={quoteattr(enclosure_type)} length="1"/>')
     return "<item>" + "".join(parts) + extra + "</item>"
 
 
 def rss(items: list[str], title: str = "Test Show") -> bytes:
     return (
         f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" {NAMESPACES}><channel>'
-        f"<title>{escape(title)}</title><link>https://example.org/show</link>"
-        + "".join(items)
-        + "</channel></rss>"
+        f"<title>{escape(title)}</title><link>https://example.org/show</link>" + "".join(items) + "</channel></rss>"
     ).encode()

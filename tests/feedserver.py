@@ -66,9 +66,7 @@ class FeedServer:
         self.hits: list[Hit] = []
         self._lock = threading.Lock()
         self._server = _Server((host, port), self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="feedserver", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="feedserver", daemon=True)
 
     def __enter__(self) -> FeedServer:
         self._thread.start()

@@ -45,11 +45,21 @@ class Received:
     filenames: dict[str, str] = field(default_factory=dict)
 
 
-def error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-          headers: dict[str, str] | None = None, delay_s: float = 0.0) -> Reply:
+def error(
+    status: int,
+    message: str,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    delay_s: float = 0.0,
+) -> Reply:
     """An error reply in the OpenAI API's shape."""
-    return Reply(status, {"error": {"message": message, "type": type_, "param": None, "code": code}},
-                 headers=headers or {}, delay_s=delay_s)
+    return Reply(
+        status,
+        {"error": {"message": message, "type": type_, "param": None, "code": code}},
+        headers=headers or {},
+        delay_s=delay_s,
+    )
 
 
 def no_chat_handler(received: Received) -> Reply:
@@ -92,9 +102,21 @@ def whisper_transcription(received: Received) -> Reply:
         "language": names.get(detected.language or "", detected.language),
         "duration": round(samples.size / audio_codec.SAMPLE_RATE, 3),
         "text": text,
-        "segments": [{"id": i, "seek": 0, "start": s.start, "end": s.end, "text": " " + s.text, "tokens": [],
-                      "temperature": 0.0, "avg_logprob": -0.3, "compression_ratio": 1.2, "no_speech_prob": 0.01}
-                     for i, s in enumerate(segments)],
+        "segments": [
+            {
+                "id": i,
+                "seek": 0,
+                "start": s.start,
+                "end": s.end,
+                "text": " " + s.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": -0.3,
+                "compression_ratio": 1.2,
+                "no_speech_prob": 0.01,
+            }
+            for i, s in enumerate(segments)
+        ],
     }
     if "word" in granularities:
         answer["words"] = [{"word": w.text, "start": w.start, "end": w.end} for s in segments for w in s.words]
@@ -121,8 +143,9 @@ class OpenAIServer:
         self._peak: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="openai-server",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="openai-server", daemon=True
+        )
         host, port = self._server.server_address[:2]
         self.base_url = f"http://{host}:{port}/v1"
 

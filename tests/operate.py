@@ -108,13 +108,28 @@ class Process:
         self.popen.wait()
 
 
-def start(name: str, argv: list[str | Path], *, env: dict[str, str], cwd: Path, log_dir: Path,
-          stop_signal: int = signal.SIGTERM, **popen_options: object) -> Process:
+def start(
+    name: str,
+    argv: list[str | Path],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    log_dir: Path,
+    stop_signal: int = signal.SIGTERM,
+    **popen_options: object,
+) -> Process:
     """Start `argv` in a new session, its output appended to `<log_dir>/<name>.log`."""
     log = log_dir / f"{name}.log"
     with open(log, "ab") as out:
-        popen = subprocess.Popen([str(a) for a in argv], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True, **popen_options)  # type: ignore[call-overload]
+        popen = subprocess.Popen(
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **popen_options,
+        )  # type: ignore[call-overload]
     return Process(name, popen, log, stop_signal)
 
 
@@ -123,8 +138,9 @@ def wait_until(ready: Callable[[], bool], what: str, timeout_s: float, process: 
     started = time.monotonic()
     while not ready():
         if process is not None and process.popen.poll() is not None:
-            raise OperationError(f"{process.name} exited with {process.popen.returncode} before {what}\n"
-                                 + process.log_tail())
+            raise OperationError(
+                f"{process.name} exited with {process.popen.returncode} before {what}\n" + process.log_tail()
+            )
         if time.monotonic() - started > timeout_s:
             raise OperationError(f"no {what} after {timeout_s:.0f} s" + (f"\n{process.log_tail()}" if process else ""))
         time.sleep(0.1)
@@ -147,14 +163,17 @@ class Operation:
         self.home.mkdir(parents=True, exist_ok=True)
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.env = clean_env(PREFECT_HOME=str(self.home), PREFECT_API_URL=self.api_url)
-        self.commands.append(f"export PREFECT_HOME={shlex.quote(str(self.home))} PREFECT_API_URL={self.api_url} "
-                             'PREFECT_SERVER_ANALYTICS_ENABLED=false PATH="$PWD/.venv/bin:$PATH"')
+        self.commands.append(
+            f"export PREFECT_HOME={shlex.quote(str(self.home))} PREFECT_API_URL={self.api_url} "
+            'PREFECT_SERVER_ANALYTICS_ENABLED=false PATH="$PWD/.venv/bin:$PATH"'
+        )
 
     def __enter__(self) -> Operation:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def stop(self) -> None:
@@ -175,8 +194,16 @@ class Operation:
 
         Without the scheduler nothing runs unasked: a scheduled deployment in prefect.yaml gets no runs here.
         """
-        argv: list[str | Path] = [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port),
-                                  "--no-scheduler"]
+        argv: list[str | Path] = [
+            BIN / "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-scheduler",
+        ]
         database = {"PREFECT_API_DATABASE_CONNECTION_URL": self.database_url} if self.database_url else {}
         self.commands.append(self.shell_command(argv, **database))
         server = self._start("server", argv, env={**self.env, **database})
@@ -200,10 +227,12 @@ class Operation:
         worker = next(p for p in self.processes if p.name == "worker")
         with self.client() as client:
             self.timings["worker online"] = wait_until(
-                lambda: bool(client.read_workers_for_work_pool(pool)), f"worker in pool {pool}", timeout_s, worker)
+                lambda: bool(client.read_workers_for_work_pool(pool)), f"worker in pool {pool}", timeout_s, worker
+            )
 
-    def prefect(self, *args: str, timeout_s: float = 120.0, timing: str | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def prefect(
+        self, *args: str, timeout_s: float = 120.0, timing: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run `prefect <args>` from the checkout's root; fails with its output (and the logs) unless it exits 0
         or `check` is off."""
         return self.run("prefect", *args, timeout_s=timeout_s, timing=timing, check=check)
@@ -211,21 +240,26 @@ class Operation:
     def podflow(self, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
         return self.run("podflow", *args, timeout_s=timeout_s)
 
-    def run(self, program: str, *args: str, timeout_s: float = 120.0, timing: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, program: str, *args: str, timeout_s: float = 120.0, timing: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         argv: list[str | Path] = [BIN / program, *args]
         self.commands.append(self.shell_command(argv))
         started = time.monotonic()
         try:
-            done = subprocess.run([str(a) for a in argv], cwd=ROOT, env=self.env, capture_output=True, text=True,
-                                  timeout=timeout_s)
+            done = subprocess.run(
+                [str(a) for a in argv], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout_s
+            )
         except subprocess.TimeoutExpired as timeout:
-            raise OperationError(f"`{program} {shlex.join(args)}` ran past {timeout_s:.0f} s\n{timeout.output}\n"
-                                 + self.logs()) from None
+            raise OperationError(
+                f"`{program} {shlex.join(args)}` ran past {timeout_s:.0f} s\n{timeout.output}\n" + self.logs()
+            ) from None
         self.timings[timing or f"{program} {' '.join(args[:2])}"] = time.monotonic() - started
         if check and done.returncode != 0:
-            raise OperationError(f"`{program} {shlex.join(args)}` exited with {done.returncode}\n"
-                                 f"{done.stdout[-6000:]}\n{done.stderr[-6000:]}\n{self.logs()}")
+            raise OperationError(
+                f"`{program} {shlex.join(args)}` exited with {done.returncode}\n"
+                f"{done.stdout[-6000:]}\n{done.stderr[-6000:]}\n{self.logs()}"
+            )
         return done
 
     def client(self) -> SyncPrefectClient:
@@ -319,16 +353,50 @@ def embedded_postgres(log_dir: Path, timeout_s: float = 60.0) -> Iterator[Postgr
     try:
         programs = _programs_for(nobody, scratch)
         initdb = subprocess.run(
-            [str(programs / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-             "--locale=C", "--no-sync"],
-            capture_output=True, text=True, cwd=data, **as_user)  # type: ignore[call-overload]
+            [
+                str(programs / "initdb"),
+                "-D",
+                str(data / "db"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=data,
+            **as_user,
+        )  # type: ignore[call-overload]
         if initdb.returncode != 0:
             raise OperationError(f"initdb exited with {initdb.returncode}\n{initdb.stdout}\n{initdb.stderr}")
         port = free_port()
-        server = start("postgres", [programs / "postgres", "-D", data / "db", "-h", "127.0.0.1", "-p", str(port),
-                                    "-k", "", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                                    "-c", "full_page_writes=off"],
-                       env=clean_env(), cwd=data, log_dir=log_dir, stop_signal=signal.SIGINT, **as_user)
+        server = start(
+            "postgres",
+            [
+                programs / "postgres",
+                "-D",
+                data / "db",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-k",
+                "",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            env=clean_env(),
+            cwd=data,
+            log_dir=log_dir,
+            stop_signal=signal.SIGINT,
+            **as_user,
+        )
 
         def accepts() -> bool:
             ready = [str(programs / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]

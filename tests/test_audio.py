@@ -21,16 +21,23 @@ BYTES_PER_S = audio_codec.SAMPLE_RATE * 4  # decoded float32
 SLACK = 2**20  # one frame in flight and the interpreter's own allocations
 
 
-def silent_audio(path: Path, seconds: float, rate: int = 16_000, container: str = "matroska", codec: str = "flac",
-                 options: dict[str, str] | None = None) -> Path:
+def silent_audio(
+    path: Path,
+    seconds: float,
+    rate: int = 16_000,
+    container: str = "matroska",
+    codec: str = "flac",
+    options: dict[str, str] | None = None,
+) -> Path:
     """Silence written by PyAV: tiny on disk whatever its length. `options={"live": "1"}` makes Matroska leave the
     duration out, as a live stream's recording does."""
     with av.open(str(path), "w", format=container, options=options or {}) as output:
         stream = output.add_stream(codec, rate=rate, layout="mono")
         total, step = round(seconds * rate), 4096
         for start in range(0, total, step):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, min(step, total - start)), np.int16), format="s16",
-                                               layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, min(step, total - start)), np.int16), format="s16", layout="mono"
+            )
             frame.sample_rate, frame.pts = rate, start
             output.mux(stream.encode(frame))
         output.mux(stream.encode(None))
@@ -46,9 +53,15 @@ def wav_by_hand(path: Path, rate: int, channels: int, frames: int) -> Path:
     """A 16-bit PCM WAV whose 44-byte header says what PyAV would not write."""
     block = 2 * channels
     data = bytes(block * frames)
-    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
-              + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, 16)
-              + b"data" + struct.pack("<I", len(data)))
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, 16)
+        + b"data"
+        + struct.pack("<I", len(data))
+    )
     path.write_bytes(header + data)
     return path
 
@@ -63,10 +76,12 @@ def traced_peak(work: Callable[[], T]) -> tuple[T, int]:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize(("options", "growth"), [({}, 1.0), ({"live": "1"}, audio_codec.GROWTH)],
-                         ids=["duration-in-header", "no-duration"])
-def test_decoding_holds_one_buffer_the_size_of_the_audio(tmp_path: Path, options: dict[str, str],
-                                                          growth: float) -> None:
+@pytest.mark.parametrize(
+    ("options", "growth"), [({}, 1.0), ({"live": "1"}, audio_codec.GROWTH)], ids=["duration-in-header", "no-duration"]
+)
+def test_decoding_holds_one_buffer_the_size_of_the_audio(
+    tmp_path: Path, options: dict[str, str], growth: float
+) -> None:
     """Not a list of chunks then their concatenation, twice the audio at the end: one buffer, sized from the
     header's length where it gives one, else grown by at most GROWTH at a time."""
     path = silent_audio(tmp_path / "episode.mka", 300, options=options)
@@ -99,8 +114,9 @@ def forged_duration(path: Path, duration_ms: float) -> Path:
 
 
 @pytest.mark.parametrize(("claim_ms", "declared_s"), [(3.6e15, 3.6e12), (-1e6, None)], ids=["ages", "negative"])
-def test_a_header_claiming_ages_sizes_no_buffer_by_its_claim(tmp_path: Path, claim_ms: float,
-                                                             declared_s: float | None) -> None:
+def test_a_header_claiming_ages_sizes_no_buffer_by_its_claim(
+    tmp_path: Path, claim_ms: float, declared_s: float | None
+) -> None:
     path = forged_duration(tmp_path / "forged.mka", claim_ms)
     assert audio_codec.probe(path).duration_s == declared_s
     samples, peak = traced_peak(lambda: audio_codec.decode(path))
@@ -132,15 +148,21 @@ def one_hertz_wav(folder: Path) -> Path:
     return silent_audio(folder / "slow.wav", 600, rate=1, container="wav", codec="pcm_s16le")
 
 
-@pytest.mark.parametrize(("make", "named"), [
-    (one_hertz_wav, "slow.wav .*sample rate of 1 Hz"),
-    (lambda folder: wav_by_hand(folder / "low.wav", 3_999, 1, 3_999), "low.wav .*sample rate of 3,999 Hz"),
-    (lambda folder: wav_by_hand(folder / "high.wav", 1_000_000, 1, 1000), "high.wav .*sample rate of 1,000,000 Hz"),
-    (lambda folder: wav_by_hand(folder / "wide.wav", 16_000, 100, 1600), "wide.wav .*100 channels"),
-], ids=["1Hz", "3999Hz", "1MHz", "100-channels"])
-@pytest.mark.parametrize("read", [audio_codec.probe, audio_codec.decode,
-                                  lambda path: audio_codec.duration_s(path, 6 * 3600)],
-                         ids=["probe", "decode", "duration_s"])
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (one_hertz_wav, "slow.wav .*sample rate of 1 Hz"),
+        (lambda folder: wav_by_hand(folder / "low.wav", 3_999, 1, 3_999), "low.wav .*sample rate of 3,999 Hz"),
+        (lambda folder: wav_by_hand(folder / "high.wav", 1_000_000, 1, 1000), "high.wav .*sample rate of 1,000,000 Hz"),
+        (lambda folder: wav_by_hand(folder / "wide.wav", 16_000, 100, 1600), "wide.wav .*100 channels"),
+    ],
+    ids=["1Hz", "3999Hz", "1MHz", "100-channels"],
+)
+@pytest.mark.parametrize(
+    "read",
+    [audio_codec.probe, audio_codec.decode, lambda path: audio_codec.duration_s(path, 6 * 3600)],
+    ids=["probe", "decode", "duration_s"],
+)
 def test_absurd_sample_rates_and_channel_counts_are_refused_naming_the_file_and_value(
     tmp_path: Path, make: Callable[[Path], Path], named: str, read: Callable[[Path], object]
 ) -> None:

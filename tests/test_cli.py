@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from ipaddress import ip_network
 
 import pytest
@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from flows import cli
 from flows.cli import app
-from tests.feedserver import FeedServer
 from tasks.models import EpisodeMetadata, Settings
 from tests.conftest import DEMO_EPISODES
 from tests.feeds import rss, rss_item
+from tests.feedserver import FeedServer
 
 runner = CliRunner()
 
@@ -25,13 +25,21 @@ runner = CliRunner()
 def test_ingest_prints_the_summary_and_exits_non_zero_when_an_episode_failed(server: FeedServer, tmp_path) -> None:
     demo = DEMO_EPISODES[3]
     server.add(f"/{demo.slug}.mp3", demo.audio)
-    feed_url = server.add("/feed.xml", rss([
-        rss_item(demo.title, guid="good", enclosure=f"{demo.slug}.mp3"),
-        rss_item("Gone Episode", guid="gone", enclosure="gone.mp3"),
-    ], title="CLI Show"))
+    feed_url = server.add(
+        "/feed.xml",
+        rss(
+            [
+                rss_item(demo.title, guid="good", enclosure=f"{demo.slug}.mp3"),
+                rss_item("Gone Episode", guid="gone", enclosure="gone.mp3"),
+            ],
+            title="CLI Show",
+        ),
+    )
 
-    result = runner.invoke(app, ["ingest", feed_url, "--output", str(tmp_path), "--download-workers", "2",
-                                  "--allow-network", "127.0.0.0/8"])
+    result = runner.invoke(
+        app,
+        ["ingest", feed_url, "--output", str(tmp_path), "--download-workers", "2", "--allow-network", "127.0.0.0/8"],
+    )
 
     assert result.exit_code == 1, result.output
     assert "CLI Show" in result.output
@@ -84,19 +92,40 @@ def test_every_option_name_is_whole_at_80_columns() -> None:
 def test_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     given: list[Settings] = []
     monkeypatch.setattr(cli, "run", lambda feed_urls, opml, settings: given.append(settings) or 0)
-    result = runner.invoke(app, [
-        "ingest", "http://127.0.0.1:9/feed.xml", "-o", "out", "--download-workers", "2", "--word-timestamps",
-        "--no-published-fallback", "--published-types", "text/vtt", "--published-types", "text/plain",
-        "--allow-network", "10.0.0.0/8", "--allow-network", "192.168.1.0/24", "--published-after", "2026-11-01",
-        "--max-download-s", "60", "--transcriber", "whisper",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "ingest",
+            "http://127.0.0.1:9/feed.xml",
+            "-o",
+            "out",
+            "--download-workers",
+            "2",
+            "--word-timestamps",
+            "--no-published-fallback",
+            "--published-types",
+            "text/vtt",
+            "--published-types",
+            "text/plain",
+            "--allow-network",
+            "10.0.0.0/8",
+            "--allow-network",
+            "192.168.1.0/24",
+            "--published-after",
+            "2026-11-01",
+            "--max-download-s",
+            "60",
+            "--transcriber",
+            "whisper",
+        ],
+    )
     assert result.exit_code == 0, result.output
     [settings] = given
     assert settings.output_dir.name == "out" and settings.download_workers == 2 and settings.max_download_s == 60
     assert settings.word_timestamps is True and settings.published_fallback is False
     assert settings.published_types == ("text/vtt", "text/plain")
     assert settings.allowed_networks == (ip_network("10.0.0.0/8"), ip_network("192.168.1.0/24"))
-    assert settings.published_after == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert settings.published_after == datetime(2026, 11, 1, tzinfo=UTC)
     assert settings.transcriber == "whisper"
     assert settings.model == Settings().model and settings.newest is None  # not given: the field's default
 
@@ -104,12 +133,15 @@ def test_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert given[-1] == Settings()
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("--device", "tpu", "device: Input should be 'cpu', 'cuda' or 'auto'"),
-    ("--allow-network", "not-a-network", "allowed_networks.0: "),
-    ("--download-workers", "many", "Invalid value for '--download-workers'"),
-    ("--published-after", "yesterday", "Invalid value for '--published-after'"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--device", "tpu", "device: Input should be 'cpu', 'cuda' or 'auto'"),
+        ("--allow-network", "not-a-network", "allowed_networks.0: "),
+        ("--download-workers", "many", "Invalid value for '--download-workers'"),
+        ("--published-after", "yesterday", "Invalid value for '--published-after'"),
+    ],
+)
 def test_an_invalid_value_is_a_usage_error(option: str, value: str, message: str) -> None:
     result = runner.invoke(app, ["ingest", "http://127.0.0.1:9/feed.xml", option, value])
     assert result.exit_code == 2 and result.exception is not None and isinstance(result.exception, SystemExit)
@@ -121,20 +153,28 @@ def test_ingest_takes_many_feeds_and_an_opml_file(server: FeedServer, tmp_path) 
     urls = []
     for demo in DEMO_EPISODES[:2]:
         server.add(f"/{demo.slug}.mp3", demo.audio)
-        urls.append(server.add(f"/{demo.slug}.xml", rss([rss_item(demo.title, guid=demo.slug, enclosure=f"{demo.slug}.mp3")],
-                                                        title=f"Show of {demo.slug}")))
+        urls.append(
+            server.add(
+                f"/{demo.slug}.xml",
+                rss([rss_item(demo.title, guid=demo.slug, enclosure=f"{demo.slug}.mp3")], title=f"Show of {demo.slug}"),
+            )
+        )
     opml = tmp_path / "feeds.opml"
     opml.write_text(f'<opml version="2.0"><body><outline text="x" xmlUrl="{urls[1]}"/></body></opml>')
 
-    result = runner.invoke(app, ["ingest", urls[0], "--opml", str(opml), "--output", str(tmp_path / "out"),
-                                  "--allow-network", "127.0.0.0/8"])
+    result = runner.invoke(
+        app,
+        ["ingest", urls[0], "--opml", str(opml), "--output", str(tmp_path / "out"), "--allow-network", "127.0.0.0/8"],
+    )
 
     assert result.exit_code == 0, result.output
     assert all(f"Show of {demo.slug}" in result.output for demo in DEMO_EPISODES[:2])
     assert len(list((tmp_path / "out").glob("*/episodes/*/metadata.json"))) == 2
 
-    again = runner.invoke(app, ["ingest", urls[0], "--opml", str(opml), "--output", str(tmp_path / "out"),
-                                  "--allow-network", "127.0.0.0/8"])
+    again = runner.invoke(
+        app,
+        ["ingest", urls[0], "--opml", str(opml), "--output", str(tmp_path / "out"), "--allow-network", "127.0.0.0/8"],
+    )
     assert again.exit_code == 0 and again.output.count("not modified since the last run") == 2, again.output
 
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.feedserver import FeedServer, Route
 from tasks.download import download_episode
-from tasks.http import retry_after_s
 from tasks.errors import DownloadError
+from tasks.http import retry_after_s
 from tasks.models import Episode, Settings
 from tests.conftest import DEMO_EPISODES, LOOPBACK
+from tests.feedserver import FeedServer, Route
 
 AUDIO = DEMO_EPISODES[0].audio
 
@@ -30,7 +30,9 @@ def files_in(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def test_download_is_verified_hashed_and_renamed_into_place(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+def test_download_is_verified_hashed_and_renamed_into_place(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
     url = server.add("/a.mp3", AUDIO)
     audio = download_episode(episode_at(url), tmp_path / "ep", settings, previous=None)
 
@@ -42,7 +44,9 @@ def test_download_is_verified_hashed_and_renamed_into_place(server: FeedServer, 
     assert files_in(tmp_path / "ep") == ["audio.mp3"]
 
 
-def test_redirected_enclosure_records_where_the_bytes_came_from(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+def test_redirected_enclosure_records_where_the_bytes_came_from(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
     cdn = server.add("/cdn/a.mp3", AUDIO)
     tracker = server.add("/track/a.mp3", redirect_to=cdn)
     audio = download_episode(episode_at(tracker), tmp_path, settings, previous=None)
@@ -95,7 +99,9 @@ def test_a_verified_download_is_not_fetched_again_but_a_damaged_one_is(
 def test_an_enclosure_over_the_size_limit_is_refused(server: FeedServer, tmp_path: Path) -> None:
     url = server.add("/a.mp3", AUDIO)
     with pytest.raises(DownloadError, match="over the 1,000-byte limit"):
-        download_episode(episode_at(url), tmp_path, Settings(max_episode_bytes=1000, allowed_networks=LOOPBACK), previous=None)
+        download_episode(
+            episode_at(url), tmp_path, Settings(max_episode_bytes=1000, allowed_networks=LOOPBACK), previous=None
+        )
     assert files_in(tmp_path) == []
 
 
@@ -107,7 +113,9 @@ def test_only_http_enclosures_are_fetched(settings: Settings, tmp_path: Path, ur
         download_episode(episode_at(url), tmp_path, settings, previous=None)
 
 
-def test_a_redirect_to_another_scheme_is_a_download_error(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+def test_a_redirect_to_another_scheme_is_a_download_error(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
     url = server.add("/a.mp3", redirect_to="ftp://example.org/a.mp3")
     with pytest.raises(DownloadError, match=r"redirects to a URL that is not http\(s\)"):
         download_episode(episode_at(url), tmp_path, settings, previous=None)
@@ -118,7 +126,7 @@ def headers_with(retry_after: str) -> requests.structures.CaseInsensitiveDict[st
 
 
 def test_retry_after_is_read_as_seconds_or_as_an_http_date_and_capped() -> None:
-    in_30_s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    in_30_s = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert retry_after_s(headers_with("7")) == 7.0
     assert 25 < (retry_after_s(headers_with(in_30_s)) or 0) <= 30
     assert retry_after_s(headers_with("86400")) == 60.0
@@ -165,8 +173,9 @@ def test_a_file_that_changed_between_attempts_is_not_spliced(
     def republish(route: Route) -> None:
         route.body, route.truncate_after = replacement, None
 
-    url = server.add("/a.mp3", AUDIO, truncate_after=5000, after_response=republish,
-                     ignore_if_range=not server_checks_if_range)
+    url = server.add(
+        "/a.mp3", AUDIO, truncate_after=5000, after_response=republish, ignore_if_range=not server_checks_if_range
+    )
     audio = download_episode(episode_at(url), tmp_path, settings, previous=None)
     assert audio.path.read_bytes() == replacement
     assert audio.sha256 == hashlib.sha256(replacement).hexdigest()
@@ -187,8 +196,9 @@ def test_a_416_on_resume_starts_over(server: FeedServer, settings: Settings, tmp
 
 def test_a_stalled_server_times_out_and_retries_are_bounded(server: FeedServer, tmp_path: Path) -> None:
     url = server.add("/a.mp3", AUDIO, delay_s=1.0)
-    settings = Settings(output_dir=tmp_path, http_timeout_s=0.2, retry_backoff_s=0.01, download_attempts=3,
-                        allowed_networks=LOOPBACK)
+    settings = Settings(
+        output_dir=tmp_path, http_timeout_s=0.2, retry_backoff_s=0.01, download_attempts=3, allowed_networks=LOOPBACK
+    )
     with pytest.raises(DownloadError, match="gave up after 3 attempts: .*ReadTimeout"):
         download_episode(episode_at(url), tmp_path, settings, previous=None)
     assert server.count("/a.mp3") == 3
@@ -219,18 +229,25 @@ from tasks.models import Episode, Settings
 resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # no file may grow past 20 kB: a disk that fills up
 episode = Episode(episode_id="e", title="e", enclosure_url=sys.argv[1])
 try:
-    download_episode(episode, Path(sys.argv[2]), Settings(retry_backoff_s=0.01, allowed_networks=['127.0.0.0/8']), previous=None)
+    settings = Settings(retry_backoff_s=0.01, allowed_networks=['127.0.0.0/8'])
+    download_episode(episode, Path(sys.argv[2]), settings, previous=None)
 except DownloadError as error:
     print(error)
 """
 
 
+@pytest.mark.integration  # a subprocess
 def test_a_full_disk_fails_the_download_cleanly_and_a_later_run_completes(
     server: FeedServer, settings: Settings, tmp_path: Path
 ) -> None:
     url = server.add("/a.mp3", AUDIO)
-    result = subprocess.run([sys.executable, "-c", FULL_DISK, url, str(tmp_path)], capture_output=True, text=True,
-                            cwd=Path(__file__).parents[1], timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, url, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=120,
+    )
     assert "could not be saved: File too large" in result.stdout, result.stderr
     assert files_in(tmp_path) == []  # nothing partial left in place
 
@@ -261,7 +278,9 @@ def test_retries_stop_when_the_next_wait_would_pass_the_time_limit(server: FeedS
     assert server.count("/a.mp3") == 1
 
 
-def test_retry_after_is_honoured_before_the_next_attempt(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
+def test_retry_after_is_honoured_before_the_next_attempt(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
     url = server.add("/a.mp3", AUDIO, fail_times=1, fail_status=429, retry_after="1")
     download_episode(episode_at(url), tmp_path, settings, previous=None)
     first, second = (hit.at for hit in server.hits if hit.path == "/a.mp3")

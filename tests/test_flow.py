@@ -13,12 +13,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.states import State
 
-from tests.feedserver import FeedServer
 from flows.ingest import ingest_feed
 from tasks.models import EpisodeMetadata, IngestReport, Ledger, Settings
 from tasks.store import FeedStore
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK
 from tests.feeds import rss, rss_item
+from tests.feedserver import FeedServer
 from tests.speech import word_error_rate
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -55,7 +55,13 @@ def test_demo_feed_end_to_end(server: FeedServer, settings: Settings) -> None:
     for demo, outcome in zip(DEMO_EPISODES, report.episodes):
         folder = report.feed_dir / "episodes" / outcome.folder
         assert sorted(p.name for p in folder.iterdir()) == [
-            "audio.mp3", "metadata.json", "transcript.json", "transcript.srt", "transcript.txt", "transcript.vtt"]
+            "audio.mp3",
+            "metadata.json",
+            "transcript.json",
+            "transcript.srt",
+            "transcript.txt",
+            "transcript.vtt",
+        ]
         document = EpisodeMetadata.model_validate_json((folder / "metadata.json").read_bytes())
         assert document.episode.title == demo.title
         assert document.audio.sha256 == hashlib.sha256(demo.audio).hexdigest()
@@ -71,19 +77,23 @@ def test_demo_feed_end_to_end(server: FeedServer, settings: Settings) -> None:
     assert all(entry.complete for entry in ledger_of(feed_url, settings).episodes.values())
 
 
-def test_task_runs_belong_to_the_flow_run_and_record_lineage(
-    server: FeedServer, settings: Settings
-) -> None:
+def test_task_runs_belong_to_the_flow_run_and_record_lineage(server: FeedServer, settings: Settings) -> None:
     state, _ = run(demo_feed(server), settings)
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id(state)])))
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
-            any_=[flow_run_id(state)])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(state)]))
+        )
 
     by_stage: dict[str, list] = {}
     for task_run in runs:
         by_stage.setdefault(task_run.name.split(" ")[0].split("-")[0], []).append(task_run)
-    assert {stage: len(r) for stage, r in by_stage.items()} == {"fetch": 1, "download": 4, "transcribe": 4, "metadata": 4}
+    assert {stage: len(r) for stage, r in by_stage.items()} == {
+        "fetch": 1,
+        "download": 4,
+        "transcribe": 4,
+        "metadata": 4,
+    }
     assert all(r.tags == [] for r in runs)  # no stage limit exists, so no tag (see flows.ingest.tagged)
     download_ids = {r.id for r in by_stage["download"]}
     transcribe_ids = {r.id for r in by_stage["transcribe"]}
@@ -114,17 +124,24 @@ def test_a_rerun_downloads_and_transcribes_nothing(server: FeedServer, settings:
     assert after.validators != first.validators
 
 
-def test_one_broken_episode_fails_alone_and_a_rerun_finishes_what_was_left(server: FeedServer, settings: Settings) -> None:
+def test_one_broken_episode_fails_alone_and_a_rerun_finishes_what_was_left(
+    server: FeedServer, settings: Settings
+) -> None:
     for demo in DEMO_EPISODES[:2]:
         server.add(f"/{demo.slug}.mp3", demo.audio)
     server.add("/corrupt.mp3", b"\xff\xfb" + b"definitely not mpeg audio" * 200)
-    feed_url = server.add("/feed.xml", rss([
-        rss_item(DEMO_EPISODES[0].title, guid="ok-1", enclosure=f"{DEMO_EPISODES[0].slug}.mp3"),
-        rss_item("Missing audio", guid="missing", enclosure="missing.mp3"),
-        rss_item("Corrupt audio", guid="corrupt", enclosure="corrupt.mp3"),
-        rss_item("Just an announcement", guid="text-only"),
-        rss_item(DEMO_EPISODES[1].title, guid="ok-2", enclosure=f"{DEMO_EPISODES[1].slug}.mp3"),
-    ]))
+    feed_url = server.add(
+        "/feed.xml",
+        rss(
+            [
+                rss_item(DEMO_EPISODES[0].title, guid="ok-1", enclosure=f"{DEMO_EPISODES[0].slug}.mp3"),
+                rss_item("Missing audio", guid="missing", enclosure="missing.mp3"),
+                rss_item("Corrupt audio", guid="corrupt", enclosure="corrupt.mp3"),
+                rss_item("Just an announcement", guid="text-only"),
+                rss_item(DEMO_EPISODES[1].title, guid="ok-2", enclosure=f"{DEMO_EPISODES[1].slug}.mp3"),
+            ]
+        ),
+    )
 
     state, report = run(feed_url, settings)
 
@@ -173,8 +190,9 @@ def overlaps(intervals: list[tuple[datetime, datetime]]) -> int:
 def test_episodes_move_on_as_soon_as_their_download_ends_and_stages_keep_their_limits(
     server: FeedServer, tmp_path: Path
 ) -> None:
-    settings = Settings(output_dir=tmp_path, allowed_networks=LOOPBACK, download_workers=2, transcribe_workers=1,
-                        metadata_workers=1)
+    settings = Settings(
+        output_dir=tmp_path, allowed_networks=LOOPBACK, download_workers=2, transcribe_workers=1, metadata_workers=1
+    )
     first, *others = DEMO_EPISODES
     feed_url = demo_feed(server, delays={demo.slug: 3.0 for demo in others})
 
@@ -212,8 +230,14 @@ def test_an_operator_limit_on_a_stage_tag_bounds_that_stage(server: FeedServer, 
 
 
 def test_transcribe_workers_can_be_processes(server: FeedServer, tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path, allowed_networks=LOOPBACK, transcriber="whisper", beam_size=1, transcribe_workers=2,
-                        transcribe_pool="processes")
+    settings = Settings(
+        output_dir=tmp_path,
+        allowed_networks=LOOPBACK,
+        transcriber="whisper",
+        beam_size=1,
+        transcribe_workers=2,
+        transcribe_pool="processes",
+    )
     feed_url = demo_feed(server)
 
     state, report = run(feed_url, settings)
@@ -239,13 +263,26 @@ def test_published_transcripts_are_read_from_the_feed_and_bad_ones_fail_their_ep
     server.add("/good.vtt", f"WEBVTT\n\n00:00.000 --> 00:05.000\n{good.script}\n".encode())
     server.add("/broken.json", b'{"version": "1.0.0", "segments": "nope"}')
     link = '<podcast:transcript url="{}" type="{}" language="en"/>'
-    feed_url = server.add("/feed.xml", rss([
-        rss_item(good.title, guid="good", enclosure=f"{good.slug}.mp3",
-                 extra=link.format("good.vtt", "text/vtt") + link.format("good.txt", "text/plain")),
-        rss_item(unlinked.title, guid="unlinked", enclosure=f"{unlinked.slug}.mp3"),
-        rss_item(broken.title, guid="broken", enclosure=f"{broken.slug}.mp3",
-                 extra=link.format("broken.json", "application/json")),
-    ]))
+    feed_url = server.add(
+        "/feed.xml",
+        rss(
+            [
+                rss_item(
+                    good.title,
+                    guid="good",
+                    enclosure=f"{good.slug}.mp3",
+                    extra=link.format("good.vtt", "text/vtt") + link.format("good.txt", "text/plain"),
+                ),
+                rss_item(unlinked.title, guid="unlinked", enclosure=f"{unlinked.slug}.mp3"),
+                rss_item(
+                    broken.title,
+                    guid="broken",
+                    enclosure=f"{broken.slug}.mp3",
+                    extra=link.format("broken.json", "application/json"),
+                ),
+            ]
+        ),
+    )
 
     state, report = run(feed_url, settings)
 
@@ -264,10 +301,15 @@ def test_published_transcripts_are_read_from_the_feed_and_bad_ones_fail_their_ep
 def test_items_sharing_a_guid_are_one_episode(server: FeedServer, settings: Settings) -> None:
     demo = DEMO_EPISODES[0]
     server.add("/a.mp3", demo.audio)
-    feed_url = server.add("/feed.xml", rss([
-        rss_item("First copy", guid="same", enclosure="a.mp3"),
-        rss_item("Second copy", guid="same", enclosure="b.mp3"),
-    ]))
+    feed_url = server.add(
+        "/feed.xml",
+        rss(
+            [
+                rss_item("First copy", guid="same", enclosure="a.mp3"),
+                rss_item("Second copy", guid="same", enclosure="b.mp3"),
+            ]
+        ),
+    )
     state, report = run(feed_url, settings)
     assert state.is_completed()
     assert [(e.episode_id, e.title, e.status) for e in report.episodes] == [("same", "First copy", "complete")]

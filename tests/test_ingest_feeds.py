@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -15,27 +15,41 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.states import State
 
-from tests.feedserver import FeedServer
 from flows.ingest import ingest_feeds, selected_episodes
 from flows.summary import markdown_text, summary_markdown
-from tasks.models import STAGES, Episode, EpisodeOutcome, IngestReport, RunReport, Settings
 from tasks.feed import normalise_url
+from tasks.models import STAGES, Episode, EpisodeOutcome, IngestReport, RunReport, Settings
 from tasks.store import FeedStore, slugify
 from tests.conftest import DEMO_EPISODES, DemoEpisode
 from tests.feeds import rss, rss_item
+from tests.feedserver import FeedServer
 from tests.test_flow import overlaps
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-def serve_feed(server: FeedServer, path: str, episodes: list[DemoEpisode], title: str = "Test Show",
-               guids: bool = True, query: str = "", titles: dict[str, str] | None = None, **options: object) -> str:
+def serve_feed(
+    server: FeedServer,
+    path: str,
+    episodes: list[DemoEpisode],
+    title: str = "Test Show",
+    guids: bool = True,
+    query: str = "",
+    titles: dict[str, str] | None = None,
+    **options: object,
+) -> str:
     """A feed of demo episodes at `path`, each enclosure at /<slug>.mp3 (served with `options`)."""
     items = []
     for demo in episodes:
         server.add(f"/{demo.slug}.mp3", demo.audio, content_type="audio/mpeg", **options)
-        items.append(rss_item((titles or {}).get(demo.slug, demo.title), guid=f"demo-{demo.slug}" if guids else None,
-                              enclosure=server.url(f"/{demo.slug}.mp3{query}"), published=demo.published))
+        items.append(
+            rss_item(
+                (titles or {}).get(demo.slug, demo.title),
+                guid=f"demo-{demo.slug}" if guids else None,
+                enclosure=server.url(f"/{demo.slug}.mp3{query}"),
+                published=demo.published,
+            )
+        )
     return server.add(path, rss(items, title=title), content_type="application/rss+xml")
 
 
@@ -72,14 +86,22 @@ def test_many_feeds_flow_through_one_pipeline_whose_limits_hold_across_feeds(
 
     assert state.is_failed() and state.message == "2 of 4 feeds failed"
     by_url = {feed.feed_url: feed for feed in report.feeds}
-    assert [by_url[url].status for url in (first, second, missing, broken)] == ["fetched", "fetched", "failed", "failed"]
+    assert [by_url[url].status for url in (first, second, missing, broken)] == [
+        "fetched",
+        "fetched",
+        "failed",
+        "failed",
+    ]
     assert by_url[missing].error == f"FeedError: {missing} returned HTTP 404 Not Found"
     assert "is not a podcast feed" in (by_url[broken].error or "")
     assert list(statuses(by_url[first]).values()) == list(statuses(by_url[second]).values()) == ["complete"] * 2
     # One worker per stage for the whole run, not one per feed: no two episodes of either feed ever overlapped in
     # a stage, while the stages themselves did overlap (a pipeline, not stage after stage).
-    entries = [entry for url in (first, second)
-               for entry in FeedStore.for_feed(settings.output_dir, url).read_ledger().episodes.values()]
+    entries = [
+        entry
+        for url in (first, second)
+        for entry in FeedStore.for_feed(settings.output_dir, url).read_ledger().episodes.values()
+    ]
     for stage in STAGES:
         assert overlaps([(e.stages[stage].started, e.stages[stage].ended) for e in entries]) == 1, stage
     all_stages = [(e.stages[stage].started, e.stages[stage].ended) for e in entries for stage in STAGES]
@@ -91,13 +113,17 @@ def test_an_opml_file_adds_its_feeds_each_once(server: FeedServer, settings: Set
     second = serve_feed(server, "/second.xml", DEMO_EPISODES[1:2], title="Second Show")
     opml = tmp_path / "subscriptions.opml"
     opml.write_text(f"""<?xml version="1.0"?><opml version="2.0"><head><title>Ours</title></head><body>
-        <outline text="News"><outline text="Deep"><outline type="rss" text="First" xmlUrl="{first}"/></outline></outline>
+        <outline text="News"><outline text="Deep">
+            <outline type="rss" text="First" xmlUrl="{first}"/></outline></outline>
         <outline type="rss" text="Second" xmlUrl="{second}"/></body></opml>""")
 
     state, report = run(settings, [first], opml=str(opml))
 
     assert state.is_completed()
-    assert [(feed.feed_title, feed.count("complete")) for feed in report.feeds] == [("First Show", 1), ("Second Show", 1)]
+    assert [(feed.feed_title, feed.count("complete")) for feed in report.feeds] == [
+        ("First Show", 1),
+        ("Second Show", 1),
+    ]
     assert server.count("/first.xml") == 1
 
 
@@ -226,8 +252,14 @@ def test_renamed_titles_and_tracking_parameters_redo_nothing(server: FeedServer,
     feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:2], guids=False)
     _, before = run(settings, [feed_url])
 
-    serve_feed(server, "/feed.xml", DEMO_EPISODES[:2], guids=False, query="?utm_source=rss&aid=feed&ts=1764000000",
-               titles={demo.slug: f"{demo.title} (remastered)" for demo in DEMO_EPISODES})
+    serve_feed(
+        server,
+        "/feed.xml",
+        DEMO_EPISODES[:2],
+        guids=False,
+        query="?utm_source=rss&aid=feed&ts=1764000000",
+        titles={demo.slug: f"{demo.title} (remastered)" for demo in DEMO_EPISODES},
+    )
     state, after = run(settings, [feed_url])
 
     assert state.is_completed()
@@ -244,23 +276,27 @@ def test_newest_and_published_after_choose_episodes_and_a_new_choice_refetches_t
     _, report = run(newest_one, [feed_url])
     assert list(statuses(report.feeds[0])) == [DEMO_EPISODES[-1].title]
 
-    later = Settings(output_dir=settings.output_dir, published_after=datetime(2026, 11, 5),  # read as UTC
-                     allowed_networks=settings.allowed_networks)
+    later = Settings(
+        output_dir=settings.output_dir,
+        published_after=datetime(2026, 11, 5),  # read as UTC
+        allowed_networks=settings.allowed_networks,
+    )
     state, report = run(later, [feed_url])
 
     assert state.is_completed() and report.feeds[0].status == "fetched"  # a 304 would have hidden the other two
     assert statuses(report.feeds[0]) == {
-        demo.title: "already complete" if demo is DEMO_EPISODES[-1] else "complete" for demo in DEMO_EPISODES[1:]}
+        demo.title: "already complete" if demo is DEMO_EPISODES[-1] else "complete" for demo in DEMO_EPISODES[1:]
+    }
     assert server.count(f"/{DEMO_EPISODES[0].slug}.mp3") == 0
 
 
 def test_selection_is_pure_and_keeps_feed_order() -> None:
     def episode(name: str, day: int | None) -> Episode:
-        published = datetime(2026, 11, day, tzinfo=timezone.utc) if day else None
+        published = datetime(2026, 11, day, tzinfo=UTC) if day else None
         return Episode(episode_id=name, title=name, published=published, enclosure_url="https://x/a.mp3")
 
     episodes = [episode("c", 3), episode("undated", None), episode("a", 1), episode("b", 2)]
-    announcement = Episode(episode_id="news", title="news", published=datetime(2026, 11, 9, tzinfo=timezone.utc))
+    announcement = Episode(episode_id="news", title="news", published=datetime(2026, 11, 9, tzinfo=UTC))
     assert [e.title for e in selected_episodes([announcement, *episodes], Settings(newest=1))] == ["c"]
 
     assert [e.title for e in selected_episodes(episodes, Settings(newest=2))] == ["c", "b"]
@@ -308,11 +344,22 @@ def test_ledgers_of_podflow_0_1_keep_their_guidless_episodes(server: FeedServer,
     _, before = run(settings, [feed_url])
     store = FeedStore.for_feed(settings.output_dir, feed_url)
     ledger = store.read_ledger()
-    old_ids = {entry.episode_id: hashlib.sha256(normalise_url(entry.audio.source_url).encode()).hexdigest()[:32]
-               for entry in ledger.episodes.values() if entry.audio}
-    store.ledger_path.write_text(ledger.model_copy(update={"validators": None, "episodes": {
-        f"sha256:{old_ids[i]}": e.model_copy(update={"episode_id": f"sha256:{old_ids[i]}"})
-        for i, e in ledger.episodes.items()}}).model_dump_json())
+    old_ids = {
+        entry.episode_id: hashlib.sha256(normalise_url(entry.audio.source_url).encode()).hexdigest()[:32]
+        for entry in ledger.episodes.values()
+        if entry.audio
+    }
+    store.ledger_path.write_text(
+        ledger.model_copy(
+            update={
+                "validators": None,
+                "episodes": {
+                    f"sha256:{old_ids[i]}": e.model_copy(update={"episode_id": f"sha256:{old_ids[i]}"})
+                    for i, e in ledger.episodes.items()
+                },
+            }
+        ).model_dump_json()
+    )
 
     state, after = run(settings, [feed_url])
 
@@ -331,7 +378,8 @@ def test_the_ui_shows_named_task_runs_a_table_and_a_summary(server: FeedServer, 
         flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id(state)]))
         task_runs = client.read_task_runs(flow_run_filter=flow_filter)
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(state)])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(state)]))
+        )
 
     names = {run.name for run in task_runs}
     for demo in DEMO_EPISODES[:2]:
@@ -355,10 +403,19 @@ def test_the_summary_shows_hostile_titles_as_text() -> None:
     title = "<script>alert(1)</script> | **bold** [link](javascript:x)\n# heading"
     escaped = markdown_text(title)
     assert "<" not in escaped.replace("\\<", "") and "\n" not in escaped and "](" not in escaped
-    moment = datetime(2026, 11, 27, tzinfo=timezone.utc)
-    report = RunReport(started=moment, ended=moment, feeds=(IngestReport(
-        feed_url="https://x/feed.xml", feed_title=title, feed_dir=Path("/tmp/x"),
-        episodes=(EpisodeOutcome(episode_id="e", title=title, folder="f", status="failed", error=title),)),))
+    moment = datetime(2026, 11, 27, tzinfo=UTC)
+    report = RunReport(
+        started=moment,
+        ended=moment,
+        feeds=(
+            IngestReport(
+                feed_url="https://x/feed.xml",
+                feed_title=title,
+                feed_dir=Path("/tmp/x"),
+                episodes=(EpisodeOutcome(episode_id="e", title=title, folder="f", status="failed", error=title),),
+            ),
+        ),
+    )
     summary = summary_markdown(report)
     # The summary's title and its failures heading; the feed's "# heading" is escaped.
     assert len([line for line in summary.splitlines() if line.startswith("#")]) == 2

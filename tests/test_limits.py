@@ -35,7 +35,11 @@ def test_apply_creates_then_updates_and_runs_see_the_limits() -> None:
     assert read_limits() == {"download": 3, "transcribe": 2}
     [download, transcribe] = read_stage_limits()
     assert (transcribe.tag, transcribe.limit, transcribe.active_slots, transcribe.active) == (
-        "podflow-transcribe", 2, 0, True)
+        "podflow-transcribe",
+        2,
+        0,
+        True,
+    )
 
 
 def test_remove_deletes_the_stages_named_and_ignores_missing_ones() -> None:
@@ -83,8 +87,10 @@ def test_cli_apply_show_remove() -> None:
     result = runner.invoke(app, ["limits", "show"])
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if "podflow-" in line]
-    assert [line.split()[1:6:2] for line in rows] == [["download", "podflow-download", "3"],
-                                                      ["transcribe", "podflow-transcribe", "1"]]
+    assert [line.split()[1:6:2] for line in rows] == [
+        ["download", "podflow-download", "3"],
+        ["transcribe", "podflow-transcribe", "1"],
+    ]
     assert [line.split()[-2] for line in rows] == ["0", "0"]  # active slots
 
     result = runner.invoke(app, ["limits", "remove", "download"])
@@ -101,9 +107,11 @@ def test_cli_apply_show_remove() -> None:
     ("args", "message"),
     [
         (["apply"], "give at least one of --download, --transcribe, --metadata"),
-        (["apply", "--transcribe", "0"],
-         "the transcribe limit must be a whole number of at least 1, not 0; a limit of 0 fails every task run of "
-         "the stage (remove the limit instead)"),
+        (
+            ["apply", "--transcribe", "0"],
+            "the transcribe limit must be a whole number of at least 1, not 0; a limit of 0 fails every task run of "
+            "the stage (remove the limit instead)",
+        ),
         (["remove", "gpu"], "'gpu' is not one of"),
     ],
 )

@@ -10,12 +10,12 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.feedserver import FeedServer
 from flows.ingest import ingest_feed, ingest_feeds
 from tasks.download import download_episode
 from tasks.errors import DownloadError, FeedError
@@ -24,18 +24,35 @@ from tasks.models import Episode, IngestReport, RunReport, Settings
 from tasks.network import host_port, refusal
 from tests.conftest import DEMO_EPISODES, LOOPBACK
 from tests.feeds import rss, rss_item
+from tests.feedserver import FeedServer
 
 
-@pytest.mark.parametrize(("address", "rule"), [
-    ("127.0.0.1", "loopback"), ("::1", "loopback"), ("::ffff:127.0.0.1", "loopback"),
-    ("10.1.2.3", "RFC 1918"), ("172.16.0.1", "RFC 1918"), ("192.168.1.1", "RFC 1918"),
-    ("169.254.169.254", "link-local"), ("fe80::1", "link-local"), ("100.64.0.1", "carrier-grade NAT"),
-    ("fd12:3456::1", "unique local"), ("224.0.0.1", "multicast"), ("ff02::1", "multicast"),
-    ("0.0.0.0", "unspecified"), ("::", "unspecified"), ("240.0.0.1", "reserved"),
-    ("64:ff9b::a00:1", "RFC 1918"), ("2002:a00:1::", "RFC 1918"),  # NAT64 and 6to4 forms of 10.0.0.1
-    ("192.0.2.1", "reserved or special-purpose"),  # documentation range
-    ("64:ff9b:1::a00:1", "local-use NAT64"), ("fec0::1", "site-local"), ("::7f00:1", "IPv4-compatible"),
-])
+@pytest.mark.parametrize(
+    ("address", "rule"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("10.1.2.3", "RFC 1918"),
+        ("172.16.0.1", "RFC 1918"),
+        ("192.168.1.1", "RFC 1918"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("100.64.0.1", "carrier-grade NAT"),
+        ("fd12:3456::1", "unique local"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("240.0.0.1", "reserved"),
+        ("64:ff9b::a00:1", "RFC 1918"),
+        ("2002:a00:1::", "RFC 1918"),  # NAT64 and 6to4 forms of 10.0.0.1
+        ("192.0.2.1", "reserved or special-purpose"),  # documentation range
+        ("64:ff9b:1::a00:1", "local-use NAT64"),
+        ("fec0::1", "site-local"),
+        ("::7f00:1", "IPv4-compatible"),
+    ],
+)
 def test_non_public_addresses_are_refused_by_name(address: str, rule: str) -> None:
     assert rule in (refusal(ipaddress.ip_address(address)) or "")
 
@@ -109,8 +126,9 @@ def test_a_host_is_resolved_once_and_connected_to_at_the_address_checked(
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     server.add("/feed.xml", b"<rss/>")
-    fetched = fetch_document(f"http://rebind.test:{port}/feed.xml", Settings(allowed_networks=("127.0.0.1/32",)),
-                             FeedError)
+    fetched = fetch_document(
+        f"http://rebind.test:{port}/feed.xml", Settings(allowed_networks=("127.0.0.1/32",)), FeedError
+    )
     assert fetched.body == b"<rss/>" and lookups == ["rebind.test"]
     lookups.clear()
     lookups.append("pretend the first answer was given")  # now every answer is the forbidden one
@@ -158,16 +176,22 @@ DRIPPING_HEADERS = (b"HTTP/1.1 200 OK\r\n", b"X-Drip: 1\r\n")
 DRIPPING_BODY = (b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\n\r\n", b"x")
 
 
-@pytest.mark.parametrize("script", [ENDLESS_CONTINUE, DRIPPING_HEADERS, DRIPPING_BODY],
-                         ids=["endless-100-continue", "dripping-headers", "dripping-body-without-length"])
+@pytest.mark.parametrize(
+    "script",
+    [ENDLESS_CONTINUE, DRIPPING_HEADERS, DRIPPING_BODY],
+    ids=["endless-100-continue", "dripping-headers", "dripping-body-without-length"],
+)
 def test_a_document_request_ends_at_its_deadline_headers_included(script: tuple[bytes, bytes]) -> None:
     settings = Settings(allowed_networks=LOOPBACK, max_document_s=1.0, http_timeout_s=5.0)
     with StallingServer(*script) as stalling, pytest.raises(FeedError, match="1-second max_document_s limit"):
         fetch_document(stalling.url, settings, FeedError)
 
 
-@pytest.mark.parametrize("script", [ENDLESS_CONTINUE, DRIPPING_HEADERS, DRIPPING_BODY],
-                         ids=["endless-100-continue", "dripping-headers", "dripping-body-without-length"])
+@pytest.mark.parametrize(
+    "script",
+    [ENDLESS_CONTINUE, DRIPPING_HEADERS, DRIPPING_BODY],
+    ids=["endless-100-continue", "dripping-headers", "dripping-body-without-length"],
+)
 def test_a_download_ends_at_its_deadline_headers_included(script: tuple[bytes, bytes], tmp_path: Path) -> None:
     settings = Settings(allowed_networks=LOOPBACK, max_download_s=1.0, http_timeout_s=5.0, download_attempts=1)
     with StallingServer(*script) as stalling:
@@ -207,13 +231,26 @@ def test_in_a_run_the_feed_given_is_fetched_and_every_url_in_it_obeys_the_rules(
     second_host.add("/lan.mp3", demo.audio)
     second_host.add("/internal.txt", b"SECRET-INTERNAL-ANSWER", content_type="text/plain")
     link = '<podcast:transcript url="{}" type="{}"/>'
-    feed_url = server.add("/feed.xml", rss([
-        rss_item("Ours", guid="ours", enclosure="ours.mp3", extra=link.format("ours.vtt", "text/vtt")),
-        rss_item("On the LAN", guid="lan", enclosure=second_host.url("/lan.mp3"),
-                 extra=link.format("ours.vtt", "text/vtt")),
-        rss_item("Internal transcript", guid="internal", enclosure="ours.mp3",
-                 extra=link.format(second_host.url("/internal.txt"), "text/plain")),
-    ]))
+    feed_url = server.add(
+        "/feed.xml",
+        rss(
+            [
+                rss_item("Ours", guid="ours", enclosure="ours.mp3", extra=link.format("ours.vtt", "text/vtt")),
+                rss_item(
+                    "On the LAN",
+                    guid="lan",
+                    enclosure=second_host.url("/lan.mp3"),
+                    extra=link.format("ours.vtt", "text/vtt"),
+                ),
+                rss_item(
+                    "Internal transcript",
+                    guid="internal",
+                    enclosure="ours.mp3",
+                    extra=link.format(second_host.url("/internal.txt"), "text/plain"),
+                ),
+            ]
+        ),
+    )
     nothing_allowed = Settings(output_dir=tmp_path / "strict", transcriber="published")
     strict = ingest_feed(feed_url, nothing_allowed, return_state=True).result(raise_on_failure=False)
     assert isinstance(strict, IngestReport), strict
@@ -240,8 +277,14 @@ def test_in_a_run_the_feed_given_is_fetched_and_every_url_in_it_obeys_the_rules(
 @pytest.mark.usefixtures("prefect_api")
 def test_feeds_an_opml_list_names_are_not_trusted(server: FeedServer, second_host: FeedServer, tmp_path: Path) -> None:
     listed = [second_host.add("/feed.xml", rss([])), server.add("/feed.xml", rss([]))]
-    opml_url = server.add("/subscriptions.opml", ('<opml version="2.0"><body>' + "".join(
-        f'<outline text="{n}" type="rss" xmlUrl="{url}"/>' for n, url in enumerate(listed)) + "</body></opml>").encode())
+    opml_url = server.add(
+        "/subscriptions.opml",
+        (
+            '<opml version="2.0"><body>'
+            + "".join(f'<outline text="{n}" type="rss" xmlUrl="{url}"/>' for n, url in enumerate(listed))
+            + "</body></opml>"
+        ).encode(),
+    )
 
     state = ingest_feeds(opml=opml_url, settings=Settings(output_dir=tmp_path), return_state=True)
     report = state.result(raise_on_failure=False)
@@ -255,7 +298,7 @@ def test_feeds_an_opml_list_names_are_not_trusted(server: FeedServer, second_hos
 
 def self_signed_localhost(folder: Path) -> tuple[Path, Path]:
     """A certificate for `localhost` and its key, made here: no CA, no network."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -264,10 +307,14 @@ def self_signed_localhost(folder: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
         .not_valid_after(now + timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -275,8 +322,9 @@ def self_signed_localhost(folder: Path) -> tuple[Path, Path]:
     )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -297,15 +345,20 @@ def test_tls_connections_verify_the_host_name_and_end_at_the_deadline_too(tmp_pa
             session.get(f"https://127.0.0.1:{port}/a", verify=str(cert_path), timeout=5)  # not the name signed
         with GuardedSession(settings, deadline_s=1) as session:
             with pytest.raises(requests.RequestException):
-                session.get(f"https://localhost:{port}/drip", verify=str(cert_path), timeout=5).content
+                _ = session.get(f"https://localhost:{port}/drip", verify=str(cert_path), timeout=5).content
             assert session.deadline.expired
 
 
-@pytest.mark.parametrize("answer", [
-    b"SECRET-BODY-MARKER garbage\r\n\r\n",  # not HTTP at all: the status-line parser quotes it
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nSECRET-BODY-MARKER\r\n",  # a chunk length that is not one
-    b"HTTP/1.1 404 SECRET-BODY-MARKER\r\nContent-Length: 0\r\n\r\n",  # a reason phrase of its own
-], ids=["bad-status-line", "bad-chunk-length", "own-reason-phrase"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"SECRET-BODY-MARKER garbage\r\n\r\n",  # not HTTP at all: the status-line parser quotes it
+        # a chunk length that is not one
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nSECRET-BODY-MARKER\r\n",
+        b"HTTP/1.1 404 SECRET-BODY-MARKER\r\nContent-Length: 0\r\n\r\n",  # a reason phrase of its own
+    ],
+    ids=["bad-status-line", "bad-chunk-length", "own-reason-phrase"],
+)
 def test_no_request_failure_quotes_what_the_server_sent(answer: bytes, tmp_path: Path) -> None:
     settings = Settings(allowed_networks=LOOPBACK, download_attempts=1, max_document_s=5, max_download_s=5)
     with StallingServer(answer, b"") as document_server, pytest.raises(FeedError) as failed:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections import Counter
 import tempfile
 import threading
 import time
 import traceback
 import wave
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,23 +20,28 @@ import pytest
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.concurrency.sync import rate_limit
 
-from tests.feedserver import FeedServer
 from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError
 from tasks.models import Segment, Settings, Transcript, Word
 from tasks.openai_client import call_with_retries
-from tasks.transcribe import transcribe_audio
-from tasks.transcribe import openai_chunks
+from tasks.transcribe import openai_chunks, transcribe_audio
 from tasks.transcribe.openai_api import api_transcript
 from tasks.transcribe.openai_chunks import Chunk, encode_chunk, plan_chunks
 from tasks.transcribe.openai_request import parse_reply
 from tasks.transcribe.openai_stitch import ChunkTranscript, stitch
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.feeds import rss, rss_item
+from tests.feedserver import FeedServer
 from tests.openai_server import TRANSCRIPTIONS, OpenAIServer, Received, Reply, error
 from tests.speech import word_error_rate, words
 from tests.test_transcribe import MAX_WER, assert_files_agree, audio_file, demo_audio, episode_of
@@ -52,13 +57,21 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
 
 
 def openai_settings(tmp_path: Path, server: OpenAIServer, **options: object) -> Settings:
-    return Settings(output_dir=tmp_path, transcriber="openai", openai_base_url=server.base_url, retry_backoff_s=0.01,
-                    **options)  # type: ignore[arg-type]
+    return Settings(
+        output_dir=tmp_path, transcriber="openai", openai_base_url=server.base_url, retry_backoff_s=0.01, **options
+    )  # type: ignore[arg-type]
 
 
 def canned(text: str = "Hello there.", end: float = 2.0) -> Reply:
-    return Reply(json={"task": "transcribe", "language": "english", "duration": end, "text": text,
-                       "segments": [{"id": 0, "start": 0.0, "end": end, "text": " " + text}]})
+    return Reply(
+        json={
+            "task": "transcribe",
+            "language": "english",
+            "duration": end,
+            "text": text,
+            "segments": [{"id": 0, "start": 0.0, "end": end, "text": " " + text}],
+        }
+    )
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = audio_codec.SAMPLE_RATE) -> Path:
@@ -83,8 +96,9 @@ def test_real_speech_is_transcribed_by_a_compatible_server(
 ) -> None:
     audio = demo_audio(demo, tmp_path)
     progress: list[tuple[float, float]] = []
-    transcript = transcribe_audio(audio, episode_of(audio), tmp_path, openai_settings(tmp_path, api),
-                                  lambda *p: progress.append(p))
+    transcript = transcribe_audio(
+        audio, episode_of(audio), tmp_path, openai_settings(tmp_path, api), lambda *p: progress.append(p)
+    )
 
     assert word_error_rate(demo.script, transcript.text) < MAX_WER, transcript.text
     assert (transcript.backend, transcript.model, transcript.language) == ("openai", "whisper-1", "en")
@@ -94,8 +108,11 @@ def test_real_speech_is_transcribed_by_a_compatible_server(
     assert_files_agree(transcript, tmp_path)
     [request] = api.requests(TRANSCRIPTIONS)
     assert request.headers["authorization"] == f"Bearer {KEY}"
-    assert request.form == {"model": "whisper-1", "response_format": "verbose_json",
-                            "timestamp_granularities[]": "segment"}
+    assert request.form == {
+        "model": "whisper-1",
+        "response_format": "verbose_json",
+        "timestamp_granularities[]": "segment",
+    }
     assert request.filenames["file"].endswith(".ogg") and len(request.files["file"]) < 100_000  # 32 kbit/s
 
 
@@ -104,9 +121,11 @@ def four_grams(text: str) -> Counter[tuple[str, ...]]:
     return Counter(zip(spoken, spoken[1:], spoken[2:], spoken[3:]))
 
 
-@pytest.mark.parametrize(("model", "word_timestamps"), [("whisper-1", True), ("whisper-1", False),
-                                                      ("gpt-4o-transcribe", False)],
-                         ids=["words", "segments", "text-only"])
+@pytest.mark.parametrize(
+    ("model", "word_timestamps"),
+    [("whisper-1", True), ("whisper-1", False), ("gpt-4o-transcribe", False)],
+    ids=["words", "segments", "text-only"],
+)
 def test_speech_cut_mid_sentence_is_stitched_without_repeats(
     model: str, word_timestamps: bool, api: OpenAIServer, tmp_path: Path
 ) -> None:
@@ -199,8 +218,16 @@ def tone_transcription(received: Received) -> Reply:
         elif burst is not None:
             segments.append({"id": len(segments), "start": k / 2, "end": (k + 1) / 2, "text": f" b{burst}"})
         previous = burst
-    return Reply(json={"task": "transcribe", "language": "english", "duration": samples.size / 16000,
-                       "text": "".join(str(s["text"]) for s in segments), "segments": segments}, delay_s=1.0)
+    return Reply(
+        json={
+            "task": "transcribe",
+            "language": "english",
+            "duration": samples.size / 16000,
+            "text": "".join(str(s["text"]) for s in segments),
+            "segments": segments,
+        },
+        delay_s=1.0,
+    )
 
 
 def test_a_two_hour_episode_goes_in_chunks_under_the_upload_limit(api: OpenAIServer, tmp_path: Path) -> None:
@@ -237,9 +264,11 @@ def test_a_two_hour_episode_goes_in_chunks_under_the_upload_limit(api: OpenAISer
     [chunks] = plans
     requests = api.requests(TRANSCRIPTIONS)
     sizes = [len(r.files["file"]) for r in requests]
-    print(f"\n{len(chunks)} chunks; MB: {[round(s / 1e6, 2) for s in sizes]}; generated in {generated_s:.1f} s; "
-          f"encoding took {sum(encoded_s):.1f} CPU s; transcribed in {transcribed_s:.1f} s; "
-          f"peak in flight {api.peak_in_flight(TRANSCRIPTIONS)}")
+    print(
+        f"\n{len(chunks)} chunks; MB: {[round(s / 1e6, 2) for s in sizes]}; generated in {generated_s:.1f} s; "
+        f"encoding took {sum(encoded_s):.1f} CPU s; transcribed in {transcribed_s:.1f} s; "
+        f"peak in flight {api.peak_in_flight(TRANSCRIPTIONS)}"
+    )
     assert len(requests) == len(chunks) == 13
     assert all(size < 25_000_000 for size in sizes) and sum(sizes) < 40_000_000
     assert all(c.end_s - c.start_s <= openai_chunks.CHUNK_S + 2 * openai_chunks.OVERLAP_S for c in chunks)
@@ -265,8 +294,13 @@ def test_a_two_hour_episode_goes_in_chunks_under_the_upload_limit(api: OpenAISer
 
 def test_429_waits_as_long_as_retry_after_says(api: OpenAIServer, tmp_path: Path) -> None:
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
-    api.queue(TRANSCRIPTIONS, error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded",
-                                    headers={"Retry-After": "1.5"}), canned())
+    api.queue(
+        TRANSCRIPTIONS,
+        error(
+            429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", headers={"Retry-After": "1.5"}
+        ),
+        canned(),
+    )
 
     transcript = api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
 
@@ -275,10 +309,15 @@ def test_429_waits_as_long_as_retry_after_says(api: OpenAIServer, tmp_path: Path
     assert transcript.text == "Hello there."
 
 
-@pytest.mark.parametrize("failure", [error(500, "The server had an error", "server_error"),
-                                     error(503, "Slow down", "server_error"),
-                                     Reply(json={"text": "too late"}, delay_s=2.5)],
-                         ids=["500", "503", "timeout"])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        error(500, "The server had an error", "server_error"),
+        error(503, "Slow down", "server_error"),
+        Reply(json={"text": "too late"}, delay_s=2.5),
+    ],
+    ids=["500", "503", "timeout"],
+)
 def test_server_errors_and_timeouts_are_retried(failure: Reply, api: OpenAIServer, tmp_path: Path) -> None:
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
     api.queue(TRANSCRIPTIONS, failure, canned())
@@ -297,12 +336,16 @@ def test_retries_are_bounded(api: OpenAIServer, tmp_path: Path) -> None:
     assert len(api.requests(TRANSCRIPTIONS)) == 3
 
 
-@pytest.mark.parametrize(("status", "message"), [
-    (401, f"Incorrect API key provided: {KEY}. You can find your API key at https://platform.openai.com."),
-    (400, "Invalid file format. Supported formats: ['flac', 'mp3', 'ogg', 'wav']"),
-])
-def test_a_refusal_fails_at_once_and_clearly(status: int, message: str, api: OpenAIServer, tmp_path: Path,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (401, f"Incorrect API key provided: {KEY}. You can find your API key at https://platform.openai.com."),
+        (400, "Invalid file format. Supported formats: ['flac', 'mp3', 'ogg', 'wav']"),
+    ],
+)
+def test_a_refusal_fails_at_once_and_clearly(
+    status: int, message: str, api: OpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
     api.queue(TRANSCRIPTIONS, error(status, message))
@@ -338,20 +381,42 @@ def test_a_malformed_reply_fails_clearly(api: OpenAIServer, tmp_path: Path) -> N
 MARKER = "SECRET-BODY-MARKER"
 
 
-@pytest.mark.parametrize("reply", [
-    error(400, f"Invalid file format: {MARKER}", "invalid_request_error", "invalid_file"),
-    error(400, "Invalid file format.", f"{MARKER} in words", f"{MARKER}!"),  # not identifiers: not shown either
-    Reply(status=400, body=f"<html>{MARKER}</html>".encode()),
-    Reply(status=400, json={"detail": MARKER}),
-    Reply(status=502, body=f"<html>{MARKER}</html>".encode()),
-    Reply(body=f'{{"text": "{MARKER}'.encode()),
-    Reply(json={"text": "x", "segments": [{"start": MARKER, "end": 1, "text": "x"}]}),
-    Reply(json={"text": "x", "segments": [{"start": 0, "end": 1, "text": "x",
-                                           "words": [{"start": 0, "end": 1, "word": "x", "probability": MARKER}]}]}),
-], ids=["error-message", "error-identifiers", "html-4xx", "json-4xx", "html-5xx", "malformed-json", "segment-time",
-        "word-probability"])
-def test_no_failure_or_retry_message_quotes_the_servers_answer(reply: Reply, api: OpenAIServer,
-                                                               tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "reply",
+    [
+        error(400, f"Invalid file format: {MARKER}", "invalid_request_error", "invalid_file"),
+        error(400, "Invalid file format.", f"{MARKER} in words", f"{MARKER}!"),  # not identifiers: not shown either
+        Reply(status=400, body=f"<html>{MARKER}</html>".encode()),
+        Reply(status=400, json={"detail": MARKER}),
+        Reply(status=502, body=f"<html>{MARKER}</html>".encode()),
+        Reply(body=f'{{"text": "{MARKER}'.encode()),
+        Reply(json={"text": "x", "segments": [{"start": MARKER, "end": 1, "text": "x"}]}),
+        Reply(
+            json={
+                "text": "x",
+                "segments": [
+                    {
+                        "start": 0,
+                        "end": 1,
+                        "text": "x",
+                        "words": [{"start": 0, "end": 1, "word": "x", "probability": MARKER}],
+                    }
+                ],
+            }
+        ),
+    ],
+    ids=[
+        "error-message",
+        "error-identifiers",
+        "html-4xx",
+        "json-4xx",
+        "html-5xx",
+        "malformed-json",
+        "segment-time",
+        "word-probability",
+    ],
+)
+def test_no_failure_or_retry_message_quotes_the_servers_answer(reply: Reply, api: OpenAIServer, tmp_path: Path) -> None:
     """A server's answer is a stranger's bytes: messages and logs say what was wrong with it, never what it said."""
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
     api.transcribe = lambda received: reply
@@ -364,6 +429,7 @@ def test_no_failure_or_retry_message_quotes_the_servers_answer(reply: Reply, api
 def test_an_answer_that_is_not_http_is_not_quoted(tmp_path: Path) -> None:
     """h11 quotes the status line it could not read; the answer is told as broken, not repeated."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
+
         def answer_garbage() -> None:  # once: download_attempts=1
             connection, _ = listener.accept()
             with connection:
@@ -371,8 +437,12 @@ def test_an_answer_that_is_not_http_is_not_quoted(tmp_path: Path) -> None:
                 connection.sendall(f"{MARKER} garbage\r\n\r\n".encode())
 
         threading.Thread(target=answer_garbage, daemon=True).start()
-        settings = Settings(output_dir=tmp_path, transcriber="openai", download_attempts=1,
-                            openai_base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+        settings = Settings(
+            output_dir=tmp_path,
+            transcriber="openai",
+            download_attempts=1,
+            openai_base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1",
+        )
         audio = demo_audio(DEMO_EPISODES[0], tmp_path)
         with pytest.raises(TranscriptionError, match="RemoteProtocolError") as raised:
             api_transcript(audio, settings, lambda *p: None)
@@ -384,8 +454,9 @@ def test_retries_are_heard_on_the_transcribe_path(api: OpenAIServer, tmp_path: P
     api.queue(TRANSCRIPTIONS, error(503, "Slow down", "server_error"), canned())
     heard: list[str] = []
 
-    transcript = transcribe_audio(audio, episode_of(audio), tmp_path, openai_settings(tmp_path, api),
-                                  on_retry=heard.append)
+    transcript = transcribe_audio(
+        audio, episode_of(audio), tmp_path, openai_settings(tmp_path, api), on_retry=heard.append
+    )
 
     assert transcript.text == "Hello there." and len(heard) == 1
     assert heard[0].startswith(f"the OpenAI API at {api.base_url}, chunk 1: HTTP 503, type server_error; retrying in ")
@@ -394,11 +465,22 @@ def test_retries_are_heard_on_the_transcribe_path(api: OpenAIServer, tmp_path: P
 def test_an_account_out_of_quota_is_refused_at_once(api: OpenAIServer, tmp_path: Path) -> None:
     """A 429 for insufficient_quota will not pass by waiting: no retry, and the reason said."""
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
-    api.queue(TRANSCRIPTIONS, error(429, "You exceeded your current quota, please check your plan and billing details.",
-                                    "insufficient_quota", "insufficient_quota"), canned())
+    api.queue(
+        TRANSCRIPTIONS,
+        error(
+            429,
+            "You exceeded your current quota, please check your plan and billing details.",
+            "insufficient_quota",
+            "insufficient_quota",
+        ),
+        canned(),
+    )
 
-    with pytest.raises(TranscriptionError, match=r"refused chunk 1: HTTP 429, type insufficient_quota, "
-                                                 r"code insufficient_quota; the account is out of quota$"):
+    with pytest.raises(
+        TranscriptionError,
+        match=r"refused chunk 1: HTTP 429, type insufficient_quota, "
+        r"code insufficient_quota; the account is out of quota$",
+    ):
         api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
     assert len(api.requests(TRANSCRIPTIONS)) == 1
 
@@ -408,7 +490,8 @@ def test_credentials_in_the_base_url_are_masked_in_messages(api: OpenAIServer, t
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
     api.queue(TRANSCRIPTIONS, error(503, "Slow down", "server_error"), error(400, "Invalid file format."))
     settings = openai_settings(tmp_path, api).model_copy(
-        update={"openai_base_url": api.base_url.replace("://", "://podflow:hunter2@")})
+        update={"openai_base_url": api.base_url.replace("://", "://podflow:hunter2@")}
+    )
     heard: list[str] = []
 
     with pytest.raises(TranscriptionError) as raised:
@@ -422,14 +505,27 @@ def test_credentials_in_the_base_url_are_masked_in_messages(api: OpenAIServer, t
 
 def test_segments_a_server_sends_out_of_order_come_out_in_order(api: OpenAIServer, tmp_path: Path) -> None:
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
-    api.queue(TRANSCRIPTIONS, Reply(json={"text": "Third. First. Second.", "segments": [
-        {"start": 8.0, "end": 12.0, "text": " Third."}, {"start": 2.0, "end": 4.0, "text": " First."},
-        {"start": 3.0, "end": 5.0, "text": " Second."}]}))
+    api.queue(
+        TRANSCRIPTIONS,
+        Reply(
+            json={
+                "text": "Third. First. Second.",
+                "segments": [
+                    {"start": 8.0, "end": 12.0, "text": " Third."},
+                    {"start": 2.0, "end": 4.0, "text": " First."},
+                    {"start": 3.0, "end": 5.0, "text": " Second."},
+                ],
+            }
+        ),
+    )
 
     transcript = api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
 
     assert [(s.start, s.end, s.text) for s in transcript.segments] == [
-        (2.0, 4.0, "First."), (4.0, 5.0, "Second."), (8.0, 12.0, "Third.")]
+        (2.0, 4.0, "First."),
+        (4.0, 5.0, "Second."),
+        (8.0, 12.0, "Third."),
+    ]
 
 
 def test_without_a_key_the_openai_api_is_not_called(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -443,8 +539,9 @@ def test_without_a_key_the_openai_api_is_not_called(tmp_path: Path, monkeypatch:
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_the_key_can_come_from_a_prefect_secret(api: OpenAIServer, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_key_can_come_from_a_prefect_secret(
+    api: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY")
     Secret(value="sk-from-the-block-456").save("podflow-openai-test", overwrite=True)
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
@@ -494,29 +591,41 @@ def test_waiting_for_a_rate_limit_slot_is_bounded_and_ends_when_a_sibling_fails(
         return lambda: sent.append(name)
 
     started = time.monotonic()
-    with pytest.raises(TranscriptionError, match=r"no slot of the rate limit 'openai-test-slow' \(openai_rate_limit\) "
-                                                 r"within 1 s \(max_download_s\)"):
+    with pytest.raises(
+        TranscriptionError,
+        match=r"no slot of the rate limit 'openai-test-slow' \(openai_rate_limit\) "
+        r"within 1 s \(max_download_s\)",
+    ):
         call_with_retries(send("bounded"), settings, TranscriptionError, threading.Event(), key=None, timeout_s=1.0)
     assert time.monotonic() - started < 3.0
 
     stopped = threading.Event()
     threading.Timer(0.3, stopped.set).start()  # a sibling fails while this request waits for its slot
     with pytest.raises(TranscriptionError, match="not sent: another request to the API failed"):
-        call_with_retries(send("stopped"), settings.model_copy(update={"max_download_s": 30.0}), TranscriptionError,
-                          stopped, key=None, timeout_s=1.0)
+        call_with_retries(
+            send("stopped"),
+            settings.model_copy(update={"max_download_s": 30.0}),
+            TranscriptionError,
+            stopped,
+            key=None,
+            timeout_s=1.0,
+        )
     assert sent == []
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_no_run_record_log_or_file_holds_the_key(api: OpenAIServer, server: FeedServer, tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_no_run_record_log_or_file_holds_the_key(
+    api: OpenAIServer, server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from flows.ingest import ingest_feed
 
     caplog.set_level(logging.DEBUG)
     for demo in DEMO_EPISODES[:2]:
         server.add(f"/{demo.slug}.mp3", demo.audio)
-    feed_url = server.add("/feed.xml", rss([rss_item(demo.title, guid=demo.slug, enclosure=f"{demo.slug}.mp3")
-                                            for demo in DEMO_EPISODES[:2]]))
+    feed_url = server.add(
+        "/feed.xml",
+        rss([rss_item(demo.title, guid=demo.slug, enclosure=f"{demo.slug}.mp3") for demo in DEMO_EPISODES[:2]]),
+    )
     api.queue(TRANSCRIPTIONS, error(401, f"Incorrect API key provided: {KEY}."))  # the first episode's
     settings = openai_settings(tmp_path / "out", api, enrich="none", allowed_networks=LOOPBACK)
 
@@ -527,20 +636,26 @@ def test_no_run_record_log_or_file_holds_the_key(api: OpenAIServer, server: Feed
     failed = next(e for e in report.episodes if e.status == "failed")
     assert "HTTP 401, type invalid_request_error; the API key was refused" in (failed.error or "")
     done = next(e for e in report.episodes if e.status == "complete")
-    transcript = Transcript.model_validate_json(
-        next(Path(settings.output_dir).rglob("transcript.json")).read_bytes())
+    transcript = Transcript.model_validate_json(next(Path(settings.output_dir).rglob("transcript.json")).read_bytes())
     assert transcript.backend == "openai" and done.episode_id == transcript.episode_id
     written = {path: path.read_bytes() for path in Path(settings.output_dir).rglob("*") if path.is_file()}
     with get_client(sync_client=True) as client:
         flow_run_id = state.state_details.flow_run_id
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
         flow_run = client.read_flow_run(flow_run_id)
-    reported = [state.message or "", report.model_dump_json(), flow_run.model_dump_json(),
-                *(log.message for log in logs), *(str(artifact.data) for artifact in artifacts),
-                *(run.model_dump_json() for run in task_runs), caplog.text]
+    reported = [
+        state.message or "",
+        report.model_dump_json(),
+        flow_run.model_dump_json(),
+        *(log.message for log in logs),
+        *(str(artifact.data) for artifact in artifacts),
+        *(run.model_dump_json() for run in task_runs),
+        caplog.text,
+    ]
     assert any("the API key was refused" in text for text in reported[2:])  # the failure is reported
     assert leaks(*reported) == []
     assert [str(path) for path, body in written.items() if KEY.encode() in body] == []
@@ -558,8 +673,10 @@ def test_cuts_fall_in_the_middle_of_the_last_silence_before_the_limit() -> None:
     # 0.1-s frames: sound, a 1-s silence at 5-6 s, sound, a 1-s silence at 8-9 s, sound to 12 s
     power = power_of("#" * 50 + "." * 10 + "#" * 20 + "." * 10 + "#" * 30)
     chunks = plan_chunks(power, 12.0, frame_s=0.1, chunk_s=10.0, overlap_s=1.0)
-    assert chunks == (Chunk(0, 0.0, pytest.approx(9.5), 0.0, pytest.approx(8.5)),
-                      Chunk(1, pytest.approx(7.5), 12.0, pytest.approx(8.5), 12.0))
+    assert chunks == (
+        Chunk(0, 0.0, pytest.approx(9.5), 0.0, pytest.approx(8.5)),
+        Chunk(1, pytest.approx(7.5), 12.0, pytest.approx(8.5), 12.0),
+    )
     # chunks of at most 8.6 s: the silence runs past the limit, and is cut in the middle of its part before it
     [first, _] = plan_chunks(power, 12.0, frame_s=0.1, chunk_s=8.6, overlap_s=1.0)
     assert 8.2 < first.own_end_s <= 8.6
@@ -592,25 +709,39 @@ def timed(chunk: Chunk, *segments: tuple[float, float, str]) -> ChunkTranscript:
 
 def test_stitching_keeps_the_words_two_chunks_both_heard_once() -> None:
     first, second = Chunk(0, 0, 12, 0, 10), Chunk(1, 8, 20, 10, 20)
-    stitched = stitch([
-        timed(first, (0, 4, "One two three."), (5, 11.5, "Four five six seven"), (11.6, 12, "eigh")),
-        timed(second, (8, 9.5, "three."), (9.6, 13, "five, six seven eight"), (13, 15, "nine ten.")),
-    ])
+    stitched = stitch(
+        [
+            timed(first, (0, 4, "One two three."), (5, 11.5, "Four five six seven"), (11.6, 12, "eigh")),
+            timed(second, (8, 9.5, "three."), (9.6, 13, "five, six seven eight"), (13, 15, "nine ten.")),
+        ]
+    )
     # "three." lies in the overlap the first chunk owns; "eigh" the one the second owns; "five six seven" both heard
     assert [(s.start, s.end, s.text) for s in stitched] == [
-        (0, 4, "One two three."), (5, 11.5, "Four five six seven"), (11.5, 13, "eight"), (13, 15, "nine ten.")]
+        (0, 4, "One two three."),
+        (5, 11.5, "Four five six seven"),
+        (11.5, 13, "eight"),
+        (13, 15, "nine ten."),
+    ]
 
 
 def test_stitching_joins_where_both_agree_dropping_what_the_cut_clipped() -> None:
     first, second = Chunk(0, 0, 12, 0, 10), Chunk(1, 8, 20, 10, 20)
-    stitched = stitch([
-        timed(first, (0, 6, "A river carries sand and stones"),
-              (6, 12, "from the hills to the sea, over years that wa")),
-        timed(second, (8, 12.5, "ills to the sea. Over years the water cut"), (12.5, 16, "steep valleys.")),
-    ])
+    stitched = stitch(
+        [
+            timed(
+                first,
+                (0, 6, "A river carries sand and stones"),
+                (6, 12, "from the hills to the sea, over years that wa"),
+            ),
+            timed(second, (8, 12.5, "ills to the sea. Over years the water cut"), (12.5, 16, "steep valleys.")),
+        ]
+    )
     assert [(s.start, s.end, s.text) for s in stitched] == [
-        (0, 6, "A river carries sand and stones"), (6, 12, "from the hills to the sea, over years"),
-        (12, 12.5, "the water cut"), (12.5, 16, "steep valleys.")]
+        (0, 6, "A river carries sand and stones"),
+        (6, 12, "from the hills to the sea, over years"),
+        (12, 12.5, "the water cut"),
+        (12.5, 16, "steep valleys."),
+    ]
 
 
 def test_stitching_drops_nothing_for_one_common_word_inside_the_overlap() -> None:
@@ -621,8 +752,12 @@ def test_stitching_drops_nothing_for_one_common_word_inside_the_overlap() -> Non
 
 def test_stitching_keeps_words_said_twice_in_the_overlap() -> None:
     first, second = Chunk(0, 0, 12, 0, 10), Chunk(1, 8, 20, 10, 20)
-    stitched = stitch([timed(first, (0, 7, "Some words before"), (7.6, 8.6, "of the"), (8.8, 10.1, "river.")),
-                       timed(second, (10.0, 11.4, "Then, all"), (11.6, 12.6, "of the sea."))])
+    stitched = stitch(
+        [
+            timed(first, (0, 7, "Some words before"), (7.6, 8.6, "of the"), (8.8, 10.1, "river.")),
+            timed(second, (10.0, 11.4, "Then, all"), (11.6, 12.6, "of the sea.")),
+        ]
+    )
     assert [s.text for s in stitched] == ["Some words before", "of the", "river.", "Then, all", "of the sea."]
 
 
@@ -634,9 +769,14 @@ def test_stitching_keeps_a_word_said_twice_across_a_pause() -> None:
 
 def test_stitching_text_only_chunks_drops_the_repeated_words() -> None:
     first, second, third = Chunk(0, 0, 12, 0, 10), Chunk(1, 8, 22, 10, 20), Chunk(2, 18, 25, 20, 25)
-    parts = [ChunkTranscript(c, (Segment(start=c.own_start_s, end=c.own_end_s, text=text),), None, False)
-             for c, text in ((first, "The river carries sand"), (second, "carries sand and stones to the"),
-                             (third, "to the sea."))]
+    parts = [
+        ChunkTranscript(c, (Segment(start=c.own_start_s, end=c.own_end_s, text=text),), None, False)
+        for c, text in (
+            (first, "The river carries sand"),
+            (second, "carries sand and stones to the"),
+            (third, "to the sea."),
+        )
+    ]
     assert [s.text for s in stitch(parts)] == ["The river carries sand", "and stones to the", "sea."]
 
 
@@ -644,11 +784,15 @@ def test_stitching_text_only_chunks_splices_each_cut_with_its_own_neighbour() ->
     """Three ten-minute text-only chunks: "you know" ends the first and begins the third. The third is joined to
     the second alone, where "the sea" both heard is kept once, and the second is all there."""
     chunks = (Chunk(0, 0, 602, 0, 600), Chunk(1, 598, 1202, 600, 1200), Chunk(2, 1198, 1800, 1200, 1800))
-    texts = (" ".join(f"a{i}" for i in range(1438)) + " you know",
-             " ".join(f"b{i}" for i in range(1438)) + " the sea",
-             "the sea you know " + " ".join(f"c{i}" for i in range(1436)))
-    parts = [ChunkTranscript(c, (Segment(start=c.own_start_s, end=c.own_end_s, text=text),), None, False)
-             for c, text in zip(chunks, texts)]
+    texts = (
+        " ".join(f"a{i}" for i in range(1438)) + " you know",
+        " ".join(f"b{i}" for i in range(1438)) + " the sea",
+        "the sea you know " + " ".join(f"c{i}" for i in range(1436)),
+    )
+    parts = [
+        ChunkTranscript(c, (Segment(start=c.own_start_s, end=c.own_end_s, text=text),), None, False)
+        for c, text in zip(chunks, texts)
+    ]
 
     stitched = stitch(parts)
 
@@ -672,23 +816,36 @@ def test_stitching_with_words_trims_them_too() -> None:
         heard = tuple(Word(start=at, end=at + 0.4, text=text) for at, text in items)
         return Segment(start=heard[0].start, end=heard[-1].end, text=" ".join(w.text for w in heard), words=heard)
 
-    stitched = stitch([
-        ChunkTranscript(first, (spoken((9, "over"), (9.5, "the"), (10.2, "hill")),), "en", True),
-        ChunkTranscript(second, (spoken((9.1, "the"), (10.3, "hill"), (11, "and"), (12, "far")),), "en", True),
-    ])
+    stitched = stitch(
+        [
+            ChunkTranscript(first, (spoken((9, "over"), (9.5, "the"), (10.2, "hill")),), "en", True),
+            ChunkTranscript(second, (spoken((9.1, "the"), (10.3, "hill"), (11, "and"), (12, "far")),), "en", True),
+        ]
+    )
     assert [s.text for s in stitched] == ["over the hill", "and far"]
     assert stitched[1].start == 11 and [w.text for w in stitched[1].words] == ["and", "far"]
 
 
 def test_a_verbose_reply_is_moved_to_the_chunk_and_its_words_placed() -> None:
     chunk = Chunk(3, 598.0, 1201.0, 600.0, 1199.0)
-    payload = {"language": "german", "text": "Guten Tag. Wie geht's?",
-               "segments": [{"start": 0.5, "end": 1.5, "text": " Guten Tag."},
-                            {"start": 2.0, "end": 700.0, "text": " Wie geht's?"}],
-               "words": [{"word": "Guten", "start": 0.5, "end": 0.9}, {"word": "Tag.", "start": 1.0, "end": 1.5},
-                         {"word": "Wie", "start": 2.0, "end": 2.2}, {"word": "geht's?", "start": 2.3, "end": 2.8}]}
+    payload = {
+        "language": "german",
+        "text": "Guten Tag. Wie geht's?",
+        "segments": [
+            {"start": 0.5, "end": 1.5, "text": " Guten Tag."},
+            {"start": 2.0, "end": 700.0, "text": " Wie geht's?"},
+        ],
+        "words": [
+            {"word": "Guten", "start": 0.5, "end": 0.9},
+            {"word": "Tag.", "start": 1.0, "end": 1.5},
+            {"word": "Wie", "start": 2.0, "end": 2.2},
+            {"word": "geht's?", "start": 2.3, "end": 2.8},
+        ],
+    }
     part = parse_reply(payload, chunk, 598.0, True, "test")
     assert part.language == "de" and part.timed
-    assert [(s.start, s.end, s.text) for s in part.segments] == [(598.5, 599.5, "Guten Tag."),
-                                                                (600.0, 1201.0, "Wie geht's?")]
+    assert [(s.start, s.end, s.text) for s in part.segments] == [
+        (598.5, 599.5, "Guten Tag."),
+        (600.0, 1201.0, "Wie geht's?"),
+    ]
     assert [[w.text for w in s.words] for s in part.segments] == [["Guten", "Tag."], ["Wie", "geht's?"]]

@@ -9,11 +9,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import yaml
-from uuid import UUID
-
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -26,9 +25,9 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Scheduled
 
-from tests.feedserver import FeedServer
 from tests.conftest import DEMO_DIR, DEMO_EPISODES
 from tests.feeds import rss, rss_item
+from tests.feedserver import FeedServer
 from tests.operate import ROOT, Operation, Postgres, embedded_postgres, postgres_unavailable, wait_until
 
 POOL = "podflow"
@@ -64,11 +63,20 @@ def test_a_deployment_runs_on_a_process_worker_against_a_real_server(database: P
         operation.prefect("--no-prompt", "deploy", "--all")
         operation.wait_for_worker(POOL)
         operation.prefect(  # fails the test unless it exits 0: the run ended Completed
-            "deployment", "run", DEPLOYMENT,
-            "--param", f"feed_url={feeds.url('/feed.xml')}",
-            "--param", "settings=" + json.dumps({"output_dir": str(output), "allowed_networks": ["127.0.0.0/8"]}),
-            "--watch", "--watch-interval", "1", "--watch-timeout", "240",
-            timeout_s=270, timing="deployment run --watch",
+            "deployment",
+            "run",
+            DEPLOYMENT,
+            "--param",
+            f"feed_url={feeds.url('/feed.xml')}",
+            "--param",
+            "settings=" + json.dumps({"output_dir": str(output), "allowed_networks": ["127.0.0.0/8"]}),
+            "--watch",
+            "--watch-interval",
+            "1",
+            "--watch-timeout",
+            "240",
+            timeout_s=270,
+            timing="deployment run --watch",
         )
         with operation.client() as client:
             deployments = client.read_deployments()
@@ -78,7 +86,8 @@ def test_a_deployment_runs_on_a_process_worker_against_a_real_server(database: P
             states = {state.type.value: state.timestamp for state in client.read_flow_run_states(flow_run.id)}
             task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
             artifacts = client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
+            )
         feed_requests = feeds.count("/feed.xml")
         logs = operation.logs()
         scheduled_runs(operation, feeds, tmp_path / "scheduled")
@@ -101,7 +110,10 @@ def test_a_deployment_runs_on_a_process_worker_against_a_real_server(database: P
 
     by_stage = Counter(task_run.name.split(" ")[0] for task_run in task_runs)
     assert {stage: by_stage[stage] for stage in ("download", "transcribe", "metadata")} == {
-        "download": 4, "transcribe": 4, "metadata": 4}, by_stage
+        "download": 4,
+        "transcribe": 4,
+        "metadata": 4,
+    }, by_stage
     assert all(task_run.state is not None and task_run.state.is_completed() for task_run in task_runs)
 
     table = next(a for a in artifacts if a.type == "table" and a.key == "podflow-episodes")
@@ -119,11 +131,15 @@ def test_a_deployment_runs_on_a_process_worker_against_a_real_server(database: P
 
     if database is not None:
         operation.timings["postgres initdb and start"] = database.start_s
-    operation.timings.update({
-        "worker pickup (Scheduled to Pending)": (states["PENDING"] - states["SCHEDULED"]).total_seconds(),
-        "flow start (Pending to Running: pull steps, imports)": (states["RUNNING"] - states["PENDING"]).total_seconds(),
-        "flow run (Running to Completed)": (states["COMPLETED"] - states["RUNNING"]).total_seconds(),
-    })
+    operation.timings.update(
+        {
+            "worker pickup (Scheduled to Pending)": (states["PENDING"] - states["SCHEDULED"]).total_seconds(),
+            "flow start (Pending to Running: pull steps, imports)": (
+                states["RUNNING"] - states["PENDING"]
+            ).total_seconds(),
+            "flow run (Running to Completed)": (states["COMPLETED"] - states["RUNNING"]).total_seconds(),
+        }
+    )
     operation.timings["test"] = time.monotonic() - started
     timings = "; ".join(f"{name} {seconds:.1f} s" for name, seconds in operation.timings.items())
     print(f"\n{'postgresql' if database else 'sqlite'}: {timings}")
@@ -133,20 +149,35 @@ def test_a_deployment_runs_on_a_process_worker_against_a_real_server(database: P
 def run_deployment(operation: Operation, feeds: list[str], output: Path, timing: str) -> FlowRun:
     """`prefect deployment run` of the scheduled deployment, now, on `feeds`; returns its flow run, finished."""
     operation.prefect(
-        "deployment", "run", SCHEDULED, "--param", f"feeds={json.dumps(feeds)}",
-        "--param", "settings=" + json.dumps({"output_dir": str(output), "allowed_networks": ["127.0.0.0/8"]}),
-        "--watch", "--watch-interval", "1", "--watch-timeout", "240",
-        timeout_s=270, timing=timing, check=False,  # a run that ends Failed exits 1: the test reads its state
+        "deployment",
+        "run",
+        SCHEDULED,
+        "--param",
+        f"feeds={json.dumps(feeds)}",
+        "--param",
+        "settings=" + json.dumps({"output_dir": str(output), "allowed_networks": ["127.0.0.0/8"]}),
+        "--watch",
+        "--watch-interval",
+        "1",
+        "--watch-timeout",
+        "240",
+        timeout_s=270,
+        timing=timing,
+        check=False,  # a run that ends Failed exits 1: the test reads its state
     )
     with operation.client() as client:
         [deployment] = [d for d in client.read_deployments() if d.name == "scheduled"]
-        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-                                     sort=FlowRunSort.START_TIME_DESC, limit=1)
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
     return runs[0]
 
 
 def wait_for_final_state(operation: Operation, flow_run_id: UUID, timeout_s: float = 240.0) -> FlowRun:
     with operation.client() as client:
+
         def final() -> bool:
             state = client.read_flow_run(flow_run_id).state
             return state is not None and state.is_final()
@@ -179,10 +210,16 @@ def scheduled_runs(operation: Operation, feeds: FeedServer, output: Path) -> Non
     assert "podflow-transcribe" in listed
 
     demo, late = DEMO_EPISODES[0], DEMO_EPISODES[1]
-    feed_url = feeds.add("/scheduled.xml", rss([
-        rss_item(demo.title, guid="scheduled-1", enclosure=f"{demo.slug}.mp3"),
-        rss_item(late.title, guid="scheduled-2", enclosure="late.mp3"),
-    ], title="Scheduled Show"))
+    feed_url = feeds.add(
+        "/scheduled.xml",
+        rss(
+            [
+                rss_item(demo.title, guid="scheduled-1", enclosure=f"{demo.slug}.mp3"),
+                rss_item(late.title, guid="scheduled-2", enclosure="late.mp3"),
+            ],
+            title="Scheduled Show",
+        ),
+    )
     first = run_deployment(operation, [feed_url], output, "scheduled run, 2 new episodes (1 failing)")
     assert first.state is not None and first.state.is_failed(), first.state
     assert first.state.message == "1 of 2 episodes failed (1 complete)"
@@ -203,13 +240,20 @@ def scheduled_runs(operation: Operation, feeds: FeedServer, output: Path) -> Non
     assert last_fetch.headers.get("If-None-Match")
     with operation.client() as client:
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[first.id])))
-        summary = next(a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[unchanged.id]))) if a.key == "podflow-summary")
+        summary = next(
+            a
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[unchanged.id]))
+            )
+            if a.key == "podflow-summary"
+        )
     assert "1 not modified" in str(summary.data)
     transcribes = [run for run in task_runs if run.name.startswith("transcribe")]
     assert transcribes and all(run.tags == ["podflow-transcribe"] for run in transcribes)
 
-    operation.timings.update({
-        "retried flow run, the failed episode": running_seconds(operation, first.id),
-        "scheduled flow run, nothing new (304)": running_seconds(operation, unchanged.id),
-    })
+    operation.timings.update(
+        {
+            "retried flow run, the failed episode": running_seconds(operation, first.id),
+            "scheduled flow run, nothing new (304)": running_seconds(operation, unchanged.id),
+        }
+    )

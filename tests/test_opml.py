@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.feedserver import FeedServer
 from tasks.errors import FeedError
 from tasks.models import Settings
 from tasks.opml import parse_opml, read_opml
 from tests.conftest import LOOPBACK
+from tests.feedserver import FeedServer
 
 SUBSCRIPTIONS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <opml version="2.0">
@@ -84,8 +84,10 @@ def test_an_entity_expansion_bomb_is_refused_at_once() -> None:
     """Ten levels of ten: 3 GB of 'lol' if expanded. expat (2.4+) stops at its amplification limit; measured
     0.1 s and about 80 MiB at peak in a fresh process."""
     entities = "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 10))
-    bomb = (f'<?xml version="1.0"?><!DOCTYPE opml [<!ENTITY e0 "lol">{entities}]><opml version="2.0">'
-            '<head><title>&e9;</title></head><body><outline xmlUrl="https://x/f.xml"/></body></opml>').encode()
+    bomb = (
+        f'<?xml version="1.0"?><!DOCTYPE opml [<!ENTITY e0 "lol">{entities}]><opml version="2.0">'
+        '<head><title>&e9;</title></head><body><outline xmlUrl="https://x/f.xml"/></body></opml>'
+    ).encode()
     started = time.monotonic()
     with pytest.raises(FeedError, match="bomb.opml is not an OPML document: malformed XML.*amplification"):
         parse_opml(bomb, "bomb.opml")

@@ -16,10 +16,9 @@ from flows.pipeline import ItemRun, Progress, Stage, run_pipeline
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-
 @task(cache_policy=NO_CACHE)
 def arrive(item: str, released: Path) -> str:
-    """"late" waits until the flow's thread has seen the first failure, so it reaches the process stage only
+    """ "late" waits until the flow's thread has seen the first failure, so it reaches the process stage only
     after the pool it would have used is broken. (A file, not an Event: Prefect pickles this task for the process
     stage's lineage, and a lock cannot be pickled.)"""
     deadline = time.monotonic() + 60
@@ -44,10 +43,14 @@ def two_stages(items: list[str], released: Path) -> list[ItemRun[str]]:
     def upstream(item: str, finished: dict[str, PrefectFuture[str]]) -> dict[str, object]:
         return {"item": finished["arrive"]}
 
-    return run_pipeline(items, [
-        Stage("arrive", arrive, 2, lambda item, finished: {"item": item, "released": released}),
-        Stage("work", work_or_die, 1, upstream, in_processes=True),
-    ], watch)
+    return run_pipeline(
+        items,
+        [
+            Stage("arrive", arrive, 2, lambda item, finished: {"item": item, "released": released}),
+            Stage("work", work_or_die, 1, upstream, in_processes=True),
+        ],
+        watch,
+    )
 
 
 def test_a_dead_worker_process_fails_its_item_and_later_items_get_a_new_pool(tmp_path: Path) -> None:

@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 
-from tests.feedserver import FeedServer
 from flows.ingest import ingest_feed
 from tasks.errors import FeedError
 from tasks.models import IngestReport, Ledger, Settings
@@ -17,23 +23,32 @@ from tasks.redaction import redact_url, redact_urls
 from tasks.store import feed_folder_name, slugify
 from tests.conftest import DEMO_EPISODES
 from tests.feeds import rss, rss_item
+from tests.feedserver import FeedServer
 
 PASSWORD, TOKEN = "pa55-w0rd-secret", "t0ken-secret-4711"
 PATH_TOKEN = "aB3dE5gH7jK9mN1pQ3rS5tU7"  # a private feed's token in its path, as some hosts give them
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("https://me:pw@feeds.example.org/f.xml", "https://***@feeds.example.org/f.xml"),
-    ("https://cdn.example.org/a.mp3?token=abc&episode=3", "https://cdn.example.org/a.mp3?token=***&episode=3"),
-    ("https://x.org/a?X-Amz-Signature=abc&X-Amz-Date=1", "https://x.org/a?X-Amz-Signature=***&X-Amz-Date=1"),
-    ("https://x.org/a?api_key=abc&accessKey=def&author=me&q=a%20b", "https://x.org/a?api_key=***&accessKey=***&author=me&q=a%20b"),
-    ("https://x.org/a#access_token=abc", "https://x.org/a#access_token=***"),
-    ("https://x.org/a.mp3?episode=3", "https://x.org/a.mp3?episode=3"),
-    ("https://me:p@ss@feeds.example.org/f.xml", "https://***@feeds.example.org/f.xml"),  # an @ in the password
-    ("https://x.org/a?accesstoken=a&authtoken=b&privatekey=c&feedtoken=d&keyword=e",
-     "https://x.org/a?accesstoken=***&authtoken=***&privatekey=***&feedtoken=***&keyword=e"),  # run-together names
-    ("https://x.org/a;jsessionid=abc", "https://x.org/a;jsessionid=***"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://me:pw@feeds.example.org/f.xml", "https://***@feeds.example.org/f.xml"),
+        ("https://cdn.example.org/a.mp3?token=abc&episode=3", "https://cdn.example.org/a.mp3?token=***&episode=3"),
+        ("https://x.org/a?X-Amz-Signature=abc&X-Amz-Date=1", "https://x.org/a?X-Amz-Signature=***&X-Amz-Date=1"),
+        (
+            "https://x.org/a?api_key=abc&accessKey=def&author=me&q=a%20b",
+            "https://x.org/a?api_key=***&accessKey=***&author=me&q=a%20b",
+        ),
+        ("https://x.org/a#access_token=abc", "https://x.org/a#access_token=***"),
+        ("https://x.org/a.mp3?episode=3", "https://x.org/a.mp3?episode=3"),
+        ("https://me:p@ss@feeds.example.org/f.xml", "https://***@feeds.example.org/f.xml"),  # an @ in the password
+        (
+            "https://x.org/a?accesstoken=a&authtoken=b&privatekey=c&feedtoken=d&keyword=e",
+            "https://x.org/a?accesstoken=***&authtoken=***&privatekey=***&feedtoken=***&keyword=e",
+        ),  # run-together names
+        ("https://x.org/a;jsessionid=abc", "https://x.org/a;jsessionid=***"),
+    ],
+)
 def test_urls_are_shown_without_their_credentials(url: str, shown: str) -> None:
     assert redact_url(url) == shown
     assert redact_urls(f"GET {url}: failed, twice") == f"GET {shown}: failed, twice"
@@ -44,13 +59,19 @@ def test_bare_paths_in_library_messages_are_masked_too() -> None:
     assert redact_urls(message) == message.replace("token=abc", "token=***")
 
 
-@pytest.mark.parametrize(("path", "token"), [
-    ("/feeds/3f9a8b7c6d5e4f3a2b1c0d9e/rss", "3f9a8b7c6d5e4f3a2b1c0d9e"),  # hex
-    (f"/private/{PATH_TOKEN}/feed.xml", PATH_TOKEN),
-    ("/feed/podcast/123456/private/0a1b2c3d-4e5f-6789-abcd-ef0123456789.rss", "0a1b2c3d-4e5f-6789-abcd-ef0123456789"),
-    ("/m/aB3dE5-gH7jK9_mN1pQ3rS5tU7/a.mp3", "aB3dE5-gH7jK9_mN1pQ3rS5tU7"),  # base64url, split by - and _
-    ("/m/AB3DE5GH7JK9MN1PQ3RS5TU7XZ?token=abc", "AB3DE5GH7JK9MN1PQ3RS5TU7XZ"),
-])
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [
+        ("/feeds/3f9a8b7c6d5e4f3a2b1c0d9e/rss", "3f9a8b7c6d5e4f3a2b1c0d9e"),  # hex
+        (f"/private/{PATH_TOKEN}/feed.xml", PATH_TOKEN),
+        (
+            "/feed/podcast/123456/private/0a1b2c3d-4e5f-6789-abcd-ef0123456789.rss",
+            "0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+        ),
+        ("/m/aB3dE5-gH7jK9_mN1pQ3rS5tU7/a.mp3", "aB3dE5-gH7jK9_mN1pQ3rS5tU7"),  # base64url, split by - and _
+        ("/m/AB3DE5GH7JK9MN1PQ3RS5TU7XZ?token=abc", "AB3DE5GH7JK9MN1PQ3RS5TU7XZ"),
+    ],
+)
 def test_tokens_in_a_url_path_are_masked_everywhere_the_url_goes(path: str, token: str) -> None:
     url, shown = f"https://feeds.example.org{path}", f"https://feeds.example.org{path.replace(token, '***')}"
     shown = shown.replace("token=abc", "token=***")
@@ -62,17 +83,20 @@ def test_tokens_in_a_url_path_are_masked_everywhere_the_url_goes(path: str, toke
     assert slugify(token) not in feed_folder_name(url) and "token" not in feed_folder_name(url)
 
 
-@pytest.mark.parametrize("url", [
-    "https://x.org/shows/episode-2026-11-20-title/audio.mp3",
-    "https://x.org/my-podcast-episode-12/feed.xml",
-    "https://x.org/s01e02-the-pilot-of-the-series.mp3",
-    "https://x.org/Ep12-Interview-With-Someone-Famous.mp3",
-    "https://x.org/media/128kbps_stereo_episode_42_final_mix.mp3",
-    "https://x.org/TheDailyShowWithSomeoneFamous/e/abc123/12345678901234567890123.mp3",  # words, short id, number
-    "https://3f9a8b7c6d5e4f3a2b1c0d9e.cdn.example.org/a.mp3",  # a host is no path (and not caught)
-    # podflow's own folders, as messages name them: a 16-hex hash is no token
-    "/out/feeds-example-org-show-rss-xml-3f9a8b7c6d5e4f3a/episodes/2026-11-02-weekly-update-0123456789abcdef/a.mp3",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://x.org/shows/episode-2026-11-20-title/audio.mp3",
+        "https://x.org/my-podcast-episode-12/feed.xml",
+        "https://x.org/s01e02-the-pilot-of-the-series.mp3",
+        "https://x.org/Ep12-Interview-With-Someone-Famous.mp3",
+        "https://x.org/media/128kbps_stereo_episode_42_final_mix.mp3",
+        "https://x.org/TheDailyShowWithSomeoneFamous/e/abc123/12345678901234567890123.mp3",  # words, short id, number
+        "https://3f9a8b7c6d5e4f3a2b1c0d9e.cdn.example.org/a.mp3",  # a host is no path (and not caught)
+        # podflow's own folders, as messages name them: a 16-hex hash is no token
+        "/out/feeds-example-org-show-rss-xml-3f9a8b7c6d5e4f3a/episodes/2026-11-02-weekly-update-0123456789abcdef/a.mp3",
+    ],
+)
 def test_ordinary_paths_slugs_dates_ids_and_file_names_are_kept(url: str) -> None:
     assert redact_urls(url) == url
 
@@ -81,11 +105,18 @@ def test_ordinary_paths_slugs_dates_ids_and_file_names_are_kept(url: str) -> Non
 def test_nothing_a_run_writes_or_reports_holds_a_credential(server: FeedServer, settings: Settings) -> None:
     demo = DEMO_EPISODES[0]
     server.add(f"/private/{PATH_TOKEN}/a.mp3", demo.audio)
-    feed_path = server.add(f"/private/{PATH_TOKEN}/feed.xml", rss([
-        rss_item("Good", guid="good", enclosure=f"a.mp3?token={TOKEN}"),
-        rss_item("Gone", guid="gone", enclosure=f"gone.mp3?token={TOKEN}"),
-        rss_item("Refused", guid="refused", enclosure=f"http://127.0.0.1:9/a.mp3?token={TOKEN}"),  # nothing listens
-    ]))
+    feed_path = server.add(
+        f"/private/{PATH_TOKEN}/feed.xml",
+        rss(
+            [
+                rss_item("Good", guid="good", enclosure=f"a.mp3?token={TOKEN}"),
+                rss_item("Gone", guid="gone", enclosure=f"gone.mp3?token={TOKEN}"),
+                rss_item(
+                    "Refused", guid="refused", enclosure=f"http://127.0.0.1:9/a.mp3?token={TOKEN}"
+                ),  # nothing listens
+            ]
+        ),
+    )
     feed_url = feed_path.replace("http://", f"http://listener:{PASSWORD}@") + f"?auth={TOKEN}"
 
     state = ingest_feed(feed_url, settings, return_state=True)
@@ -97,12 +128,20 @@ def test_nothing_a_run_writes_or_reports_holds_a_credential(server: FeedServer, 
     assert any(b"token=***" in body for body in written.values())  # the URLs are there, masked
     with get_client(sync_client=True) as client:
         flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
-            any_=[state.state_details.flow_run_id])))
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
         task_runs = client.read_task_runs(flow_run_filter=flow_run)
-    reported = [state.message or "", report.model_dump_json(), *(log.message for log in logs),
-                *(str(artifact.data) for artifact in artifacts), *(str(r.state.message) for r in task_runs if r.state)]
+    reported = [
+        state.message or "",
+        report.model_dump_json(),
+        *(log.message for log in logs),
+        *(str(artifact.data) for artifact in artifacts),
+        *(str(r.state.message) for r in task_runs if r.state),
+    ]
     assert any("gone.mp3?token=***" in text for text in reported)  # the failure names the URL, masked
     for secret in (PASSWORD, TOKEN, PATH_TOKEN, slugify(PATH_TOKEN)):
         leaks = [str(path) for path, body in written.items() if secret.encode() in body or secret in str(path)]

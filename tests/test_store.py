@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import stat
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,7 +45,7 @@ HOSTILE_TITLES = [
 
 @pytest.mark.parametrize("title", HOSTILE_TITLES)
 def test_episode_folders_are_safe_names_inside_the_feed_folder(tmp_path: Path, title: str) -> None:
-    episode = Episode(episode_id=f"guid/{title}", title=title, published=datetime(2026, 11, 2, tzinfo=timezone.utc))
+    episode = Episode(episode_id=f"guid/{title}", title=title, published=datetime(2026, 11, 2, tzinfo=UTC))
     name = episode_folder_name(episode)
 
     assert name.startswith("2026-11-02-")
@@ -69,12 +69,15 @@ def test_feed_folder_is_stable_and_distinct_per_url() -> None:
 
 
 def test_feeds_that_differ_only_in_a_secret_are_different_folders_that_never_show_it() -> None:
-    key_a, key_b = feed_folder_name("https://feeds.example.org/show.xml?key=s3cretA"), feed_folder_name(
-        "https://feeds.example.org/show.xml?key=s3cretB")
+    key_a, key_b = (
+        feed_folder_name("https://feeds.example.org/show.xml?key=s3cretA"),
+        feed_folder_name("https://feeds.example.org/show.xml?key=s3cretB"),
+    )
     assert key_a != key_b
     assert "s3cret" not in key_a + key_b
     assert feed_folder_name("https://me:pw1@feeds.example.org/show.xml") != feed_folder_name(
-        "https://me:pw2@feeds.example.org/show.xml")
+        "https://me:pw2@feeds.example.org/show.xml"
+    )
     # The same URL, but for blanks around it and the case of scheme and host, is the same feed.
     assert feed_folder_name("  HTTPS://Feeds.Example.org/show.xml?key=s3cretA ") == key_a
 
@@ -93,7 +96,8 @@ def colliding_pair(prefix: str) -> tuple[str, str]:
 def test_folders_that_32_bit_hashes_would_merge_stay_apart() -> None:
     first, second = colliding_pair("guid-")
     assert episode_folder_name(Episode(episode_id=first, title="Weekly")) != episode_folder_name(
-        Episode(episode_id=second, title="Weekly"))
+        Episode(episode_id=second, title="Weekly")
+    )
     first, second = colliding_pair("https://feeds.example.org/show.xml?page=")
     assert feed_folder_name(first) != feed_folder_name(second)
 
@@ -205,6 +209,7 @@ def _record_stages(feed_dir: Path, episode_ids: list[str]) -> None:
                 pass
 
 
+@pytest.mark.integration  # a subprocess
 def test_ledger_keeps_every_outcome_recorded_from_several_processes(tmp_path: Path) -> None:
     store = FeedStore(tmp_path, "https://example.org/feed.xml")
     ids = [f"ep-{i}" for i in range(30)]
@@ -362,8 +367,13 @@ def test_a_finished_file_that_is_a_link_is_refused_not_read(tmp_path: Path) -> N
     target.write_bytes(b"not podflow's")
     folder = tmp_path / "episode"
     folder.mkdir()
-    audio = AudioFile(episode_id="e", path=folder / "audio.mp3", source_url="https://x.org/a.mp3",
-                      bytes=target.stat().st_size, sha256=sha256_of(target))
+    audio = AudioFile(
+        episode_id="e",
+        path=folder / "audio.mp3",
+        source_url="https://x.org/a.mp3",
+        bytes=target.stat().st_size,
+        sha256=sha256_of(target),
+    )
     (folder / "audio.mp3").symlink_to(target)  # size and hash match: only the link gives it away
     (folder / "transcript.json").symlink_to(target)
     with pytest.raises(StorageError, match="audio.mp3 is a symbolic link"):

@@ -18,7 +18,6 @@ import pytest
 import srt
 import webvtt
 
-from tests.feedserver import FeedServer
 from tasks import audio as audio_codec
 from tasks.download import sha256_of
 from tasks.errors import AudioDecodeError, AudioTooLongError, TranscriptionError
@@ -27,6 +26,7 @@ from tasks.transcribe import transcribe_audio
 from tasks.transcribe.base import load_backend
 from tasks.transcribe.subtitles import to_vtt
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
+from tests.feedserver import FeedServer
 from tests.speech import word_error_rate
 
 # tiny.en scored 5-14% on these clips when they were made; the bound leaves room, not a free pass.
@@ -46,8 +46,13 @@ def audio_file(source: Path, folder: Path, episode_id: str) -> AudioFile:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "audio.mp3"
     shutil.copyfile(source, path)
-    return AudioFile(episode_id=episode_id, path=path, source_url="http://127.0.0.1/x.mp3", bytes=path.stat().st_size,
-                     sha256=sha256_of(path))
+    return AudioFile(
+        episode_id=episode_id,
+        path=path,
+        source_url="http://127.0.0.1/x.mp3",
+        bytes=path.stat().st_size,
+        sha256=sha256_of(path),
+    )
 
 
 def demo_audio(demo: DemoEpisode, folder: Path) -> AudioFile:
@@ -76,7 +81,9 @@ def assert_files_agree(transcript: Transcript, folder: Path) -> None:
     assert [cue.start.total_seconds() for cue in subtitles] == pytest.approx(starts, abs=0.0011)
     captions = webvtt.from_buffer(io.StringIO((folder / "transcript.vtt").read_text())).captions
     assert [caption.text for caption in captions] == texts
-    assert [caption.start_in_seconds for caption in captions] == sorted(caption.start_in_seconds for caption in captions)
+    assert [caption.start_in_seconds for caption in captions] == sorted(
+        caption.start_in_seconds for caption in captions
+    )
     assert all(cue.start <= cue.end for cue in subtitles)
 
 
@@ -106,8 +113,9 @@ def test_published_transcript_is_used_instead_of_whisper(demo: DemoEpisode, serv
     url = server.add(f"/{demo.slug}.vtt", script_as_vtt(demo.script, duration_s).encode())
     settings = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
 
-    transcript = transcribe_audio(audio, episode_of(audio, TranscriptLink(url=url, type="text/vtt", language="en")),
-                                  tmp_path, settings)
+    transcript = transcribe_audio(
+        audio, episode_of(audio, TranscriptLink(url=url, type="text/vtt", language="en")), tmp_path, settings
+    )
 
     assert word_error_rate(demo.script, transcript.text) < MAX_WER, transcript.text
     assert (transcript.backend, transcript.model, transcript.language) == ("published", "text/vtt", "en")
@@ -130,7 +138,10 @@ def test_the_most_preferred_published_type_wins(server: FeedServer, tmp_path: Pa
     texts_only = published.model_copy(update={"published_types": ("text/plain",)})
     second = transcribe_audio(audio, episode, tmp_path / "b", texts_only)
     assert second.source_url == text_url and second.estimated_timing
-    assert [s.text for s in second.segments] == ["First paragraph, short.", "Second paragraph is three times as long as that."]
+    assert [s.text for s in second.segments] == [
+        "First paragraph, short.",
+        "Second paragraph is three times as long as that.",
+    ]
     assert second.segments[0].start == 0 and second.segments[-1].end == pytest.approx(duration_s, abs=0.002)
     assert server.count("/t.txt") == 1 and server.count("/t.vtt") == 1
 
@@ -161,8 +172,12 @@ def test_published_only_fails_clearly_without_a_usable_link(server: FeedServer, 
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
     settings = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
     with pytest.raises(TranscriptionError, match=r"links no transcript.*offered: application/pdf"):
-        transcribe_audio(audio, episode_of(audio, TranscriptLink(url=server.url("/t.pdf"), type="application/pdf")),
-                         tmp_path, settings)
+        transcribe_audio(
+            audio,
+            episode_of(audio, TranscriptLink(url=server.url("/t.pdf"), type="application/pdf")),
+            tmp_path,
+            settings,
+        )
     missing = server.url("/gone.vtt")
     with pytest.raises(TranscriptionError, match="HTTP 404"):
         transcribe_audio(audio, episode_of(audio, TranscriptLink(url=missing, type="text/vtt")), tmp_path, settings)
@@ -283,12 +298,18 @@ def test_when_the_preferred_link_fails_the_next_one_is_used(server: FeedServer, 
     demo = DEMO_EPISODES[0]
     audio = demo_audio(demo, tmp_path)
     srt_url = server.add("/t.srt", b"1\n00:00:00,000 --> 00:00:02,000\nHello from the SRT.\n")
-    episode = episode_of(audio, TranscriptLink(url=server.url("/gone.vtt"), type="text/vtt"),
-                         TranscriptLink(url=srt_url, type="application/srt"))
+    episode = episode_of(
+        audio,
+        TranscriptLink(url=server.url("/gone.vtt"), type="text/vtt"),
+        TranscriptLink(url=srt_url, type="application/srt"),
+    )
     settings = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
     transcript = transcribe_audio(audio, episode, tmp_path, settings)
-    assert (transcript.source_url, transcript.model, transcript.text) == (srt_url, "application/x-subrip",
-                                                                          "Hello from the SRT.")
+    assert (transcript.source_url, transcript.model, transcript.text) == (
+        srt_url,
+        "application/x-subrip",
+        "Hello from the SRT.",
+    )
 
 
 def test_a_transcript_from_before_subtitles_gets_its_srt_and_vtt_on_the_next_run(
@@ -327,8 +348,13 @@ except StorageError as error:
 
 def test_a_full_disk_fails_the_transcript_cleanly_and_a_later_run_completes(tmp_path: Path) -> None:
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
-    result = subprocess.run([sys.executable, "-c", FULL_DISK, audio.model_dump_json()], capture_output=True,
-                            text=True, cwd=Path(__file__).parents[1], timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, audio.model_dump_json()],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=300,
+    )
     assert "transcript.txt could not be written: File too large" in result.stdout, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audio.mp3"]  # no partial transcript, no temp file
 

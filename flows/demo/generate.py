@@ -25,8 +25,9 @@ VOICE, WORDS_PER_MINUTE = "en-us", 150
 
 def speak(text: str) -> tuple[np.ndarray, int]:
     """espeak-ng's WAV output as int16 samples and their rate."""
-    wav = subprocess.run(["espeak-ng", "-v", VOICE, "-s", str(WORDS_PER_MINUTE), "--stdout", text],
-                         check=True, capture_output=True).stdout
+    wav = subprocess.run(
+        ["espeak-ng", "-v", VOICE, "-s", str(WORDS_PER_MINUTE), "--stdout", text], check=True, capture_output=True
+    ).stdout
     with wave.open(io.BytesIO(wav)) as reader:
         return np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16), reader.getframerate()
 

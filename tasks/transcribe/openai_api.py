@@ -64,7 +64,7 @@ def api_transcript(
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     part = future.result()
-                    done[part.chunk.index] = part
+                    done[part.chunk.number] = part
                     heard = sum(p.chunk.own_end_s - p.chunk.own_start_s for p in done.values())
                     on_segment(duration_s if len(done) == len(chunks) else min(heard, duration_s), duration_s)
         except BaseException:  # the first failure stops the chunks not yet sent, and the retries of the others
@@ -72,7 +72,7 @@ def api_transcript(
             for future in pending:
                 future.cancel()
             raise
-    parts = [done[c.index] for c in chunks]
+    parts = [done[c.number] for c in chunks]
     languages = Counter(p.language for p in parts if p.language)
     return Transcript(
         episode_id=audio.episode_id,

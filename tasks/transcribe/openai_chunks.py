@@ -5,7 +5,7 @@ its end, each encoded as mono 16 kHz Opus at 32 kbit/s (2.4 MB for ten minutes; 
 from __future__ import annotations
 
 import io
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import av
 import numpy as np
@@ -29,12 +29,11 @@ class Chunk(NamedTuple):
     """A stretch of the episode sent as one request: the audio from `start_s` to `end_s`, of which the transcript
     keeps what was said from `own_start_s` to `own_end_s` (the rest is overlap its neighbours own)."""
 
-    index: int
+    number: int  # from 0, in time order
     start_s: float
     end_s: float
     own_start_s: float
     own_end_s: float
-
 
 
 def frame_power(samples: np.ndarray, frame_s: float = FRAME_S) -> np.ndarray:
@@ -90,7 +89,10 @@ def encode_chunk(samples: np.ndarray, bit_rate: int = BIT_RATE) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=CONTAINER) as container:
         # Constrained VBR: free VBR spends up to 1.5 x the rate on tonal sound (music), which the size plan cannot take.
-        stream = container.add_stream(CODEC, rate=audio_codec.SAMPLE_RATE, options={"vbr": "constrained"})
+        stream = cast(
+            av.audio.stream.AudioStream,
+            container.add_stream(CODEC, rate=audio_codec.SAMPLE_RATE, options={"vbr": "constrained"}),
+        )
         stream.bit_rate = bit_rate
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")

@@ -22,27 +22,40 @@ MAX_UPLOAD_BYTES = 25_000_000  # the API's limit is 25 MB; 25 MiB would be the k
 TEXT_ONLY_PREFIXES = ("gpt-",)  # gpt-4o-transcribe & co. answer `json` (text only); whisper-1 and servers: segments
 
 # Whisper's languages: verbose_json names them ("english"); the other backends record codes ("en").
-LANGUAGE_CODES = {name.replace("_", " "): code for code, name in (pair.split(":") for pair in (
-    "en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french ja:japanese pt:portuguese tr:turkish "
-    "pl:polish ca:catalan nl:dutch ar:arabic sv:swedish it:italian id:indonesian hi:hindi fi:finnish vi:vietnamese "
-    "he:hebrew uk:ukrainian el:greek ms:malay cs:czech ro:romanian da:danish hu:hungarian ta:tamil no:norwegian "
-    "th:thai ur:urdu hr:croatian bg:bulgarian lt:lithuanian la:latin mi:maori ml:malayalam cy:welsh sk:slovak "
-    "te:telugu fa:persian lv:latvian bn:bengali sr:serbian az:azerbaijani sl:slovenian kn:kannada et:estonian "
-    "mk:macedonian br:breton eu:basque is:icelandic hy:armenian ne:nepali mn:mongolian bs:bosnian kk:kazakh "
-    "sq:albanian sw:swahili gl:galician mr:marathi pa:punjabi si:sinhala km:khmer sn:shona yo:yoruba so:somali "
-    "af:afrikaans oc:occitan ka:georgian be:belarusian tg:tajik sd:sindhi gu:gujarati am:amharic yi:yiddish lo:lao "
-    "uz:uzbek fo:faroese ht:haitian_creole ps:pashto tk:turkmen nn:nynorsk mt:maltese sa:sanskrit "
-    "lb:luxembourgish my:myanmar bo:tibetan tl:tagalog mg:malagasy as:assamese tt:tatar haw:hawaiian ln:lingala "
-    "ha:hausa ba:bashkir jw:javanese su:sundanese yue:cantonese"
-).split())}
+LANGUAGE_CODES = {
+    name.replace("_", " "): code
+    for code, name in (
+        pair.split(":")
+        for pair in (
+            "en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french ja:japanese pt:portuguese "
+            "tr:turkish pl:polish ca:catalan nl:dutch ar:arabic sv:swedish it:italian id:indonesian hi:hindi "
+            "fi:finnish vi:vietnamese he:hebrew uk:ukrainian el:greek ms:malay cs:czech ro:romanian da:danish "
+            "hu:hungarian ta:tamil no:norwegian th:thai ur:urdu hr:croatian bg:bulgarian lt:lithuanian la:latin "
+            "mi:maori ml:malayalam cy:welsh sk:slovak te:telugu fa:persian lv:latvian bn:bengali sr:serbian "
+            "az:azerbaijani sl:slovenian kn:kannada et:estonian mk:macedonian br:breton eu:basque is:icelandic "
+            "hy:armenian ne:nepali mn:mongolian bs:bosnian kk:kazakh sq:albanian sw:swahili gl:galician "
+            "mr:marathi pa:punjabi si:sinhala km:khmer sn:shona yo:yoruba so:somali af:afrikaans oc:occitan "
+            "ka:georgian be:belarusian tg:tajik sd:sindhi gu:gujarati am:amharic yi:yiddish lo:lao uz:uzbek "
+            "fo:faroese ht:haitian_creole ps:pashto tk:turkmen nn:nynorsk mt:maltese sa:sanskrit lb:luxembourgish "
+            "my:myanmar bo:tibetan tl:tagalog mg:malagasy as:assamese tt:tatar haw:hawaiian ln:lingala ha:hausa "
+            "ba:bashkir jw:javanese su:sundanese yue:cantonese"
+        ).split()
+    )
+}
 
 
 class Requester:
     """Sends chunks to the API with bounded retries, each try taking a slot of the shared rate limit if any; each
     chunk's samples are made a file by `encode`."""
 
-    def __init__(self, client: openai.OpenAI, settings: Settings, key: str | None, on_retry: Callable[[str], None],
-                 encode: Callable[[np.ndarray], bytes] = encode_chunk):
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        settings: Settings,
+        key: str | None,
+        on_retry: Callable[[str], None],
+        encode: Callable[[np.ndarray], bytes] = encode_chunk,
+    ):
         self.client, self.settings, self.key, self.on_retry, self.encode = client, settings, key, on_retry, encode
         self.where = masked(f"the OpenAI API at {client.base_url}".rstrip("/"), key)  # credentials in it masked
         self.model = settings.openai_transcribe_model
@@ -61,10 +74,11 @@ class Requester:
         first = round(chunk.start_s * audio_codec.SAMPLE_RATE)
         data = self.encode(samples[first : round(chunk.end_s * audio_codec.SAMPLE_RATE)])
         if len(data) > MAX_UPLOAD_BYTES:  # cannot happen at CHUNK_S and BIT_RATE; said plainly if it ever does
-            raise TranscriptionError(f"chunk {chunk.index + 1} encoded to {len(data):,} bytes, over the API's limit")
+            raise TranscriptionError(f"chunk {chunk.number + 1} encoded to {len(data):,} bytes, over the API's limit")
         payload = self._send(data, chunk)
-        return parse_reply(payload, chunk, first / audio_codec.SAMPLE_RATE, self.timed, f"{self.where} (chunk "
-                           f"{chunk.index + 1})")
+        return parse_reply(
+            payload, chunk, first / audio_codec.SAMPLE_RATE, self.timed, f"{self.where} (chunk {chunk.number + 1})"
+        )
 
     def _send(self, data: bytes, chunk: Chunk) -> dict[str, Any]:
         # A server slower than real time is taken for stuck: http_timeout_s per minute of audio, at least once.
@@ -78,15 +92,21 @@ class Requester:
             return self._json(response.http_response.content, chunk)
 
         try:
-            return call_with_retries(send, self.settings, TranscriptionError, self.stopped, key=self.key,
-                                     timeout_s=read_s, on_retry=lambda message: self.on_retry(
-                                         f"{self.where}, chunk {chunk.index + 1}: {message}"))
+            return call_with_retries(
+                send,
+                self.settings,
+                TranscriptionError,
+                self.stopped,
+                key=self.key,
+                timeout_s=read_s,
+                on_retry=lambda message: self.on_retry(f"{self.where}, chunk {chunk.number + 1}: {message}"),
+            )
         except RequestFailed as exc:
             if exc.refused:
                 hint = f"; {exc.reason}" if exc.key_refused or exc.out_of_quota else ""
-                raise TranscriptionError(f"{self.where} refused chunk {chunk.index + 1}: {exc.detail}{hint}") from None
+                raise TranscriptionError(f"{self.where} refused chunk {chunk.number + 1}: {exc.detail}{hint}") from None
             raise TranscriptionError(
-                f"{self.where} failed on chunk {chunk.index + 1} {exc.attempts} times; last: {exc.detail}"
+                f"{self.where} failed on chunk {chunk.number + 1} {exc.attempts} times; last: {exc.detail}"
             ) from None
 
     def _json(self, content: bytes, chunk: Chunk) -> dict[str, Any]:
@@ -94,10 +114,10 @@ class Requester:
             payload = json.loads(content)
         except ValueError:  # told, not quoted: the answer is a stranger's bytes
             raise TranscriptionError(
-                f"{self.where} answered chunk {chunk.index + 1} with malformed JSON ({len(content):,} bytes)"
+                f"{self.where} answered chunk {chunk.number + 1} with malformed JSON ({len(content):,} bytes)"
             ) from None
         if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
-            raise TranscriptionError(f"{self.where} answered chunk {chunk.index + 1} without a transcript text")
+            raise TranscriptionError(f"{self.where} answered chunk {chunk.number + 1} without a transcript text")
         return payload
 
 
@@ -124,14 +144,23 @@ def parse_reply(payload: dict[str, Any], chunk: Chunk, offset_s: float, timed: b
         return round(min(chunk.end_s, max(chunk.start_s, offset_s + _number(value))), 3)
 
     def word(raw: dict[str, Any]) -> Word:
-        return Word(start=at(raw["start"]), end=at(raw["end"]), text=str(raw["word"]).strip(),
-                    probability=raw.get("probability"))
+        return Word(
+            start=at(raw["start"]),
+            end=at(raw["end"]),
+            text=str(raw["word"]).strip(),
+            probability=raw.get("probability"),
+        )
 
     try:
-        segments = [Segment(start=at(s["start"]), end=max(at(s["start"]), at(s["end"])),
-                            text=" ".join(str(s["text"]).split()),
-                            words=tuple(word(w) for w in s.get("words") or ()))
-                    for s in raw_segments]
+        segments = [
+            Segment(
+                start=at(s["start"]),
+                end=max(at(s["start"]), at(s["end"])),
+                text=" ".join(str(s["text"]).split()),
+                words=tuple(word(w) for w in s.get("words") or ()),
+            )
+            for s in raw_segments
+        ]
         loose = [word(w) for w in payload.get("words") or ()]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # their messages may quote the answer
         missing = f"no {exc.args[0]!r} in one" if isinstance(exc, KeyError) else type(exc).__name__
@@ -140,8 +169,9 @@ def parse_reply(payload: dict[str, Any], chunk: Chunk, offset_s: float, timed: b
         placed: list[list[Word]] = [[] for _ in segments]
         for w in loose:
             middle = (w.start + w.end) / 2
-            placed[min(range(len(segments)), key=lambda i: max(segments[i].start - middle, middle - segments[i].end,
-                                                                 0.0))].append(w)
+            placed[
+                min(range(len(segments)), key=lambda i: max(segments[i].start - middle, middle - segments[i].end, 0.0))
+            ].append(w)
         segments = [s.model_copy(update={"words": tuple(ws)}) for s, ws in zip(segments, placed)]
     segments.sort(key=lambda s: s.start)  # a server's segments are not always in order
     return ChunkTranscript(chunk, tuple(s for s in segments if s.text or s.words), language, timed=timed)

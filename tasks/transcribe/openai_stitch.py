@@ -33,7 +33,6 @@ def _normal(token: str) -> str:
     return re.sub(r"[^\w']", "", token.lower())
 
 
-
 def _part(segment: Segment, keep: slice) -> Segment | None:
     """The segment with only the words in `keep`, its times narrowed to theirs where it has word times."""
     if not segment.words:
@@ -44,13 +43,14 @@ def _part(segment: Segment, keep: slice) -> Segment | None:
         return None
     start = max(segment.start, words[0].start) if keep.start else segment.start
     end = min(segment.end, words[-1].end) if keep.stop is not None else segment.end
-    return segment.model_copy(update={"words": words, "text": " ".join(w.text for w in words), "start": min(start, end),
-                                      "end": end})
+    return segment.model_copy(
+        update={"words": words, "text": " ".join(w.text for w in words), "start": min(start, end), "end": end}
+    )
 
 
 class _Token(NamedTuple):
     segment: int
-    index: int
+    number: int  # the word's place in its segment
     word: str  # lower case, no punctuation
     start: float | None  # when it was said, as near as the reply tells: None for a text-only reply
     end: float | None
@@ -68,8 +68,10 @@ def _near_the_cut(segments: Sequence[Segment], timed: bool, lo_s: float, hi_s: f
         texts = segment.text.split()
         if timed:
             step = (segment.end - segment.start) / max(1, len(texts))
-            tokens += [_Token(i, k, _normal(text), segment.start + k * step, segment.start + (k + 1) * step)
-                       for k, text in enumerate(texts)]
+            tokens += [
+                _Token(i, k, _normal(text), segment.start + k * step, segment.start + (k + 1) * step)
+                for k, text in enumerate(texts)
+            ]
             continue
         fits = math.ceil(len(texts) / max(1.0, segment.end - segment.start) * (hi_s - lo_s)) + 2
         picked = range(max(0, len(texts) - fits), len(texts)) if last else range(min(fits, len(texts)))
@@ -100,11 +102,11 @@ def _splice(before: list[Segment], after: list[Segment], previous: ChunkTranscri
     ours, theirs = tail[match.a : match.a + match.size], head[match.b : match.b + match.size]
     if _heard_apart(ours, theirs):
         return  # the same words, said twice
-    i, k = ours[-1].segment, ours[-1].index
+    i, k = ours[-1].segment, ours[-1].number
     del before[i + 1 :]
     if (kept := _part(before[i], slice(None, k + 1))) is not None:
         before[i] = kept
-    i, k = theirs[-1].segment, theirs[-1].index
+    i, k = theirs[-1].segment, theirs[-1].number
     del after[:i]
     if (rest := _part(after[0], slice(k + 1, None))) is not None:
         after[0] = rest
@@ -131,8 +133,11 @@ def stitch(chunks: Sequence[ChunkTranscript]) -> tuple[Segment, ...]:
     for part in chunks:
         own = part.chunk
         segments = [s for s in part.segments if not part.timed or (s.end > own.own_start_s and s.start < own.own_end_s)]
-        if previous is not None and len(stitched) > since and segments and (
-            not part.timed or not previous.timed or segments[0].start < stitched[-1].end + TOLERANCE_S
+        if (
+            previous is not None
+            and len(stitched) > since
+            and segments
+            and (not part.timed or not previous.timed or segments[0].start < stitched[-1].end + TOLERANCE_S)
         ):
             before = stitched[since:]
             _splice(before, segments, previous, part)

@@ -73,13 +73,22 @@ class WhisperBackend(SampleBackend):
                 verbose=None,
             )
         # openai-whisper decodes the whole file before it returns; there is nothing to stream.
-        return detected, iter([
-            Segment(
-                start=max(0.0, float(s["start"])),
-                end=max(0.0, float(s["end"])),
-                text=s["text"].strip(),
-                words=tuple(Word(start=float(w["start"]), end=float(w["end"]), text=w["word"].strip(),
-                                 probability=round(float(w["probability"]), 4)) for w in s.get("words", ())),
-            )
-            for s in result["segments"]
-        ])
+        return detected, iter(
+            [
+                Segment(
+                    start=max(0.0, float(s["start"])),
+                    end=max(0.0, float(s["end"])),
+                    text=s["text"].strip(),
+                    words=tuple(
+                        Word(
+                            start=float(w["start"]),
+                            end=float(w["end"]),
+                            text=w["word"].strip(),
+                            probability=round(float(w["probability"]), 4),
+                        )
+                        for w in s.get("words", ())
+                    ),
+                )
+                for s in result["segments"]
+            ]
+        )

@@ -42,13 +42,17 @@ def ranked_links(episode: Episode, preference: Sequence[str]) -> list[tuple[Tran
     """The episode's transcript links of the preferred types, most preferred first (the feed's order among
     equals), each with its type."""
     ranked = [canonical_type(media_type) for media_type in preference]
-    candidates = [(ranked.index(kind), order, link, kind) for order, link in enumerate(episode.transcripts)
-                  if (kind := media_type_of(link.type, link.url)) in ranked]
+    candidates = [
+        (ranked.index(kind), order, link, kind)
+        for order, link in enumerate(episode.transcripts)
+        if (kind := media_type_of(link.type, link.url)) in ranked
+    ]
     return [(link, kind) for _, _, link, kind in sorted(candidates, key=lambda candidate: candidate[:2])]
 
 
-def read_link(link: TranscriptLink, media_type: str, audio: AudioFile, duration_s: float, settings: Settings
-              ) -> Transcript:
+def read_link(
+    link: TranscriptLink, media_type: str, audio: AudioFile, duration_s: float, settings: Settings
+) -> Transcript:
     """Fetch and parse one published transcript; TranscriptionError, naming the URL, when it cannot be used."""
     fetched = fetch_document(link.url, settings, TranscriptionError, "published transcript")
     try:
@@ -102,7 +106,7 @@ class PublishedBackend:
 
 
 def media_type_of(declared_type: str | None, url: str) -> str | None:
-    """The type in PUBLISHED_TRANSCRIPT_TYPES that a transcript link declares, else the one its URL's suffix suggests."""
+    """The type in PUBLISHED_TRANSCRIPT_TYPES that a transcript link declares, else the one its URL suffix suggests."""
     if declared_type and (media_type := canonical_type(declared_type)) in PUBLISHED_TRANSCRIPT_TYPES:
         return media_type
     return SUFFIX_TYPES.get(PurePosixPath(urlsplit(url).path).suffix.lower())
@@ -118,7 +122,9 @@ def parse_published(body: bytes, media_type: str, audio_duration_s: float) -> tu
     """The segments of a published transcript, sorted by start, and whether their times are the file's own."""
     kind = canonical_type(media_type)
     if kind not in FORMAT_NAMES:
-        raise TranscriptionError(f"transcript type {media_type!r} is not one of {', '.join(PUBLISHED_TRANSCRIPT_TYPES)}")
+        raise TranscriptionError(
+            f"transcript type {media_type!r} is not one of {', '.join(PUBLISHED_TRANSCRIPT_TYPES)}"
+        )
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -167,7 +173,7 @@ def cue_segments(text: str, name: str, tag: re.Pattern[str], unescape: bool) -> 
         timing = TIMING_LINE.fullmatch(lines[timing_at])
         if timing is None:
             raise TranscriptionError(f"{name} cue {number} has a timing line that cannot be read")
-        cue_text = tag.sub("", " ".join(lines[timing_at + 1:]))
+        cue_text = tag.sub("", " ".join(lines[timing_at + 1 :]))
         start, end = clock_seconds(*timing.groups()[:4]), clock_seconds(*timing.groups()[4:])
         append_segment(segments, start, end, html.unescape(cue_text) if unescape else cue_text, name)
     return segments
@@ -198,8 +204,11 @@ def parse_json(text: str) -> list[Segment]:
     segments: list[Segment] = []
     for number, item in enumerate(document["segments"], start=1):
         fields = item if isinstance(item, dict) else {}
-        times = [float(time) for time in (fields.get("startTime"), fields.get("endTime"))
-                 if isinstance(time, (int, float)) and not isinstance(time, bool)]  # JSON's true is an int too
+        times = [
+            float(time)
+            for time in (fields.get("startTime"), fields.get("endTime"))
+            if isinstance(time, (int, float)) and not isinstance(time, bool)
+        ]  # JSON's true is an int too
         if len(times) != 2:
             raise TranscriptionError(f"JSON transcript segment {number} lacks a numeric startTime and endTime")
         if not isinstance(body := fields.get("body", ""), str):
@@ -215,8 +224,32 @@ class HtmlTranscript(HTMLParser):
     """
 
     SKIPPED = {"script", "style", "title", "cite"}
-    BLOCKS = {"p", "div", "li", "ul", "ol", "dd", "dt", "tr", "table", "section", "article", "blockquote", "pre",
-              "header", "footer", "main", "body", "h1", "h2", "h3", "h4", "h5", "h6", "hr"}
+    BLOCKS = {
+        "p",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "dd",
+        "dt",
+        "tr",
+        "table",
+        "section",
+        "article",
+        "blockquote",
+        "pre",
+        "header",
+        "footer",
+        "main",
+        "body",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+    }
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
