@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
-import random
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,6 +21,7 @@ from tasks.errors import DownloadError, RetryableDownloadError, fail_quietly
 from tasks.http import GuardedSession, failure_detail, retry_after_s, status_line
 from tasks.models import AudioFile, Episode, Settings
 from tasks.network import AddressRefusedError, DeadlineExceededError
+from tasks.retrying import GaveUp, retrying
 from tasks.store import FeedStore, episode_run_name, no_link, open_no_link
 
 CHUNK_BYTES = 256 * 1024
@@ -217,26 +216,21 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
     part.discard()  # left by a run that was killed: its validator is gone with it
     try:
         with GuardedSession(settings, settings.max_download_s) as session:
-            attempt = 1
-            while True:
-                try:
-                    return _fetch_once(session, episode, target, part, settings)
-                except RetryableDownloadError as exc:
-                    if session.deadline.expired:
-                        raise DownloadError(
-                            f"{url} was still downloading after the {settings.max_download_s:g}-"
-                            "second max_download_s limit"
-                        ) from exc
-                    backoff = settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
-                    wait_s = max(backoff, exc.retry_after_s or 0.0)
-                    if attempt == settings.download_attempts:
-                        raise DownloadError(f"gave up after {attempt} attempts: {exc}") from exc
-                    if wait_s > session.deadline.remaining_s():
-                        raise DownloadError(
-                            f"gave up after {attempt} attempts at the max_download_s limit: {exc}"
-                        ) from exc
-                    time.sleep(wait_s)
-                    attempt += 1
+            try:
+                return retrying(
+                    lambda: _fetch_once(session, episode, target, part, settings),
+                    attempts=settings.download_attempts,
+                    backoff_base_s=settings.retry_backoff_s,
+                    retry_on=RetryableDownloadError,
+                    remaining_s=session.deadline.remaining_s,
+                )
+            except GaveUp as gave_up:
+                exc, limit = gave_up.last, " at the max_download_s limit" if gave_up.at_deadline else ""
+                if session.deadline.expired:
+                    raise DownloadError(
+                        f"{url} was still downloading after the {settings.max_download_s:g}-second max_download_s limit"
+                    ) from exc
+                raise DownloadError(f"gave up after {gave_up.attempts} attempts{limit}: {exc}") from exc
     finally:
         part.discard()
 

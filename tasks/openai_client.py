@@ -4,8 +4,8 @@ message."""
 
 from __future__ import annotations
 
+import itertools
 import os
-import random
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -18,6 +18,7 @@ from tasks.http import MAX_RETRY_AFTER_S, failure_detail
 from tasks.http import retry_after_s as http_retry_after_s
 from tasks.models import Settings
 from tasks.redaction import MASK, redact_urls
+from tasks.retrying import GaveUp, log_retry, retrying
 
 T = TypeVar("T")
 
@@ -26,6 +27,14 @@ KEY_REFUSED_STATUSES = (401, 403)
 OUT_OF_QUOTA_CODE = "insufficient_quota"  # a 429 with this code: retrying cannot help until someone pays
 NOT_SENT = "not sent: another request to the API failed"
 IDENTIFIER = re.compile(r"[a-z0-9_.-]{1,64}")  # an error body's type or code worth naming: never free text
+
+
+class _TryAgain(Exception):
+    """A try that failed in a way another may not: `retry_after_s` is the server's Retry-After, if it gave one."""
+
+    def __init__(self, detail: str, retry_after_s: float | None = None):
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
 
 
 class RequestFailed(Exception):
@@ -134,7 +143,7 @@ def call_with_retries(
     *,
     key: str | None,
     timeout_s: float,
-    on_retry: Callable[[str], None] | None = None,
+    on_retry: Callable[[str], None] = log_retry,
 ) -> T:
     """What `send()` returns, each try taking a rate-limit slot; 408, 409, 429, 5xx, timeouts (`timeout_s`, for the
     message) and lost connections are tried again, up to `download_attempts` times.
@@ -144,31 +153,38 @@ def call_with_retries(
     Raises RequestFailed when the API refuses or the tries run out, `error` when `stopped` is set (before a try or
     while it waited for its slot) or the rate limit cannot be taken.
     """
-    for attempt in range(1, settings.download_attempts + 1):
+    numbers = itertools.count(1)
+
+    def attempt() -> T:
+        number = next(numbers)
         if stopped.is_set():
             raise error(NOT_SENT)
         _take_rate_limit_slot(settings, error)
         if stopped.is_set():  # a sibling failed while this one waited for its slot
             raise error(NOT_SENT)
-        retry_after = None
         try:
             return send()
         except openai.APIStatusError as exc:
             detail = _status_detail(exc, key)
             if (exc.status_code not in RETRIED_STATUSES and exc.status_code < 500) or exc.code == OUT_OF_QUOTA_CODE:
-                raise RequestFailed(detail, attempt, exc.status_code, refused=True, code=exc.code) from None
-            retry_after = retry_after_s(exc.response.headers)
+                raise RequestFailed(detail, number, exc.status_code, refused=True, code=exc.code) from None
+            raise _TryAgain(detail, retry_after_s(exc.response.headers)) from None
         except openai.APITimeoutError:
-            detail = f"no answer within {timeout_s:.0f} s"
+            raise _TryAgain(f"no answer within {timeout_s:.0f} s") from None
         except openai.APIConnectionError as exc:
             # The library's own words ("Connection error.") say less than the chain of errors under them.
-            detail = masked(failure_detail(exc.__cause__ or exc), key)
+            raise _TryAgain(masked(failure_detail(exc.__cause__ or exc), key)) from None
         except openai.APIResponseValidationError:  # an answer not in the API's shape: a proxy's, say
-            detail = "an answer not in the API's shape"
-        if attempt == settings.download_attempts:
-            raise RequestFailed(detail, attempt) from None
-        wait_s = max(settings.retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0), retry_after or 0.0)
-        if on_retry:
-            on_retry(f"{detail}; retrying in {wait_s:.1f} s")
-        stopped.wait(wait_s)
-    raise AssertionError("download_attempts is at least 1")
+            raise _TryAgain("an answer not in the API's shape") from None
+
+    try:
+        return retrying(
+            attempt,
+            attempts=settings.download_attempts,
+            backoff_base_s=settings.retry_backoff_s,
+            retry_on=_TryAgain,
+            on_retry=on_retry,
+            sleep=stopped.wait,
+        )
+    except GaveUp as gave_up:
+        raise RequestFailed(str(gave_up.last), gave_up.attempts) from None
