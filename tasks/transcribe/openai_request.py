@@ -22,6 +22,7 @@ MAX_UPLOAD_BYTES = 25_000_000  # the API's limit is 25 MB; 25 MiB would be the k
 TEXT_ONLY_PREFIXES = ("gpt-",)  # gpt-4o-transcribe & co. answer `json` (text only); whisper-1 and servers: segments
 
 # Whisper's languages: verbose_json names them ("english"); the other backends record codes ("en").
+# Own table, not whisper.tokenizer.TO_LANGUAGE_CODE: importing whisper loads torch (2 s, a GiB) on an API-only path.
 LANGUAGE_CODES = {
     name.replace("_", " "): code
     for code, name in (

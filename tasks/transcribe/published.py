@@ -28,6 +28,7 @@ ALIASES = {"application/srt": SRT, "text/srt": SRT, "application/x-srt": SRT, "t
 FORMAT_NAMES = {VTT: "WebVTT", SRT: "SRT", JSON: "JSON", HTML: "HTML", PLAIN: "plain-text"}
 SUFFIX_TYPES = {".vtt": VTT, ".srt": SRT, ".json": JSON, ".html": HTML, ".htm": HTML, ".txt": PLAIN}
 
+# Own parser: webvtt-py drops bad cues unsaid; srt reads `00:00.500` as 500 s and quotes the file in its errors.
 # Hours are optional (WebVTT allows `mm:ss.ttt`); a comma or a point before the fraction, since files mix them up.
 CLOCK = r"(?:(\d{1,6}):)?([0-5]\d):([0-5]\d)[.,](\d{1,3})"
 TIMING_LINE = re.compile(rf"\s*{CLOCK}\s+-->\s+{CLOCK}(?:\s.*)?")
@@ -219,37 +220,11 @@ def parse_json(text: str) -> list[Segment]:
 
 class HtmlTranscript(HTMLParser):
     """The paragraphs of an HTML page, grouped under the `<time>` mark (a clock such as `0:01:05`) before them.
-
-    `<cite>` holds the speaker's name, which Segment has no place for, so it is left out of the text.
-    """
+    `<cite>` holds the speaker's name, which Segment has no place for, so it is left out of the text."""
 
     SKIPPED = {"script", "style", "title", "cite"}
-    BLOCKS = {
-        "p",
-        "div",
-        "li",
-        "ul",
-        "ol",
-        "dd",
-        "dt",
-        "tr",
-        "table",
-        "section",
-        "article",
-        "blockquote",
-        "pre",
-        "header",
-        "footer",
-        "main",
-        "body",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "hr",
-    }
+    BLOCKS = {*"p div li ul ol dd dt tr table section article blockquote pre header footer main body hr".split()}
+    BLOCKS |= {f"h{level}" for level in range(1, 7)}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
