@@ -18,8 +18,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from flows.ingest import ingest_feed
-from tasks import enrich
-from tasks.enrich import Answer, local_enrichment, openai_enrichment, snap_chapters, split_parts
+from tasks.enrich import local, openai_api, openai_chat
+from tasks.enrich.local import local_enrichment
+from tasks.enrich.openai_api import openai_enrichment, split_parts
+from tasks.enrich.openai_chat import Answer, snap_chapters
 from tasks.errors import EnrichmentError
 from tasks.models import (
     Chapter,
@@ -112,11 +114,11 @@ def test_local_summary_of_a_long_transcript_is_a_few_sentences_spread_over_it() 
     assert time.perf_counter() - started < 2.0
 
     picked = sentences(result.summary)
-    assert 2 <= len(picked) <= enrich.MAX_SUMMARY_SENTENCES
+    assert 2 <= len(picked) <= local.MAX_SUMMARY_SENTENCES
     assert len(set(picked)) == len(picked)  # SumBasic: each pick says something new
     subjects = {word for word in ("river", "bread", "stars", "bees") if word in result.summary.lower()}
     assert len(subjects) >= 2
-    assert len(result.keywords) == enrich.MAX_KEYWORDS
+    assert len(result.keywords) == local.MAX_KEYWORDS
 
 
 @pytest.mark.parametrize(
@@ -327,20 +329,17 @@ def test_chapter_starts_are_taken_from_the_segments() -> None:
         (4.25, "Bread"),
         (12.75, "Bees"),
     ]
-    with pytest.raises(enrich.InvalidAnswer, match="starts at 30.0"):
+    with pytest.raises(openai_chat.InvalidAnswer, match="starts at 30.0"):
         snap_chapters(Answer.model_validate(VALID | {"chapters": [{"start": 30.0, "title": "Late"}]}).chapters, starts)
 
 
-def test_a_long_transcript_is_described_in_parts_then_combined(
-    api: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(enrich, "PART_TOKENS", 60)
+def test_a_long_transcript_is_described_in_parts_then_combined(api: OpenAIServer, tmp_path: Path) -> None:
     parts = split_parts(DEMO_TRANSCRIPT.segments, 60)
     assert len(parts) >= 4 and [s for part in parts for s in part] == list(DEMO_TRANSCRIPT.segments)
     api.chat = describing(delay_s=0.2)
     settings = openai_settings(api, tmp_path, openai_requests=2)
 
-    result = openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, settings)
+    result = openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, settings, part_tokens=60)
 
     requests = api.requests(CHAT)
     assert len(requests) == len(parts) + 1
@@ -358,7 +357,7 @@ def test_a_long_transcript_is_described_in_parts_then_combined(
         summary = f"Part from {part[0].start:.1f}: {part[0].text.strip()[:30]}"
         assert f"Summary: {summary}" in combined
     assert "[0.0] Welcome" not in combined  # the parts' descriptions, not the transcript again
-    assert final.json and final.json["messages"][0]["content"] == enrich.COMBINE_INSTRUCTIONS
+    assert final.json and final.json["messages"][0]["content"] == openai_api.COMBINE_INSTRUCTIONS
     assert result.parts == len(parts)
     assert result.summary.startswith("Whole: Part from 0.0")
     part_chapter_starts = {
@@ -372,18 +371,15 @@ def test_a_long_transcript_is_described_in_parts_then_combined(
     assert result.usage.total_tokens == 120 * (len(parts) + 1)
 
 
-def test_parts_without_chapters_combine_into_a_summary_without_chapters(
-    api: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_parts_without_chapters_combine_into_a_summary_without_chapters(api: OpenAIServer, tmp_path: Path) -> None:
     """No part found a chapter, so the combined answer has no start to copy: its chapters are dropped, not the
     whole answer asked for again and again until the stage fails."""
-    monkeypatch.setattr(enrich, "PART_TOKENS", 60)
     parts = split_parts(DEMO_TRANSCRIPT.segments, 60)
     api.chat = lambda received: completion(
         VALID | {"chapters": [{"start": 0.0, "title": "Rivers"}] if "\nParts:\n" in user_text(received) else []}
     )
 
-    result = openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path))
+    result = openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path), part_tokens=60)
 
     assert (result.summary, result.chapters, result.parts) == ("Four short stories.", (), len(parts))
     assert len(api.requests(CHAT)) == len(parts) + 1
@@ -393,11 +389,8 @@ def test_parts_without_chapters_combine_into_a_summary_without_chapters(
 CALLER = contextvars.ContextVar[str | None]("CALLER", default=None)
 
 
-def test_each_part_is_described_in_the_callers_context(
-    api: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_each_part_is_described_in_the_callers_context(api: OpenAIServer, tmp_path: Path) -> None:
     """Prefect's settings, client and run context live in context variables: a part's thread must see them."""
-    monkeypatch.setattr(enrich, "PART_TOKENS", 60)
     api.queue(CHAT, error(503, "overloaded", "server_error"))
     heard: list[str | None] = []
     token = CALLER.set("the flow's context")
@@ -408,18 +401,19 @@ def test_each_part_is_described_in_the_callers_context(
             FEED,
             openai_settings(api, tmp_path, openai_requests=2),
             lambda message: heard.append(CALLER.get()),
+            part_tokens=60,
         )
     finally:
         CALLER.reset(token)
     assert heard == ["the flow's context"]  # the retried part's thread heard it
 
 
-def test_a_part_that_fails_stops_the_others(api: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(enrich, "PART_TOKENS", 60)
+def test_a_part_that_fails_stops_the_others(api: OpenAIServer, tmp_path: Path) -> None:
     assert len(split_parts(DEMO_TRANSCRIPT.segments, 60)) >= 4
     api.queue(CHAT, error(401, "Incorrect API key provided"))
     with pytest.raises(EnrichmentError, match="the API key was refused"):
-        openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path, openai_requests=1))
+        settings = openai_settings(api, tmp_path, openai_requests=1)
+        openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, settings, part_tokens=60)
     assert len(api.requests(CHAT)) <= 2  # the failed part, and at most one that had already begun
 
 
@@ -434,7 +428,7 @@ def test_an_invalid_answer_is_asked_again_and_then_fails_clearly(api: OpenAIServ
     with pytest.raises(EnrichmentError) as failure:
         openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path))
 
-    assert len(api.requests(CHAT)) == enrich.ANSWER_ATTEMPTS == 3
+    assert len(api.requests(CHAT)) == openai_chat.ANSWER_ATTEMPTS == 3
     assert str(failure.value) == (
         f"gpt-4o-mini at {api.base_url}: no valid answer in 3 tries; the last: chapter "
         "1 starts at 999.0, which is no [start] mark given"

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from flows.ingest import FeedRun, register
+from tasks.episode_id import enclosure_identity, guid_episode_id, normalise_url
 from tasks.errors import FeedError
-from tasks.feed import enclosure_identity, fetch_feed, guid_episode_id, media_rank, normalise_url
+from tasks.feed import fetch_feed
+from tasks.feed_parse import media_rank
 from tasks.models import FeedValidators, Settings
 from tasks.store import FeedStore
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK
@@ -170,7 +172,7 @@ def test_a_feed_cut_off_mid_item_keeps_the_items_before_the_cut(server: FeedServ
 
 ENTITY_BOMB = """
 import resource, sys
-from tasks.feed import parse_feed
+from tasks.feed_parse import parse_feed
 entities = "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 10))
 bomb = (f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY e0 "lol">{entities}]><rss version="2.0"><channel>'
         '<title>&e9;</title><item><title>x</title><enclosure url="http://x/a.mp3" type="audio/mpeg"/></item>'

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tasks.feed import parse_feed
+from tasks.feed_parse import parse_feed
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 

@@ -17,7 +17,7 @@ from prefect.states import State
 
 from flows.ingest import ingest_feeds, selected_episodes
 from flows.summary import markdown_text, summary_markdown
-from tasks.feed import normalise_url
+from tasks.episode_id import normalise_url
 from tasks.models import STAGES, Episode, EpisodeOutcome, IngestReport, RunReport, Settings
 from tasks.store import FeedStore, slugify
 from tests.conftest import DEMO_EPISODES, DemoEpisode

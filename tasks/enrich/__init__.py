@@ -1,0 +1,26 @@
+"""Enrich an episode's metadata: a summary and keywords worked out locally (tasks/enrich/local.py), or a summary,
+topics, chapters, hosts and guests from a chat model (tasks/enrich/openai_api.py, its conversation with the model in
+tasks/enrich/openai_chat.py). `enrich` picks the one the settings name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tasks.enrich.local import local_enrichment
+from tasks.enrich.openai_api import openai_enrichment
+from tasks.models import Enrichment, Episode, Feed, Settings, Transcript
+
+
+def enrich(
+    transcript: Transcript,
+    episode: Episode,
+    feed: Feed,
+    settings: Settings,
+    on_retry: Callable[[str], None] = lambda message: None,
+) -> Enrichment | None:
+    """The enrichment `settings.enrich` asks for, or None for enrich=none."""
+    if settings.enrich == "none":
+        return None
+    if settings.enrich == "local":
+        return local_enrichment(transcript, episode)
+    return openai_enrichment(transcript, episode, feed, settings, on_retry)

@@ -1,0 +1,70 @@
+"""The records that cross a stage boundary or land on disk, and the one Settings model.
+
+Episode -> AudioFile -> Transcript -> EpisodeMetadata: the same types in memory, in the output folder and in the
+Prefect UI. One module per seam: settings (what a run is told), records (a feed, its episodes, their audio and
+transcripts), metadata (`metadata.json` and its enrichment), ledger (`ledger.json`), reports (what a run did).
+
+Every name is re-exported here so that the records have one import path, `from tasks.models import Episode`,
+whichever module defines them: a caller need not know the seams, and moving a record between them changes no
+import.
+"""
+
+from tasks.models.ledger import FeedValidators, Ledger, LedgerEntry, StageOutcome
+from tasks.models.metadata import (
+    METADATA_SCHEMA_VERSION,
+    AudioFacts,
+    Chapter,
+    Enrichment,
+    EpisodeMetadata,
+    ProcessingFacts,
+    StageTiming,
+    TokenUsage,
+    TranscriptFacts,
+)
+from tasks.models.records import (
+    STAGES,
+    AudioFile,
+    Episode,
+    Feed,
+    Record,
+    Segment,
+    StageName,
+    Transcript,
+    TranscriptLink,
+    Word,
+    utc_now,
+)
+from tasks.models.reports import EpisodeOutcome, IngestReport, RunReport
+from tasks.models.settings import PUBLISHED_TRANSCRIPT_TYPES, Settings
+
+__all__ = [
+    "METADATA_SCHEMA_VERSION",
+    "PUBLISHED_TRANSCRIPT_TYPES",
+    "STAGES",
+    "AudioFacts",
+    "AudioFile",
+    "Chapter",
+    "Enrichment",
+    "Episode",
+    "EpisodeMetadata",
+    "EpisodeOutcome",
+    "Feed",
+    "FeedValidators",
+    "IngestReport",
+    "Ledger",
+    "LedgerEntry",
+    "ProcessingFacts",
+    "Record",
+    "RunReport",
+    "Segment",
+    "Settings",
+    "StageName",
+    "StageOutcome",
+    "StageTiming",
+    "TokenUsage",
+    "Transcript",
+    "TranscriptFacts",
+    "TranscriptLink",
+    "Word",
+    "utc_now",
+]

@@ -1,0 +1,50 @@
+"""`ledger.json`: every episode podflow has seen in one feed, how each stage went, and the feed's validators."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from tasks.models.records import STAGES, AudioFile, Record, StageName
+from tasks.redaction import RedactedUrl
+
+
+class StageOutcome(Record):
+    status: Literal["done", "failed"]
+    started: datetime
+    ended: datetime
+    error: str | None = None
+
+
+class LedgerEntry(Record):
+    episode_id: str
+    title: str
+    folder: str = Field(description="Fixed at first sight, so a renamed episode keeps its folder.")
+    skipped: str | None = Field(None, description="Why the episode has nothing to process (no enclosure).")
+    marked_seen: datetime | None = Field(
+        None, description="When a first run with skip_back_catalogue recorded it as seen, never to be processed."
+    )
+    audio: AudioFile | None = None
+    stages: dict[StageName, StageOutcome] = {}
+
+    @property
+    def complete(self) -> bool:
+        return all((outcome := self.stages.get(stage)) is not None and outcome.status == "done" for stage in STAGES)
+
+
+class FeedValidators(Record):
+    """What the feed's server said identifies the version podflow last registered, for a conditional GET."""
+
+    etag: str | None
+    last_modified: str | None
+    selection: str = Field(description="Settings.selection() of the run that registered it.")
+
+
+class Ledger(Record):
+    """`ledger.json`: every episode podflow has seen in one feed, and how each stage went."""
+
+    feed_url: RedactedUrl
+    validators: FeedValidators | None = None
+    episodes: dict[str, LedgerEntry] = {}

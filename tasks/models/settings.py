@@ -1,0 +1,133 @@
+"""The one Settings model: everything a run can be told."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, IPvAnyNetwork, PositiveFloat, PositiveInt, field_validator
+
+from tasks.models.records import Record
+from tasks.transcribers import BACKENDS, DEFAULT_BACKEND, described_backends, registered
+
+# Timed formats first: their cue times are the speaker's, where HTML and text timings can only be estimated.
+PUBLISHED_TRANSCRIPT_TYPES = ("text/vtt", "application/x-subrip", "application/json", "text/html", "text/plain")
+
+
+class Settings(Record):
+    """Everything a run can be told; the flow takes it as one parameter, so the Prefect UI renders it as a form."""
+
+    output_dir: Path = Field(Path("podcasts"), description="Where feeds and episodes are written.")
+    download_workers: PositiveInt = Field(4, description="Episodes downloading at once.")
+    transcribe_workers: PositiveInt = Field(1, description="Episodes transcribing at once.")
+    metadata_workers: PositiveInt = Field(4, description="Episodes whose metadata is built at once.")
+    transcriber: str = Field(
+        DEFAULT_BACKEND,
+        description=described_backends(),
+        json_schema_extra=lambda schema: schema.update(enum=list(BACKENDS)),  # the UI form's choices, as registered
+    )
+    model: str = Field(
+        "bundled:tiny.en",
+        description="bundled:tiny.en (English) or bundled:base (multilingual) ship with podflow and need no network; "
+        "otherwise a model name the engine fetches (tiny.en … large-v3) or a local model (faster-whisper: a "
+        "CTranslate2 folder; whisper: a checkpoint file).",
+    )
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where the model runs: cpu, cuda or auto.")
+    transcribe_pool: Literal["auto", "threads", "processes"] = Field(
+        "auto",
+        description="Run the transcribe workers as threads or processes (one model each, loaded once per process). "
+        "auto: processes for whisper on CUDA, where threads contend on Python; threads otherwise.",
+    )
+    compute_type: str | None = Field(
+        None, description="CTranslate2 compute type; default int8 on CPU, float16 on CUDA, the model's own on auto."
+    )
+    beam_size: PositiveInt = Field(5, description="Beam size for decoding.")
+    language: str | None = Field(None, description="Spoken language code; detected when empty.")
+    word_timestamps: bool = Field(False, description="Add word timings to transcript.json.")
+    prefer_published: bool = Field(
+        False, description="Use a transcript the feed links (Podcasting 2.0) instead of Whisper where there is one."
+    )
+    published_types: tuple[str, ...] = Field(
+        PUBLISHED_TRANSCRIPT_TYPES,
+        description="Published transcript media types podflow takes, most preferred first.",
+    )
+    published_fallback: bool = Field(
+        True,
+        description="When a preferred published transcript cannot be fetched or parsed, transcribe the audio "
+        "instead of failing the episode (not with transcriber=published).",
+    )
+    user_agent: str = Field("podflow/0.1", description="HTTP User-Agent.")
+    http_timeout_s: PositiveFloat = Field(30.0, description="Connect and read timeout of each HTTP request.")
+    download_attempts: PositiveInt = Field(4, description="Tries per download on connection errors, 429 and 5xx.")
+    retry_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each try, with jitter.")
+    max_download_s: PositiveFloat = Field(
+        3 * 3600.0, description="A download still going after this long, retries included, is given up."
+    )
+    max_document_s: PositiveFloat = Field(
+        120.0,
+        description="A feed, OPML list or published transcript still arriving after this long (headers and "
+        "redirects included) is given up.",
+    )
+    max_feed_bytes: PositiveInt = Field(
+        20 * 2**20, description="Larger feeds and published transcripts are refused while streaming."
+    )
+    max_feed_pages: PositiveInt = Field(
+        20, description="Pages of a paged feed (RFC 5005 rel=next) read per run, the first included."
+    )
+    allowed_networks: tuple[IPvAnyNetwork, ...] = Field(
+        (),
+        description="Private, loopback, link-local or other non-public networks (CIDR) podflow may connect to, e.g. "
+        "a LAN media server. By default it connects only to public addresses, and to the host of a feed or OPML URL "
+        "given to it, for that one request.",
+    )
+    max_episode_bytes: PositiveInt = Field(2 * 2**30, description="Larger enclosures are refused while streaming.")
+    max_audio_duration_s: PositiveFloat = Field(
+        6 * 3600.0, description="Longer audio is refused (checked while decoding) instead of transcribed."
+    )
+    published_after: datetime | None = Field(
+        None, description="Take only episodes published after this moment (undated episodes are taken)."
+    )
+    newest: PositiveInt | None = Field(None, description="Take only each feed's newest N episodes.")
+    skip_back_catalogue: bool = Field(
+        False,
+        description="On a feed's first run, record the episodes it already has as seen without downloading them; "
+        "later runs take only new episodes. Safe to leave on for a scheduled deployment.",
+    )
+
+    @field_validator("transcriber")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        """One of the transcribers in tasks/transcribers.py's BACKENDS."""
+        return registered(name)
+
+    @field_validator("published_after")
+    @classmethod
+    def _in_utc(cls, moment: datetime | None) -> datetime | None:
+        """A date given without a zone (`2026-11-01`) is read as UTC, so it compares with the feeds' dates."""
+        return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+    # OpenAI, or any OpenAI-compatible server: API transcription (transcriber=openai) and enrichment (enrich=openai).
+    openai_base_url: str | None = Field(
+        None, description="An OpenAI-compatible API, e.g. a self-hosted Whisper server; empty: api.openai.com."
+    )
+    openai_api_key_secret: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the API key; empty: the OPENAI_API_KEY variable."
+    )
+    openai_transcribe_model: str = Field("whisper-1", description="whisper-1, gpt-4o-transcribe, …")
+    openai_requests: PositiveInt = Field(4, description="API requests in flight at once for one episode.")
+    openai_rate_limit: str | None = Field(
+        None,
+        description="Name of a Prefect global concurrency limit (with slot decay) every API request takes a slot "
+        "of: one rate limit shared by all runs.",
+    )
+    enrich: Literal["none", "local", "openai"] = Field(
+        "local",
+        description="Add to metadata.json: local (an extractive summary and keywords, no network) or openai (a "
+        "summary, topics, chapters, hosts and guests from a chat model).",
+    )
+    enrich_model: str = Field("gpt-4o-mini", description="The chat model enrich=openai uses.")
+
+    def selection(self) -> str:
+        """The settings that choose a feed's episodes: a feed's cached answer holds only under the same choice."""
+        return f"published_after={self.published_after and self.published_after.isoformat()};newest={self.newest}"
