@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.ingest import FeedRun, register
 from tasks.errors import FeedError
 from tasks.feed import enclosure_identity, fetch_feed, guid_episode_id, media_rank, normalise_url
+from tasks.feed_run import FeedRun, register
 from tasks.models import FeedValidators, Settings
 from tasks.store import FeedStore
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK
