@@ -11,18 +11,18 @@ from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
-from prefect import Task, flow, get_client, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.limits import limited_stage_tags, stage_tag
 from flows.pipeline import Progress, Stage, failure_message, run_pipeline
 from flows.summary import summary_markdown
 from tasks.download import download
@@ -49,30 +49,6 @@ def listening(listener: Callable[[Progress], None]) -> Iterator[None]:
         yield
     finally:
         _progress_listeners.remove(listener)
-
-
-def stage_tag(stage: str) -> str:
-    return f"podflow-{stage}"
-
-
-def limited_stage_tags() -> set[str]:
-    """The stage tags an operator has bounded across runs (`podflow limits apply`), where the limit is active.
-
-    A limit under 1 is left out with a warning: Prefect fails every task run that asks it for a slot."""
-    limited = set()
-    with get_client(sync_client=True) as client:
-        for tag in map(stage_tag, STAGES):
-            try:
-                limit = client.read_global_concurrency_limit_by_name(f"tag:{tag}")
-            except ObjectNotFound:
-                continue
-            if limit.active and limit.limit < 1:
-                get_run_logger().warning(
-                    "Ignoring the %s limit of %d: remove it or give it 1 or more", tag, limit.limit
-                )
-            elif limit.active:
-                limited.add(tag)
-    return limited
 
 
 def tagged(task: Task[..., Any], stage: str, limited: set[str]) -> Task[..., Any]:
