@@ -21,9 +21,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.audio import AUDIO_EXTENSIONS
-from tasks.errors import FeedError, fail_quietly
+from tasks.errors import FeedError
 from tasks.http import fetch_document
 from tasks.models import Episode, Feed, FeedValidators, Settings, TranscriptLink, utc_now
+from tasks.prefect_glue import fail_quietly, fetch_feed_run_name
 from tasks.redaction import redact_url, redact_urls
 
 # Every URI the Podcasting 2.0 project has published for its namespace; the GitHub one is in most feeds.
@@ -403,12 +404,8 @@ def _read_pages(first: FeedPage, read: set[str], settings: Settings) -> tuple[li
     return pages, None
 
 
-def _fetch_feed_run_name(parameters: dict[str, Any]) -> str:
-    return f"fetch-feed · {redact_url(parameters['url'])}"
-
-
 # Prefect's protocol for a name callback has a classmethod no function has: mypy cannot match any function to it.
-@task(name="fetch-feed", cache_policy=NO_CACHE, task_run_name=_fetch_feed_run_name)  # type: ignore[arg-type]
+@task(name="fetch-feed", cache_policy=NO_CACHE, task_run_name=fetch_feed_run_name)  # type: ignore[arg-type]
 @fail_quietly
 def fetch_feed_task(
     url: str, settings: Settings, validators: FeedValidators | None = None, operator_url: bool = False

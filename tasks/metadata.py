@@ -11,7 +11,6 @@ from prefect.runtime import flow_run
 from tasks import audio as audio_codec
 from tasks.audio import AudioProbe
 from tasks.enrich import enrich
-from tasks.errors import fail_quietly
 from tasks.models import (
     AudioFacts,
     AudioFile,
@@ -26,7 +25,8 @@ from tasks.models import (
     TranscriptFacts,
     utc_now,
 )
-from tasks.store import FeedStore, episode_run_name, write_record
+from tasks.prefect_glue import episode_run_name, fail_quietly
+from tasks.store import FeedStore, write_record
 from tasks.transcribe import TRANSCRIPT_FILES
 
 

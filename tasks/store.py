@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
@@ -32,9 +31,6 @@ from pydantic import BaseModel
 from tasks.errors import FeedBusyError, StorageError
 from tasks.models import AudioFile, Episode, Feed, FeedValidators, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
 from tasks.redaction import redact_credentials, redact_urls
-
-if TYPE_CHECKING:  # the type of a task-run name callback; the stage logic runs without Prefect
-    from prefect.tasks import TaskRunNameCallbackWithParameters
 
 SLUG_MAX_CHARS = 60
 LINK_REFUSED = "is a symbolic link; podflow never follows links inside its output folder"
@@ -101,17 +97,6 @@ def open_no_link(path: Path, flags: int) -> int:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # ENOTDIR: a link where O_DIRECTORY asks for a folder
             no_link(path)
         raise
-
-
-def episode_run_name(stage: StageName) -> TaskRunNameCallbackWithParameters:
-    """Names a stage's task run after its episode, as the Prefect UI lists it: `transcribe · 2026-11-20 · slug`."""
-
-    def name(parameters: dict[str, Any]) -> str:
-        episode: Episode = parameters["episode"]
-        date = episode.published.strftime("%Y-%m-%d") if episode.published else "undated"
-        return f"{stage} · {date} · {slugify(episode.title)}"
-
-    return name  # type: ignore[return-value]  # a function is the protocol's callable; mypy cannot see it
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
