@@ -6,46 +6,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
-from prefect import Task, flow, get_client, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.pipeline import ItemRun, Progress, Stage, failure_message, run_pipeline
+from flows.limits import limited_stage_tags, stage_tag
+from flows.pipeline import Progress, Stage, failure_message, run_pipeline
 from flows.summary import summary_markdown
 from tasks.download import download
 from tasks.errors import FeedError, PodflowError
-from tasks.feed import fetch_feed_task, renamed_episode_ids
+from tasks.feed import fetch_feed_task
+from tasks.feed_run import FeedEpisode, FeedRun, open_feeds, register
 from tasks.metadata import metadata
-from tasks.models import (
-    STAGES,
-    Episode,
-    EpisodeMetadata,
-    EpisodeOutcome,
-    Feed,
-    FeedValidators,
-    IngestReport,
-    LedgerEntry,
-    RunReport,
-    Settings,
-    utc_now,
-)
+from tasks.models import STAGES, IngestReport, RunReport, Settings, utc_now
 from tasks.opml import read_opml
 from tasks.redaction import redact_url, redact_urls
-from tasks.store import FeedStore
+from tasks.report import StagesRun, feed_report
+from tasks.selection import selected_episodes, unique_episodes
 from tasks.transcribe import transcribe
 from tasks.transcribe.base import runs_in_processes
 
@@ -62,30 +51,6 @@ def listening(listener: Callable[[Progress], None]) -> Iterator[None]:
         _progress_listeners.remove(listener)
 
 
-def stage_tag(stage: str) -> str:
-    return f"podflow-{stage}"
-
-
-def limited_stage_tags() -> set[str]:
-    """The stage tags an operator has bounded across runs (`podflow limits apply`), where the limit is active.
-
-    A limit under 1 is left out with a warning: Prefect fails every task run that asks it for a slot."""
-    limited = set()
-    with get_client(sync_client=True) as client:
-        for tag in map(stage_tag, STAGES):
-            try:
-                limit = client.read_global_concurrency_limit_by_name(f"tag:{tag}")
-            except ObjectNotFound:
-                continue
-            if limit.active and limit.limit < 1:
-                get_run_logger().warning(
-                    "Ignoring the %s limit of %d: remove it or give it 1 or more", tag, limit.limit
-                )
-            elif limit.active:
-                limited.add(tag)
-    return limited
-
-
 def tagged(task: Task[..., Any], stage: str, limited: set[str]) -> Task[..., Any]:
     """The stage's task, carrying its tag only where a limit exists for it.
 
@@ -93,15 +58,6 @@ def tagged(task: Task[..., Any], stage: str, limited: set[str]) -> Task[..., Any
     SQLite server, concurrent first asks for an unlimited tag took about 1.8 s (bench/prefect_tags.py).
     """
     return task.with_options(tags={stage_tag(stage)}) if stage_tag(stage) in limited else task
-
-
-@dataclass(frozen=True)
-class FeedEpisode:
-    """One episode in the pipeline, with the feed it came from and the folder it goes to."""
-
-    feed: Feed
-    store: FeedStore
-    episode: Episode
 
 
 def episode_stages(settings: Settings, limited: set[str]) -> list[Stage[FeedEpisode]]:
@@ -132,66 +88,6 @@ def episode_stages(settings: Settings, limited: set[str]) -> list[Stage[FeedEpis
         ),
         Stage("metadata", tagged(metadata, "metadata", limited), settings.metadata_workers, metadata_parameters),
     ]
-
-
-def unique_episodes(episodes: list[Episode]) -> list[Episode]:
-    """The first of any items sharing a GUID: a feed that repeats one means the same episode."""
-    first: dict[str, Episode] = {}
-    for episode in episodes:
-        first.setdefault(episode.episode_id, episode)
-    return list(first.values())
-
-
-def selected_episodes(episodes: list[Episode], settings: Settings) -> list[Episode]:
-    """The episodes the settings ask for: published after `published_after`, and the `newest` N with audio, in feed
-    order."""
-    chosen = [
-        e
-        for e in episodes
-        if settings.published_after is None or e.published is None or e.published > settings.published_after
-    ]
-    if settings.newest is not None:
-        # Among episodes with audio (a text-only announcement is no episode to take); undated ones count as the
-        # oldest: a feed's date is the only order a publisher promises.
-        with_audio = [e for e in chosen if e.enclosure_url]
-        by_age = sorted(
-            with_audio, key=lambda e: e.published.timestamp() if e.published else float("-inf"), reverse=True
-        )
-        newest = {e.episode_id for e in by_age[: settings.newest]}
-        chosen = [e for e in chosen if e.episode_id in newest]
-    return chosen
-
-
-@dataclass
-class FeedRun:
-    """One feed's part in a run: its folder, what its fetch gave, the episodes chosen, or why it failed."""
-
-    url: str
-    store: FeedStore
-    feed: Feed | None = None
-    episodes: list[Episode] = field(default_factory=list)
-    not_modified: bool = False
-    error: str | None = None
-    operator_url: bool = True  # given to the flow, not read from an OPML list: its host is trusted for its GET
-
-
-def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Collection[str] = ()) -> list[FeedRun]:
-    """Each distinct feed with its folder's run lock held in `locks`; a feed another run holds, or whose folder
-    cannot be used (a symbolic link), fails alone. `listed`: the URLs that came from an OPML list.
-
-    Feeds are the same where their folders are: where their URLs are, up to blanks and the case of scheme and host.
-    A URL listed twice is one feed; one with another token is another feed, with its own folder."""
-    feeds: dict[Path, FeedRun] = {}
-    for url in filter(None, (url.strip() for url in urls)):
-        store = FeedStore.for_feed(settings.output_dir, url)
-        if store.feed_dir in feeds:
-            continue
-        feed_run = feeds[store.feed_dir] = FeedRun(url, store, operator_url=url not in listed)
-        try:
-            locks.enter_context(store.exclusive_run())
-        except PodflowError as exc:
-            feed_run.error = f"{type(exc).__name__}: {exc}"
-    return list(feeds.values())
 
 
 def fetch_feeds(feeds: list[FeedRun], settings: Settings) -> None:
@@ -238,77 +134,7 @@ def feed_failure(feed_run: FeedRun) -> Iterator[None]:
         feed_run.error = redact_urls(f"{type(exc).__name__}: {exc}")
 
 
-def register(feed_run: FeedRun, settings: Settings) -> list[FeedEpisode]:
-    """Record the feed and its chosen episodes; return the episodes not yet settled."""
-    feed, store = feed_run.feed, feed_run.store
-    assert feed is not None
-    first_run = not store.ledger_path.exists()  # not "no episodes": a feed may start out empty
-    renamed = renamed_episode_ids(feed_run.episodes, store.read_ledger().episodes)
-    entries = store.register(feed_run.episodes, mark_seen=settings.skip_back_catalogue and first_run, renamed=renamed)
-    store.save_feed(feed)
-    # Saved only after the episodes are registered: a run killed in between must not make the next run's
-    # conditional GET hide episodes nobody has seen. None where pages were left unread: a 304 would hide them too.
-    store.save_validators(
-        None
-        if feed.paging_error
-        else FeedValidators(etag=feed.etag, last_modified=feed.last_modified, selection=settings.selection())
-    )
-    return [FeedEpisode(feed, store, e) for e in feed_run.episodes if not store.is_settled(entries[e.episode_id])]
-
-
-def _seconds_this_run(entry: LedgerEntry, since: datetime) -> dict[str, float]:
-    return {
-        stage: (outcome.ended - outcome.started).total_seconds()
-        for stage, outcome in entry.stages.items()
-        if outcome.started >= since
-    }
-
-
-def _outcome(
-    entry: LedgerEntry, store: FeedStore, episode: Episode, run: ItemRun[FeedEpisode] | None, since: datetime
-) -> EpisodeOutcome:
-    common: dict[str, Any] = {
-        "episode_id": entry.episode_id,
-        "title": entry.title,
-        "folder": entry.folder,
-        "published": episode.published,
-        "stages": {stage: outcome.status for stage, outcome in entry.stages.items()},
-    }
-    if entry.skipped or entry.marked_seen:
-        reason = entry.skipped or "marked seen on the feed's first run (skip_back_catalogue)"
-        return EpisodeOutcome(**common, status="skipped", error=reason)
-    if run is None:
-        return EpisodeOutcome(**common, status="already complete")
-    seconds = _seconds_this_run(entry, since)
-    audio_bytes = entry.audio.bytes if entry.audio and "download" in seconds else None
-    if run.failed_stage is not None:
-        # Expected errors are masked already; this covers the unexpected.
-        error = redact_urls(run.error or f"the {run.failed_stage} stage failed")
-        return EpisodeOutcome(**common, status="failed", seconds=seconds, audio_bytes=audio_bytes, error=error)
-    written = EpisodeMetadata.model_validate_json((store.episode_dir(entry) / "metadata.json").read_bytes())
-    return EpisodeOutcome(
-        **common, status="complete", seconds=seconds, audio_bytes=audio_bytes, audio_duration_s=written.audio.duration_s
-    )
-
-
-def feed_report(feed_run: FeedRun, runs: dict[tuple[Path, str], ItemRun[FeedEpisode]], since: datetime) -> IngestReport:
-    store = feed_run.store
-    common: dict[str, Any] = {"feed_url": feed_run.url, "feed_dir": store.feed_dir}
-    if feed_run.error is not None:
-        return IngestReport(**common, feed_title=redact_url(feed_run.url), status="failed", error=feed_run.error)
-    if feed_run.feed is None:
-        saved = store.feed_dir / "feed.json"
-        title = Feed.model_validate_json(saved.read_bytes()).title if saved.is_file() else redact_url(feed_run.url)
-        return IngestReport(**common, feed_title=title, status="not modified")
-    ledger = store.read_ledger().episodes
-    outcomes = tuple(
-        _outcome(ledger[e.episode_id], store, e, runs.get((store.feed_dir, e.episode_id)), since)
-        for e in feed_run.episodes
-    )
-    return IngestReport(**common, feed_title=feed_run.feed.title, episodes=outcomes)
-
-
-def reported(feed_run: FeedRun, runs: dict[tuple[Path, str], ItemRun[FeedEpisode]], since: datetime) -> IngestReport:
+def reported(feed_run: FeedRun, runs: Mapping[tuple[Path, str], StagesRun], since: datetime) -> IngestReport:
     with feed_failure(feed_run):
         return feed_report(feed_run, runs, since)
     return feed_report(feed_run, runs, since)  # the feed has failed: its report says why

@@ -2,7 +2,8 @@
 
 A run's `*_workers` settings bound one run; these bound every run that shares one Prefect API (one transcription at
 a time on a shared GPU). Prefect 3.9.1 stores a tag limit as the global concurrency limit `tag:<tag>`; its v1
-`/concurrency_limits/` routes are an adapter over those, and `flows.ingest.limited_stage_tags` reads them by name.
+`/concurrency_limits/` routes are an adapter over those; `read_stage_limits` reads them by name, for the CLI and for
+each run (`limited_stage_tags`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from typing import Annotated
 
 import httpx
 import typer
-from prefect import get_client
+from prefect import get_client, get_run_logger
 from prefect.exceptions import ObjectNotFound
 from rich.console import Console
 from rich.table import Table
 
-from flows.ingest import stage_tag
 from tasks.models import STAGES, StageName
 
 console = Console()
+
+
+def stage_tag(stage: str) -> str:
+    """The tag a stage's task runs carry where a limit bounds the stage."""
+    return f"podflow-{stage}"
 
 
 def limit_name(stage: StageName) -> str:
@@ -81,6 +86,21 @@ def read_stage_limits() -> list[StageLimit]:
 def read_limits() -> dict[StageName, int]:
     """Each limited stage's limit; stages without one are absent."""
     return {found.stage: found.limit for found in read_stage_limits()}
+
+
+def limited_stage_tags() -> set[str]:
+    """The stage tags an operator has bounded across runs (`podflow limits apply`), where the limit is active.
+
+    A limit under 1 is left out with a warning: Prefect fails every task run that asks it for a slot."""
+    limited = set()
+    for found in read_stage_limits():
+        if found.active and found.limit < 1:
+            get_run_logger().warning(
+                "Ignoring the %s limit of %d: remove it or give it 1 or more", found.tag, found.limit
+            )
+        elif found.active:
+            limited.add(found.tag)
+    return limited
 
 
 def remove_limits(stages: Iterable[StageName] = STAGES) -> None:

@@ -17,12 +17,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.audio import AUDIO_EXTENSIONS
-from tasks.errors import DownloadError, RetryableDownloadError, fail_quietly
+from tasks.errors import DownloadError, RetryableDownloadError
+from tasks.files import no_link, open_no_link
 from tasks.http import GuardedSession, failure_detail, retry_after_s, status_line
 from tasks.models import AudioFile, Episode, Settings
 from tasks.network import AddressRefusedError, DeadlineExceededError
+from tasks.prefect_glue import episode_run_name, fail_quietly
 from tasks.retrying import GaveUp, retrying
-from tasks.store import FeedStore, episode_run_name, no_link, open_no_link
+from tasks.store import FeedStore
 
 CHUNK_BYTES = 256 * 1024
 

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
-
-from prefect.states import Failed, State
-
 from tasks.redaction import redact_urls
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class PodflowError(Exception):
@@ -60,17 +51,3 @@ class TranscriptionError(PodflowError):
 
 class EnrichmentError(PodflowError):
     """The chat model behind enrich=openai refused the request or gave no valid answer."""
-
-
-def fail_quietly(stage_fn: Callable[P, R]) -> Callable[P, R | State]:
-    """Turn an expected PodflowError into a Failed task state carrying its message, with no traceback in the logs;
-    anything unexpected still raises with its traceback."""
-
-    @functools.wraps(stage_fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | State:
-        try:
-            return stage_fn(*args, **kwargs)
-        except PodflowError as exc:
-            return Failed(message=f"{type(exc).__name__}: {exc}")
-
-    return wrapper

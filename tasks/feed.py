@@ -3,16 +3,14 @@ each parsed by tasks/feed_parse.py into a Feed and its Episodes."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.episode_id import renamed_episode_ids as renamed_episode_ids  # the flow re-keys ledgers with it
-from tasks.errors import FeedError, fail_quietly
+from tasks.errors import FeedError
 from tasks.feed_parse import FeedPage, parse_page
 from tasks.http import fetch_document
 from tasks.models import Episode, Feed, FeedValidators, Settings
+from tasks.prefect_glue import fail_quietly, fetch_feed_run_name
 from tasks.redaction import redact_url, redact_urls
 
 
@@ -65,12 +63,8 @@ def _read_pages(first: FeedPage, read: set[str], settings: Settings) -> tuple[li
     return pages, None
 
 
-def _fetch_feed_run_name(parameters: dict[str, Any]) -> str:
-    return f"fetch-feed · {redact_url(parameters['url'])}"
-
-
 # Prefect's protocol for a name callback has a classmethod no function has: mypy cannot match any function to it.
-@task(name="fetch-feed", cache_policy=NO_CACHE, task_run_name=_fetch_feed_run_name)  # type: ignore[arg-type]
+@task(name="fetch-feed", cache_policy=NO_CACHE, task_run_name=fetch_feed_run_name)  # type: ignore[arg-type]
 @fail_quietly
 def fetch_feed_task(
     url: str, settings: Settings, validators: FeedValidators | None = None, operator_url: bool = False

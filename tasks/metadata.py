@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 from tasks import audio as audio_codec
 from tasks.audio import AudioProbe
 from tasks.enrich import enrich
-from tasks.errors import fail_quietly
+from tasks.files import write_record
 from tasks.models import (
     AudioFacts,
     AudioFile,
@@ -26,7 +26,8 @@ from tasks.models import (
     TranscriptFacts,
     utc_now,
 )
-from tasks.store import FeedStore, episode_run_name, write_record
+from tasks.prefect_glue import episode_run_name, fail_quietly
+from tasks.store import FeedStore
 from tasks.transcribe import TRANSCRIPT_FILES
 
 

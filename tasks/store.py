@@ -1,4 +1,4 @@
-"""The output layout, atomic writes, and the per-feed ledger of stage outcomes.
+"""The output layout and the per-feed ledger of stage outcomes (files are written by tasks/files.py).
 
 <output>/<feed-slug>-<hash16>/feed.json        the Feed record
 <output>/<feed-slug>-<hash16>/ledger.json      episode_id -> folder, audio record, stage outcomes
@@ -10,34 +10,26 @@ is refused (a StorageError), never followed: a link would let a write or a sweep
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import os
 import re
-import secrets
 import stat
 import unicodedata
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel
-
 from tasks.errors import FeedBusyError, StorageError
+from tasks.files import no_link, open_no_link, write_record
 from tasks.models import AudioFile, Episode, Feed, FeedValidators, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
 from tasks.redaction import redact_credentials, redact_urls
 
-if TYPE_CHECKING:  # the type of a task-run name callback; the stage logic runs without Prefect
-    from prefect.tasks import TaskRunNameCallbackWithParameters
-
 SLUG_MAX_CHARS = 60
-LINK_REFUSED = "is a symbolic link; podflow never follows links inside its output folder"
 
 
 def slugify(text: str, max_chars: int = SLUG_MAX_CHARS) -> str:
@@ -84,74 +76,6 @@ def free_episode_folder_name(episode: Episode, taken: set[str]) -> str:
         if (name := episode_folder_name(episode, hash_chars)) not in taken:
             return name
     raise StorageError(f"every folder name for episode {episode.episode_id} is taken in the ledger, {name} included")
-
-
-def no_link(path: Path) -> Path:
-    """`path`, unless it is a symbolic link: below the output folder podflow follows none."""
-    if path.is_symlink():
-        raise StorageError(f"{path} {LINK_REFUSED}")
-    return path
-
-
-def open_no_link(path: Path, flags: int) -> int:
-    """os.open, refusing a symbolic link at `path` (O_NOFOLLOW) instead of following it."""
-    try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # ENOTDIR: a link where O_DIRECTORY asks for a folder
-            no_link(path)
-        raise
-
-
-def episode_run_name(stage: StageName) -> TaskRunNameCallbackWithParameters:
-    """Names a stage's task run after its episode, as the Prefect UI lists it: `transcribe · 2026-11-20 · slug`."""
-
-    def name(parameters: dict[str, Any]) -> str:
-        episode: Episode = parameters["episode"]
-        date = episode.published.strftime("%Y-%m-%d") if episode.published else "undated"
-        return f"{stage} · {date} · {slugify(episode.title)}"
-
-    return name  # type: ignore[return-value]  # a function is the protocol's callable; mypy cannot see it
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers see the old file or the new, never half.
-
-    A folder that is a symbolic link is refused; a link at `path` itself is replaced, never written through. A write
-    the file system refuses (a full disk, a read-only folder) is a StorageError naming the file."""
-    folder: int | None = None
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Every step is relative to the folder opened here, so a link put in its place meanwhile is never used.
-        folder = open_no_link(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        name = f".{path.name}.{secrets.token_hex(6)}.tmp"
-        # O_EXCL creates a file or fails, whatever is there, a link included; 0o666 less the umask, as for any file.
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666, dir_fd=folder)
-        tmp = name
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
-    except BaseException as exc:
-        if folder is not None and tmp is not None:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=folder)
-        if isinstance(exc, OSError):
-            raise StorageError(f"{path.name} could not be written: {exc.strerror or exc}") from exc
-        raise
-    finally:
-        if folder is not None:
-            os.close(folder)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_record(path: Path, record: BaseModel) -> None:
-    atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
 
 
 class FeedStore:

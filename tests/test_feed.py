@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.ingest import FeedRun, register
 from tasks.episode_id import enclosure_identity, guid_episode_id, normalise_url
 from tasks.errors import FeedError
 from tasks.feed import fetch_feed
 from tasks.feed_parse import media_rank
+from tasks.feed_run import FeedRun, register
 from tasks.models import FeedValidators, Settings
 from tasks.store import FeedStore
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK

@@ -15,10 +15,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.states import State
 
-from flows.ingest import ingest_feeds, selected_episodes
+from flows.ingest import ingest_feeds
 from flows.summary import markdown_text, summary_markdown
 from tasks.episode_id import normalise_url
-from tasks.models import STAGES, Episode, EpisodeOutcome, IngestReport, RunReport, Settings
+from tasks.models import STAGES, EpisodeOutcome, IngestReport, RunReport, Settings
 from tasks.store import FeedStore, slugify
 from tests.conftest import DEMO_EPISODES, DemoEpisode
 from tests.feeds import rss, rss_item
@@ -288,21 +288,6 @@ def test_newest_and_published_after_choose_episodes_and_a_new_choice_refetches_t
         demo.title: "already complete" if demo is DEMO_EPISODES[-1] else "complete" for demo in DEMO_EPISODES[1:]
     }
     assert server.count(f"/{DEMO_EPISODES[0].slug}.mp3") == 0
-
-
-def test_selection_is_pure_and_keeps_feed_order() -> None:
-    def episode(name: str, day: int | None) -> Episode:
-        published = datetime(2026, 11, day, tzinfo=UTC) if day else None
-        return Episode(episode_id=name, title=name, published=published, enclosure_url="https://x/a.mp3")
-
-    episodes = [episode("c", 3), episode("undated", None), episode("a", 1), episode("b", 2)]
-    announcement = Episode(episode_id="news", title="news", published=datetime(2026, 11, 9, tzinfo=UTC))
-    assert [e.title for e in selected_episodes([announcement, *episodes], Settings(newest=1))] == ["c"]
-
-    assert [e.title for e in selected_episodes(episodes, Settings(newest=2))] == ["c", "b"]
-    chosen = selected_episodes(episodes, Settings(published_after=datetime(2026, 11, 1, 12)))
-    assert [e.title for e in chosen] == ["c", "undated", "b"]
-    assert selected_episodes(episodes, Settings()) == episodes
 
 
 def test_skip_back_catalogue_marks_the_first_run_seen_and_takes_only_later_episodes(

@@ -10,8 +10,14 @@ from prefect import flow, get_client, task
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
-from flows.ingest import limited_stage_tags
-from flows.limits import apply_limits, limits_app, read_limits, read_stage_limits, remove_limits
+from flows.limits import (
+    apply_limits,
+    limited_stage_tags,
+    limits_app,
+    read_limits,
+    read_stage_limits,
+    remove_limits,
+)
 
 runner = CliRunner()
 app = typer.Typer()

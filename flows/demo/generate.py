@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 import av
 import numpy as np
 
-from tasks.store import atomic_write_bytes, atomic_write_text
+from tasks.files import atomic_write_bytes, atomic_write_text
 
 DEMO_DIR = Path(__file__).parent
 VOICE, WORDS_PER_MINUTE = "en-us", 150

@@ -9,9 +9,11 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.errors import TranscriptionError, fail_quietly
+from tasks.errors import TranscriptionError
+from tasks.files import atomic_write_text, no_link, write_record
 from tasks.models import AudioFile, Episode, Settings, Transcript
-from tasks.store import FeedStore, atomic_write_text, episode_run_name, no_link, write_record
+from tasks.prefect_glue import episode_run_name, fail_quietly
+from tasks.store import FeedStore
 from tasks.transcribe.base import Progress, load_backend
 from tasks.transcribe.published import PUBLISHED, published_transcript
 from tasks.transcribe.subtitles import to_srt, to_vtt

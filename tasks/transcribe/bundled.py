@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
-from tasks.store import atomic_write_bytes
+from tasks.files import atomic_write_bytes
 
 BUNDLED_PREFIX = "bundled:"
 CONVERSION_REVISION = 1  # bump when tasks/transcribe/ct2.py changes what it writes, so caches are rebuilt

@@ -1,0 +1,73 @@
+"""One feed's part in a run: its folder locked, what its fetch gave, the episodes chosen, and their registration in
+the feed's ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.episode_id import renamed_episode_ids
+from tasks.errors import PodflowError
+from tasks.models import Episode, Feed, FeedValidators, Settings
+from tasks.store import FeedStore
+
+
+@dataclass
+class FeedRun:
+    """One feed's part in a run: its folder, what its fetch gave, the episodes chosen, or why it failed."""
+
+    url: str
+    store: FeedStore
+    feed: Feed | None = None
+    episodes: list[Episode] = field(default_factory=list)
+    not_modified: bool = False
+    error: str | None = None
+    operator_url: bool = True  # given to the flow, not read from an OPML list: its host is trusted for its GET
+
+
+@dataclass(frozen=True)
+class FeedEpisode:
+    """One episode in the pipeline, with the feed it came from and the folder it goes to."""
+
+    feed: Feed
+    store: FeedStore
+    episode: Episode
+
+
+def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Collection[str] = ()) -> list[FeedRun]:
+    """Each distinct feed with its folder's run lock held in `locks`; a feed another run holds, or whose folder
+    cannot be used (a symbolic link), fails alone. `listed`: the URLs that came from an OPML list.
+
+    Feeds are the same where their folders are: where their URLs are, up to blanks and the case of scheme and host.
+    A URL listed twice is one feed; one with another token is another feed, with its own folder."""
+    feeds: dict[Path, FeedRun] = {}
+    for url in filter(None, (url.strip() for url in urls)):
+        store = FeedStore.for_feed(settings.output_dir, url)
+        if store.feed_dir in feeds:
+            continue
+        feed_run = feeds[store.feed_dir] = FeedRun(url, store, operator_url=url not in listed)
+        try:
+            locks.enter_context(store.exclusive_run())
+        except PodflowError as exc:
+            feed_run.error = f"{type(exc).__name__}: {exc}"
+    return list(feeds.values())
+
+
+def register(feed_run: FeedRun, settings: Settings) -> list[FeedEpisode]:
+    """Record the feed and its chosen episodes; return the episodes not yet settled."""
+    feed, store = feed_run.feed, feed_run.store
+    assert feed is not None
+    first_run = not store.ledger_path.exists()  # not "no episodes": a feed may start out empty
+    renamed = renamed_episode_ids(feed_run.episodes, store.read_ledger().episodes)
+    entries = store.register(feed_run.episodes, mark_seen=settings.skip_back_catalogue and first_run, renamed=renamed)
+    store.save_feed(feed)
+    # Saved only after the episodes are registered: a run killed in between must not make the next run's
+    # conditional GET hide episodes nobody has seen. None where pages were left unread: a 304 would hide them too.
+    store.save_validators(
+        None
+        if feed.paging_error
+        else FeedValidators(etag=feed.etag, last_modified=feed.last_modified, selection=settings.selection())
+    )
+    return [FeedEpisode(feed, store, e) for e in feed_run.episodes if not store.is_settled(entries[e.episode_id])]
