@@ -1,5 +1,8 @@
 """What names an episode: its GUID (masked where it holds a credential), else its enclosure's identity; and the ids
-older podflows gave, so their ledgers are re-keyed rather than their episodes processed again."""
+older podflows gave, so their ledgers are re-keyed rather than their episodes processed again.
+
+URL normalisation is our own: no library drops ad-network and tracking parameters while keeping a query that is
+the identity (`download.php?id=7`) or carries the file's URL (Podtrac)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ is refused (a StorageError), never followed: a link would let a write or a sweep
 
 from __future__ import annotations
 
-import fcntl
+import fcntl  # not filelock: the lock files are opened here with O_NOFOLLOW, and no soft-lock fallback
 import hashlib
 import os
 import re

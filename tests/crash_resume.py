@@ -10,6 +10,7 @@ moment up to 6 s after the run first wrote the ledger, among downloads, transcri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import random
@@ -66,7 +67,14 @@ def serve_feed(server: FeedServer) -> tuple[str, dict[str, bytes]]:
 
 
 def ingest(feed_url: str, output: Path, prefect_home: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # A fresh PREFECT_HOME migrates its database as the ephemeral API starts: on a busy 2-core runner that can
+        # take longer than Prefect's default 20 s.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }
     with open(log, "ab") as log_file:
         return subprocess.Popen(
             [
@@ -161,7 +169,11 @@ def run_round(kills: int, rng: random.Random, workdir: Path, report: CrashReport
             else:  # once this run has written the ledger: somewhere in downloads, transcriptions and metadata
                 wait_for_ledger_write(output, after=time.time(), process=process)
                 time.sleep(rng.uniform(0.0, 6.0))
-            os.killpg(process.pid, signal.SIGKILL)
+            if process.poll() is not None and process.returncode != 0:  # it failed on its own: nothing to kill
+                report.problems.append(f"run {kill + 1} exited with {process.returncode}: {log.read_text()[-2000:]}")
+                return
+            with contextlib.suppress(ProcessLookupError):  # it may have finished its work just before the kill
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             seen.append(snapshot(server, output))
         final = ingest(feed_url, output, prefect_home, log)
