@@ -8,6 +8,9 @@ import os
 # INFO lines) owns the terminal; the runs' logs still reach the Prefect API and its UI.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+# The first run creates and migrates Prefect's database before its ephemeral API answers: over Prefect's default 20 s
+# on a 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import inspect  # noqa: E402
 from datetime import datetime  # noqa: E402

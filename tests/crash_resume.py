@@ -71,9 +71,6 @@ def ingest(feed_url: str, output: Path, prefect_home: Path, log: Path) -> subpro
         **os.environ,
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        # A fresh PREFECT_HOME migrates its database as the ephemeral API starts: on a busy 2-core runner that can
-        # take longer than Prefect's default 20 s.
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
     with open(log, "ab") as log_file:
         return subprocess.Popen(
