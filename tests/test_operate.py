@@ -35,6 +35,12 @@ DEPLOYMENT = "ingest-feed/on-demand"
 SCHEDULED = "ingest-feeds/scheduled"
 
 
+def watched_with_settings(output: Path) -> tuple[str, ...]:
+    """`prefect deployment run`'s settings parameter (output folder; the test server's loopback allowed) and wait."""
+    settings = {"output_dir": str(output), "allowed_networks": ["127.0.0.0/8"]}
+    return ("--param", "settings=" + json.dumps(settings), "--watch", "--watch-interval", "1", "--watch-timeout", "240")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Postgres | None]:
     """None for the default SQLite database in PREFECT_HOME; else a PostgreSQL server of the test's own."""
@@ -68,13 +74,7 @@ def test_a_deployment_runs_on_a_process_worker_against_a_real_server(database: P
             DEPLOYMENT,
             "--param",
             f"feed_url={feeds.url('/feed.xml')}",
-            "--param",
-            "settings=" + json.dumps({"output_dir": str(output), "allowed_networks": ["127.0.0.0/8"]}),
-            "--watch",
-            "--watch-interval",
-            "1",
-            "--watch-timeout",
-            "240",
+            *watched_with_settings(output),
             timeout_s=270,
             timing="deployment run --watch",
         )
@@ -154,13 +154,7 @@ def run_deployment(operation: Operation, feeds: list[str], output: Path, timing:
         SCHEDULED,
         "--param",
         f"feeds={json.dumps(feeds)}",
-        "--param",
-        "settings=" + json.dumps({"output_dir": str(output), "allowed_networks": ["127.0.0.0/8"]}),
-        "--watch",
-        "--watch-interval",
-        "1",
-        "--watch-timeout",
-        "240",
+        *watched_with_settings(output),
         timeout_s=270,
         timing=timing,
         check=False,  # a run that ends Failed exits 1: the test reads its state
