@@ -1,0 +1,141 @@
+"""Episodes of any length from the committed sentence bank (tests/fixtures/sentences.*), and a check of a transcript
+against the script they were built from: which sentences were lost and which were heard twice, and when.
+
+An episode is the bank's sentences in a seeded random order (never one twice in a row), with the pauses of speech
+between them (short within a paragraph, longer between) and a faint noise floor, as a recording has: a cut must
+find its pause, not digital silence. It is written as 48 kbit/s MP3 clip by clip, so building three hours takes
+memory for one clip, not for the episode.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import random
+import re
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import NamedTuple
+
+import av
+import numpy as np
+
+from tasks import audio as audio_codec
+from tasks.models import Segment
+
+FIXTURES_DIR = Path(__file__).parent / "fixtures"
+SENTENCES: list[str] = json.loads((FIXTURES_DIR / "sentences.json").read_text(encoding="utf-8"))["sentences"]
+NOISE_FLOOR = 10 ** (-55 / 20)  # -55 dBFS of white noise under everything
+MATCHED = 0.5  # a heard piece is a bank sentence when its words agree this well (difflib ratio): a misheard
+# sentence scores 0.55 or more, two different sentences of the bank (sharing "the", "and", "a") at most 0.44
+
+
+class Spoken(NamedTuple):
+    sentence: int  # index into SENTENCES
+    start_s: float
+    end_s: float
+
+
+@cache
+def sentence_clips() -> tuple[np.ndarray, ...]:
+    samples = audio_codec.decode(FIXTURES_DIR / "sentences.ogg")
+    spans = json.loads((FIXTURES_DIR / "sentences-spans.json").read_text(encoding="utf-8"))
+    return tuple(samples[start:end] for start, end in spans)
+
+
+def write_episode(path: Path, duration_s: float, seed: int = 0) -> list[Spoken]:
+    """An MP3 of about `duration_s` of speech at `path`; what is said in it, in order."""
+    rng = random.Random(seed)
+    noise = np.random.default_rng(seed)
+    clips = sentence_clips()
+    script: list[Spoken] = []
+    at, previous = 0, -1
+    rate = audio_codec.SAMPLE_RATE
+    with av.open(str(path), "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=rate, layout="mono")
+        stream.bit_rate = 48_000
+
+        def write(samples: np.ndarray) -> None:
+            samples = samples + noise.normal(0, NOISE_FLOOR, samples.size).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+
+        while at < duration_s * rate:
+            sentence = rng.choice([n for n in range(len(clips)) if n != previous])
+            paragraph_end = rng.random() < 0.2
+            pause_s = rng.uniform(1.0, 2.0) if paragraph_end else rng.uniform(0.25, 0.6)
+            write(clips[sentence])
+            script.append(Spoken(sentence, at / rate, (at + clips[sentence].size) / rate))
+            pause = np.zeros(round(pause_s * rate), dtype=np.float32)
+            write(pause)
+            at += clips[sentence].size + pause.size
+            previous = sentence
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return script
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+@cache
+def _bank_words() -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(words(sentence)) for sentence in SENTENCES)
+
+
+def _best_match(text: str) -> tuple[int, float]:
+    heard = words(text)
+    scores = [difflib.SequenceMatcher(None, heard, bank, autojunk=False).ratio() for bank in _bank_words()]
+    best = int(np.argmax(scores))
+    return best, scores[best]
+
+
+def heard_sentences(segments: Iterable[Segment]) -> list[Spoken]:
+    """The bank sentences a transcript says, in order, each with the times of the segment(s) it was heard in.
+    Pieces split at punctuation that make one sentence together (Whisper sometimes ends a sentence early) are joined
+    first; pieces that match no sentence are left out."""
+    pieces = [
+        (piece, segment.start, segment.end)
+        for segment in segments
+        for piece in re.split(r"(?<=[.?!])\s+", segment.text)
+        if words(piece)
+    ]
+    heard: list[tuple[str, float, float, int, float]] = []
+    for text, start, end in pieces:
+        sentence, score = _best_match(text)
+        if heard:
+            joined = f"{heard[-1][0]} {text}"
+            joined_sentence, joined_score = _best_match(joined)
+            if joined_score > max(score, heard[-1][4]):
+                heard[-1] = (joined, heard[-1][1], end, joined_sentence, joined_score)
+                continue
+        heard.append((text, start, end, sentence, score))
+    return [Spoken(sentence, start, end) for _, start, end, sentence, score in heard if score >= MATCHED]
+
+
+class Comparison(NamedTuple):
+    missing: list[Spoken]  # said in the script, not heard
+    repeated: list[Spoken]  # heard more often than said (with the heard times)
+
+
+def compare(script: list[Spoken], heard: list[Spoken]) -> Comparison:
+    """What the transcript lost and what it repeated, by aligning the heard sentences with the script's."""
+    matcher = difflib.SequenceMatcher(None, [s.sentence for s in script], [s.sentence for s in heard], autojunk=False)
+    missing: list[Spoken] = []
+    repeated: list[Spoken] = []
+    for operation, i1, i2, j1, j2 in matcher.get_opcodes():
+        if operation in ("delete", "replace"):
+            missing += script[i1:i2]
+        if operation in ("insert", "replace"):
+            repeated += heard[j1:j2]
+    return Comparison(missing, repeated)
+
+
+def near(spoken: Iterable[Spoken], moments_s: Iterable[float], within_s: float) -> list[Spoken]:
+    """Those of `spoken` that lie within `within_s` of any of the moments."""
+    moments = list(moments_s)
+    return [s for s in spoken if any(s.start_s - within_s <= m <= s.end_s + within_s for m in moments)]
