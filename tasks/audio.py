@@ -88,17 +88,14 @@ class SampleBuffer:
         self.samples = np.empty(min(expected, limit), dtype=np.float32)
         self.size, self.limit = 0, limit
 
-    def append(self, samples: np.ndarray) -> bool:
-        """Add the samples; False, adding none, when they would pass the limit."""
+    def append(self, samples: np.ndarray) -> None:
+        """Add the samples, which the caller keeps within the limit."""
         end = self.size + samples.size
-        if end > self.limit:
-            return False
         if end > self.samples.size:
             # In place (realloc): no second copy of the audio, as a new array would need while copying.
             self.samples.resize(min(self.limit, max(end, math.ceil(self.samples.size * GROWTH))), refcheck=False)
         self.samples[self.size : end] = samples
         self.size = end
-        return True
 
     def filled(self) -> np.ndarray:
         self.samples.resize(self.size, refcheck=False)
@@ -109,22 +106,43 @@ def decode(path: Path, max_duration_s: float = math.inf) -> np.ndarray:
     """The whole file as 16 kHz mono float32 samples in [-1, 1]; AudioTooLongError past `max_duration_s`, counted on
     the samples decoded, so the memory is bounded by the limit whatever the header claims."""
     limit = math.floor(max_duration_s * SAMPLE_RATE) if math.isfinite(max_duration_s) else sys.maxsize
+    declared_s = declared_duration_s_of(path)
+    # A second more than the header says: its duration is often a little short, and the end is trimmed.
+    expected_s = min((declared_s or INITIAL_BUFFER_S) + 1, MAX_FIRST_BUFFER_S)
+    buffer = SampleBuffer(math.ceil(expected_s * SAMPLE_RATE), limit)
+    for samples in stream(path, max_duration_s):
+        buffer.append(samples)
+    return buffer.filled()
+
+
+def stream(path: Path, max_duration_s: float = math.inf) -> Iterator[np.ndarray]:
+    """The file as 16 kHz mono float32 samples in [-1, 1], a decoded frame's worth at a time; AudioTooLongError past
+    `max_duration_s`, counted on the samples decoded."""
+    limit = math.floor(max_duration_s * SAMPLE_RATE) if math.isfinite(max_duration_s) else sys.maxsize
+    produced = 0
     try:
         with av.open(str(path)) as container:
             stream = audio_stream(container, path)
-            # A second more than the header says: its duration is often a little short, and the end is trimmed.
-            expected_s = min((declared_duration_s(container) or INITIAL_BUFFER_S) + 1, MAX_FIRST_BUFFER_S)
-            buffer = SampleBuffer(math.ceil(expected_s * SAMPLE_RATE), limit)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
             for frame in chain(checked_frames(container.decode(stream), path), [None]):  # None: flush the resampler
                 for out in resampler.resample(frame):
-                    if not buffer.append(out.to_ndarray().reshape(-1)):
+                    samples = out.to_ndarray().reshape(-1)
+                    produced += samples.size
+                    if produced > limit:
                         raise too_long(path, max_duration_s)
+                    yield samples
     except av.FFmpegError as exc:
         raise AudioDecodeError(f"{path.name} cannot be decoded: {exc.strerror or exc}") from exc
-    if buffer.size == 0:
+    if produced == 0:
         raise AudioDecodeError(f"{path.name} holds no audio samples")
-    return buffer.filled()
+
+
+def declared_duration_s_of(path: Path) -> float | None:
+    try:
+        with av.open(str(path)) as container:
+            return declared_duration_s(container)
+    except av.FFmpegError as exc:
+        raise AudioDecodeError(f"{path.name} cannot be decoded: {exc.strerror or exc}") from exc
 
 
 def duration_s(path: Path, max_duration_s: float) -> float:

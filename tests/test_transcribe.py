@@ -262,7 +262,7 @@ def test_whisper_gives_each_concurrent_transcription_its_own_model(tmp_path: Pat
 
     def transcribe_with_the_other() -> None:
         together.wait()
-        list(backend.segments(samples, settings)[1])  # type: ignore[attr-defined]
+        list(backend.segments(samples, settings, "en", None)[1])  # type: ignore[attr-defined]
 
     with ThreadPoolExecutor(2) as pool:
         for running in [pool.submit(transcribe_with_the_other) for _ in range(2)]:

@@ -43,6 +43,18 @@ class Settings(Record):
         None, description="CTranslate2 compute type; default int8 on CPU, float16 on CUDA, the model's own on auto."
     )
     beam_size: PositiveInt = Field(5, description="Beam size for decoding.")
+    batch_size: PositiveInt = Field(
+        4,
+        description="faster-whisper: stretches of speech (up to 30 s each, found by its bundled Silero VAD) decoded "
+        "at once, each on its own. 1: its classic decoder instead, 30 s after 30 s, each seeded with the text before "
+        "it (about 3x slower on 2 cores).",
+    )
+    transcribe_window_s: float = Field(
+        300.0,
+        ge=60,
+        description="Local transcribers decode and hear the audio this many seconds at a time, each window cut at a "
+        "pause near its end: memory stays the same however long the episode runs.",
+    )
     language: str | None = Field(None, description="Spoken language code; detected when empty.")
     word_timestamps: bool = Field(False, description="Add word timings to transcript.json.")
     prefer_published: bool = Field(

@@ -12,9 +12,13 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from tasks import audio as audio_codec
-from tasks.errors import TranscriptionError
+from tasks.errors import AudioDecodeError, AudioTooLongError, TranscriptionError
 from tasks.models import AudioFile, Episode, Segment, Settings, Transcript
+from tasks.transcribe.windows import shifted, windows
 from tasks.transcribers import BACKENDS
+
+# Whisper reads up to 224 tokens of the text before a stretch; the last few segments fill that.
+PROMPT_SEGMENTS = 8
 
 
 def _nobody(*heard: object) -> None:
@@ -43,25 +47,40 @@ class Detected(NamedTuple):
 
 
 class SampleBackend(ABC):
-    """A backend that hears the audio itself: it gives the language and the segments of the episode's samples
-    (16 kHz mono float32, from the one decoder); decoding, progress and the Transcript record are done here."""
+    """A backend that hears the audio itself: it gives the language and the segments of a window of the episode's
+    samples (16 kHz mono float32, from the one decoder). Windowing, progress and the Transcript record are done here:
+    the episode is decoded and heard `transcribe_window_s` at a time, each window cut at a pause (windows.py), so
+    memory stays the same however long the episode runs."""
 
     def __init__(self, settings: Settings):
         self.model_name = settings.model
 
     @abstractmethod
-    def segments(self, samples: np.ndarray, settings: Settings) -> tuple[Detected, Iterator[Segment]]:
-        """The language and the segments, in order, produced lazily where the engine can."""
+    def segments(
+        self, samples: np.ndarray, settings: Settings, language: str | None, prompt: str | None
+    ) -> tuple[Detected, Iterator[Segment]]:
+        """The language and the segments of one window, in order, produced lazily where the engine can. `language`
+        is the one detected in the first window (or the settings'); `prompt` the text said just before the window,
+        for engines that carry context from one stretch to the next."""
 
     def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress) -> Transcript:
-        samples = audio_codec.decode(audio.path, settings.max_audio_duration_s)
-        duration_s = samples.size / audio_codec.SAMPLE_RATE
+        declared_s = audio_codec.declared_duration_s_of(audio.path)
         heard: list[Segment] = []
+        detected = Detected(settings.language, None)
+        heard_s = 0.0
         try:
-            detected, produced = self.segments(samples, settings)
-            for segment in produced:
-                heard.append(segment)
-                progress.on_segment(segment.end, duration_s)
+            pieces = audio_codec.stream(audio.path, settings.max_audio_duration_s)
+            for number, window in enumerate(windows(pieces, settings.transcribe_window_s)):
+                prompt = " ".join(segment.text for segment in heard[-PROMPT_SEGMENTS:]) or None
+                window_detected, produced = self.segments(window.samples, settings, detected.language, prompt)
+                if number == 0:
+                    detected = window_detected
+                for segment in produced:
+                    heard.append(shifted(segment, window.start_s))
+                    progress.on_segment(heard[-1].end, max(declared_s or 0.0, heard[-1].end))
+                heard_s = window.start_s + window.samples.size / audio_codec.SAMPLE_RATE
+        except (AudioDecodeError, AudioTooLongError):
+            raise
         except Exception as exc:
             raise TranscriptionError(f"{settings.transcriber} failed on {audio.path.name}: {exc}") from exc
         return Transcript(
@@ -71,7 +90,7 @@ class SampleBackend(ABC):
             model=self.model_name,
             language=detected.language,
             language_probability=detected.probability,
-            audio_duration_s=round(duration_s, 3),
+            audio_duration_s=round(heard_s, 3),
             segments=tuple(heard),
         )
 

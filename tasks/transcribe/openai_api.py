@@ -23,9 +23,10 @@ from tasks.errors import TranscriptionError
 from tasks.models import AudioFile, Episode, Settings, Transcript
 from tasks.openai_client import api_key, new_client
 from tasks.transcribe.base import Progress
-from tasks.transcribe.openai_chunks import CHUNK_S, Chunk, encode_chunk, frame_power, plan_chunks
+from tasks.transcribe.openai_chunks import CHUNK_S, Chunk, encode_chunk, plan_chunks
 from tasks.transcribe.openai_request import Requester
 from tasks.transcribe.openai_stitch import ChunkTranscript, stitch
+from tasks.transcribe.windows import frame_power
 
 BACKEND = "openai"
 

@@ -11,14 +11,12 @@ import av
 import numpy as np
 
 from tasks import audio as audio_codec
+from tasks.transcribe.windows import FRAME_S, SEARCH_FRACTION, quietest_cut
 
 # Ten minutes: well under the gpt-4o transcribe models' limit on duration (about 25 minutes), twelve chunks for a
 # two-hour episode to keep `openai_requests` busy, and a failed request repeats ten minutes of audio, not an hour.
 CHUNK_S = 600.0
-SEARCH_FRACTION = 0.2  # a cut is looked for in the last fifth of a chunk: chunks run 8-10 minutes
 OVERLAP_S = 2.0  # each side: a word cut in two at a cut where there was no pause is whole in one neighbour
-FRAME_S = 0.02  # the loudness envelope's resolution
-QUIET_WINDOW_S = 0.5  # a cut goes where half a second is quietest: a real pause, not a gap between syllables
 # Opus in Ogg: speech stays clear at 32 kbit/s; it encodes ~370x real time here (MP3 ~250x) and, unlike MP3, its
 # container says how many priming samples to drop, so the server's times start at the chunk's first sample.
 CONTAINER, CODEC, FILE_NAME, MIME_TYPE = "ogg", "libopus", "chunk.ogg", "audio/ogg"
@@ -34,33 +32,6 @@ class Chunk(NamedTuple):
     end_s: float
     own_start_s: float
     own_end_s: float
-
-
-def frame_power(samples: np.ndarray, frame_s: float = FRAME_S) -> np.ndarray:
-    """Mean power of each `frame_s` of 16 kHz samples (the last partial frame dropped), without a squared copy of
-    the whole episode."""
-    frame = max(1, round(frame_s * audio_codec.SAMPLE_RATE))
-    frames = samples[: samples.size // frame * frame].reshape(-1, frame)
-    return np.einsum("ij,ij->i", frames, frames).astype(np.float64) / frame
-
-
-def quietest_cut(power: np.ndarray, frame_s: float, lo_s: float, hi_s: float) -> float:
-    """The moment between `lo_s` and `hi_s` in the middle of the last of its quietest stretches."""
-    window = max(1, round(QUIET_WINDOW_S / frame_s))
-    # The windows centred between lo_s and hi_s, by their first frame.
-    first_start = max(0, round(lo_s / frame_s - window / 2))
-    last_start = min(power.size - window, round(hi_s / frame_s - window / 2))
-    if last_start < first_start:
-        return hi_s
-    sums = np.cumsum(np.concatenate(([0.0], power[first_start : last_start + window])))
-    level = (sums[window:] - sums[:-window]) / window  # level[k]: the window starting at frame first_start + k
-    quiet = level <= level.min() * 1.5 + 1e-10  # 1e-10: -100 dBFS, digital silence
-    last = int(np.flatnonzero(quiet)[-1])
-    first = last
-    while first > 0 and quiet[first - 1]:
-        first -= 1
-    middle = first_start + (first + last) / 2 + window / 2
-    return float(np.clip(middle * frame_s, lo_s, hi_s))
 
 
 def plan_chunks(

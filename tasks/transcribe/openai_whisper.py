@@ -54,12 +54,14 @@ class WhisperBackend(SampleBackend):
         finally:
             self._idle.put(model)
 
-    def segments(self, samples: np.ndarray, settings: Settings) -> tuple[Detected, Iterator[Segment]]:
+    def segments(
+        self, samples: np.ndarray, settings: Settings, language: str | None, prompt: str | None
+    ) -> tuple[Detected, Iterator[Segment]]:
         with self._checked_out() as model:
-            detected = Detected(settings.language, None)
+            detected = Detected(language, None)
             if not model.is_multilingual:
                 detected = Detected("en", None)
-            elif settings.language is None:
+            elif language is None:
                 mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), model.dims.n_mels).to(self.device)
                 _, probabilities = model.detect_language(mel)
                 language = max(probabilities, key=probabilities.get)
@@ -70,6 +72,7 @@ class WhisperBackend(SampleBackend):
                 beam_size=settings.beam_size,
                 word_timestamps=settings.word_timestamps,
                 fp16=self.device == "cuda",
+                initial_prompt=prompt,
                 verbose=None,
             )
         # openai-whisper decodes the whole file before it returns; there is nothing to stream.
