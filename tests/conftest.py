@@ -42,7 +42,14 @@ DEMO_EPISODES = [DemoEpisode(**episode) for episode in json.loads((DEMO_DIR / "e
 
 
 # Whole modules that run Whisper, subprocesses or a Prefect server; any test using the Prefect API is one too.
-INTEGRATION_MODULES = {"test_transcribe", "test_openai_transcribe", "test_ct2", "test_operate", "test_crash_resume"}
+INTEGRATION_MODULES = {
+    "test_transcribe",
+    "test_long_episodes",
+    "test_openai_transcribe",
+    "test_ct2",
+    "test_operate",
+    "test_crash_resume",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

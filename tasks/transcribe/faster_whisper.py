@@ -8,10 +8,17 @@ from pathlib import Path
 import faster_whisper.transcribe as fw
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+from tasks.audio import SAMPLE_RATE
 from tasks.models import Segment, Settings, Word
 from tasks.transcribe.base import Detected, SampleBackend, threads_per_worker, workers_in_process
 from tasks.transcribe.bundled import bundled_model
+
+STRETCH_S = 30  # what Whisper hears at once
+VAD = {"max_speech_duration_s": STRETCH_S, "min_silence_duration_ms": 160}  # BatchedInferencePipeline's own
+MIN_UNHEARD_S = 1.0  # speech left without words that is heard again: a sentence, not a breath the VAD kept
+MAX_ROUNDS = 3
 
 
 class FasterWhisperBackend(SampleBackend):
@@ -35,19 +42,8 @@ class FasterWhisperBackend(SampleBackend):
         self, samples: np.ndarray, settings: Settings, language: str | None, prompt: str | None
     ) -> tuple[Detected, Iterator[Segment]]:
         if settings.batch_size > 1:
-            # Without timestamp tokens: with them, the batched decoder dropped whole sentences at the start of its
-            # stretches (18 of 126 in a 10-minute episode, none without). Word timings, which it aligns anyway,
-            # then cut each stretch into sentences. A pipeline per call: it keeps state between its batches.
-            produced, info = BatchedInferencePipeline(self.model).transcribe(
-                samples,
-                language=language,
-                beam_size=settings.beam_size,
-                batch_size=settings.batch_size,
-                without_timestamps=True,
-                word_timestamps=True,
-                vad_filter=True,
-            )
-            heard = sentences(produced, settings.word_timestamps)
+            words, info = heard_words(self.model, samples, settings, language)
+            heard: Iterator[Segment] = sentences(words, settings.word_timestamps)
         else:
             produced, info = self.model.transcribe(
                 samples,
@@ -57,6 +53,8 @@ class FasterWhisperBackend(SampleBackend):
                 initial_prompt=prompt,
             )
             heard = (record(s.start, s.end, s.text, s.words or (), settings.word_timestamps) for s in produced)
+        if info is None:  # no speech in the window
+            return Detected(language, None), heard
         detected = Detected(
             info.language,
             round(info.language_probability, 4)
@@ -79,14 +77,75 @@ def record(start: float, end: float, text: str, words: Iterable[fw.Word], keep_w
     )
 
 
-def sentences(stretches: Iterable[fw.Segment], keep_words: bool) -> Iterator[Segment]:
-    """Each stretch's words as one segment per sentence (a subtitle cue, not 30 seconds of text)."""
-    for stretch in stretches:
-        sentence: list[fw.Word] = []
-        for word in stretch.words or ():
-            sentence.append(word)
-            if word.word.rstrip().endswith((".", "?", "!")):
-                yield record(sentence[0].start, word.end, "".join(w.word for w in sentence), sentence, keep_words)
-                sentence = []
-        if sentence:
-            yield record(sentence[0].start, sentence[-1].end, "".join(w.word for w in sentence), sentence, keep_words)
+def sentences(words: Iterable[fw.Word], keep_words: bool) -> Iterator[Segment]:
+    """The words, in time order, as one segment per sentence: a subtitle cue, not a 30-second stretch."""
+    sentence: list[fw.Word] = []
+    for word in words:
+        sentence.append(word)
+        if word.word.rstrip().endswith((".", "?", "!")):
+            yield record(sentence[0].start, word.end, "".join(w.word for w in sentence), sentence, keep_words)
+            sentence = []
+    if sentence:
+        yield record(sentence[0].start, sentence[-1].end, "".join(w.word for w in sentence), sentence, keep_words)
+
+
+def heard_words(
+    model: WhisperModel, samples: np.ndarray, settings: Settings, language: str | None
+) -> tuple[list[fw.Word], fw.TranscriptionInfo | None]:
+    """Every word of the window, by the batched decoder on stretches of speech its Silero VAD finds.
+
+    Without timestamp tokens: with them, the batched decoder lost whole sentences at the start of its stretches
+    (18 of 126 in a 10-minute episode). Without them it may end a stretch early (it once heard one sentence of six),
+    and it has no classic decoder's seek to go on from there: so speech its words do not cover is heard again, as
+    stretches of its own, until none is left or MAX_ROUNDS have passed."""
+    speech = [(r["start"], r["end"]) for r in get_speech_timestamps(samples, VadOptions(**VAD))]
+    stretches = contiguous(speech)
+    words: list[fw.Word] = []
+    info: fw.TranscriptionInfo | None = None  # the first round's: the language it detected, and how sure it is
+    for _ in range(MAX_ROUNDS):
+        if not stretches:
+            break
+        # A pipeline per call: it keeps state between its batches.
+        produced, round_info = BatchedInferencePipeline(model).transcribe(
+            samples,
+            language=language,
+            beam_size=settings.beam_size,
+            batch_size=settings.batch_size,
+            without_timestamps=True,
+            word_timestamps=True,
+            clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in stretches],
+            vad_filter=False,
+        )
+        heard = [word for segment in produced for word in segment.words or ()]
+        words += heard
+        info = info or round_info
+        language = language or info.language
+        stretches = unheard(stretches, speech, heard)
+    return sorted(words, key=lambda w: w.start), info
+
+
+def contiguous(speech: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Speech regions (in samples) joined, with the pauses between them, into stretches of at most STRETCH_S."""
+    stretches: list[tuple[int, int]] = []
+    for start, end in speech:
+        if stretches and end - stretches[-1][0] <= STRETCH_S * SAMPLE_RATE:
+            stretches[-1] = (stretches[-1][0], end)
+        else:
+            stretches.append((start, end))
+    return stretches
+
+
+def unheard(
+    stretches: list[tuple[int, int]], speech: list[tuple[int, int]], heard: list[fw.Word]
+) -> list[tuple[int, int]]:
+    """The parts of the stretches, between the words heard, that hold at least MIN_UNHEARD_S of speech."""
+    times = sorted((round(w.start * SAMPLE_RATE), round(w.end * SAMPLE_RATE)) for w in heard)
+    gaps: list[tuple[int, int]] = []
+    for first, last in stretches:
+        inside = [(a, b) for a, b in times if a < last and b > first]
+        edges = [first, *(t for word in inside for t in word), last]
+        for gap_start, gap_end in zip(edges[::2], edges[1::2]):
+            regions = [(max(a, gap_start), min(b, gap_end)) for a, b in speech if a < gap_end and b > gap_start]
+            if sum(b - a for a, b in regions) >= MIN_UNHEARD_S * SAMPLE_RATE:
+                gaps.append((regions[0][0], regions[-1][1]))
+    return gaps

@@ -1,0 +1,122 @@
+"""Long episodes: real Whisper on espeak-ng speech built from the sentence bank (tests/long_episode.py).
+
+Windowed transcription adds cuts; each engine's windowed transcript is held against the same engine on the whole
+file, sentence by sentence, near every cut. Memory is held flat in the episode's length: the bound a 20-minute
+episode is checked against is the 2-minute episode's peak, not a figure that grows with duration.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks import audio as audio_codec
+from tasks.download import sha256_of
+from tasks.models import AudioFile, Episode, Settings, Transcript
+from tasks.transcribe import transcribe_audio
+from tasks.transcribe.windows import windows
+from tests.long_episode import Spoken, compare, heard_sentences, near, write_episode
+
+ROOT = Path(__file__).resolve().parents[1]
+WINDOW_S = 60.0  # the smallest the settings allow: cuts every minute
+SEAM_S = 15.0  # a sentence lost or repeated this near a cut is the cut's doing
+ENGINES: dict[str, dict[str, Any]] = {
+    "faster-whisper batched": {"transcriber": "faster-whisper"},
+    "faster-whisper classic": {"transcriber": "faster-whisper", "batch_size": 1},
+    # openai-whisper runs 10-20x slower here: greedy decoding keeps the suite short.
+    "whisper": {"transcriber": "whisper", "beam_size": 1},
+}
+
+
+def audio_of(path: Path) -> AudioFile:
+    return AudioFile(
+        episode_id="long",
+        path=path,
+        source_url="http://127.0.0.1/long.mp3",
+        bytes=path.stat().st_size,
+        sha256=sha256_of(path),
+    )
+
+
+def transcribed(path: Path, folder: Path, **fields: Any) -> Transcript:
+    folder.mkdir()
+    return transcribe_audio(
+        audio_of(path), Episode(episode_id="long", title="long"), folder, Settings(output_dir=folder, **fields)
+    )
+
+
+@pytest.fixture(scope="module")
+def episode(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Spoken]]:
+    path = tmp_path_factory.mktemp("long") / "episode.mp3"
+    return path, write_episode(path, 130, seed=7)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_no_sentence_is_lost_or_repeated_at_a_cut(
+    engine: str, episode: tuple[Path, list[Spoken]], tmp_path: Path
+) -> None:
+    path, script = episode
+    cuts = [w.start_s for w in windows(audio_codec.stream(path), WINDOW_S)][1:]
+    assert len(cuts) == 2
+    whole = transcribed(path, tmp_path / "whole", transcribe_window_s=600, **ENGINES[engine])
+    windowed = transcribed(path, tmp_path / "windowed", transcribe_window_s=WINDOW_S, **ENGINES[engine])
+    assert windowed.audio_duration_s == pytest.approx(whole.audio_duration_s, abs=0.001)
+
+    heard_whole, heard_windowed = heard_sentences(whole.segments), heard_sentences(windowed.segments)
+    lost_whole, lost_windowed = compare(script, heard_whole), compare(script, heard_windowed)
+    at_cuts = near(lost_windowed.missing, cuts, SEAM_S), near(lost_windowed.repeated, cuts, SEAM_S)
+    # The whole file is the reference for how well the engine hears; on it, Whisper's classic decoder has lost four
+    # sentences in a row here, which the windows (a fresh start every minute) did not.
+    assert at_cuts == ([], []), (cuts, at_cuts, lost_whole)
+    assert len(lost_windowed.missing) <= len(lost_whole.missing), (lost_windowed, lost_whole)
+    assert len(lost_windowed.repeated) <= len(lost_whole.repeated), (lost_windowed, lost_whole)
+    # Times are the episode's, not the window's: each sentence heard where the script says it was spoken.
+    assert len(heard_windowed) >= 0.9 * len(script)
+    spoken_at = {s.sentence: [] for s in script}
+    for s in script:
+        spoken_at[s.sentence].append(s.start_s)
+    for heard in heard_windowed:
+        assert min(abs(heard.start_s - start) for start in spoken_at[heard.sentence]) < 2.0, heard
+
+
+PEAK_RSS = """
+import json, resource, sys
+from pathlib import Path
+from tasks.models import Episode, Settings
+from tasks.transcribe import transcribe_audio
+from tests.test_long_episodes import audio_of
+path, folder = Path(sys.argv[1]), Path(sys.argv[2])
+transcript = transcribe_audio(audio_of(path), Episode(episode_id="long", title="long"), folder,
+                              Settings(output_dir=folder))
+print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "seconds": transcript.audio_duration_s, "segments": len(transcript.segments)}))
+"""
+
+
+def peak_rss(path: Path, folder: Path) -> dict[str, float]:
+    """The transcribe stage on one episode at default settings, in a process of its own: its peak RSS."""
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, str(path), str(folder)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_peak_memory_of_a_20_minute_episode_is_a_2_minute_one(tmp_path: Path) -> None:
+    """Whole-file decoding and features took 3.9 GB for an hour; the 20-minute episode would have needed 1.3 GB."""
+    short, long = tmp_path / "short.mp3", tmp_path / "long.mp3"
+    write_episode(short, 120, seed=1)
+    write_episode(long, 1200, seed=2)
+    two, twenty = peak_rss(short, tmp_path / "short"), peak_rss(long, tmp_path / "long")
+    assert twenty["seconds"] > 1190 and twenty["segments"] > 200
+    assert twenty["peak_mib"] <= two["peak_mib"] * 1.10, (two, twenty)

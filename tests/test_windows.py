@@ -1,0 +1,54 @@
+"""Long audio in windows: decoded as a stream, cut at pauses, every sample once and in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks import audio as audio_codec
+from tasks.errors import AudioTooLongError
+from tasks.transcribe.windows import SEARCH_FRACTION, windows
+from tests.long_episode import write_episode
+
+WINDOW_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def episode(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    path = tmp_path_factory.mktemp("long") / "episode.mp3"
+    return path, write_episode(path, 200, seed=3)
+
+
+def test_windows_hold_every_sample_once_in_order_and_are_cut_in_pauses(episode: tuple[Path, list]) -> None:
+    path, script = episode
+    whole = audio_codec.decode(path)
+    cut = list(windows(audio_codec.stream(path), WINDOW_S))
+    assert len(cut) >= 3
+    assert np.array_equal(np.concatenate([w.samples for w in cut]), whole)
+    starts = [w.start_s for w in cut]
+    assert starts[0] == 0 and all(
+        later == pytest.approx(w.start_s + w.samples.size / audio_codec.SAMPLE_RATE)
+        for w, later in zip(cut, starts[1:])
+    )
+    for window in cut[:-1]:
+        length_s = window.samples.size / audio_codec.SAMPLE_RATE
+        assert WINDOW_S * (1 - SEARCH_FRACTION) <= length_s <= WINDOW_S
+    for moment in starts[1:]:  # no cut inside a spoken sentence
+        assert not [s for s in script if s.start_s < moment < s.end_s], moment
+
+
+def test_a_window_longer_than_the_audio_is_the_whole_audio(episode: tuple[Path, list]) -> None:
+    path, _ = episode
+    (only,) = windows(audio_codec.stream(path), 600)
+    assert only.start_s == 0 and np.array_equal(only.samples, audio_codec.decode(path))
+
+
+def test_the_stream_stops_at_the_duration_limit_whatever_it_has_yielded(episode: tuple[Path, list]) -> None:
+    path, _ = episode
+    heard = 0
+    with pytest.raises(AudioTooLongError, match="longer than the 100-second limit"):
+        for piece in audio_codec.stream(path, max_duration_s=100):
+            heard += piece.size
+    assert heard <= 100 * audio_codec.SAMPLE_RATE
