@@ -40,6 +40,7 @@ bench: $(BIN)/podflow
 	$(BIN)/python bench/pipeline.py --chart $(CHART)
 	$(BIN)/python bench/prefect_tags.py --rounds 2
 	$(BIN)/python bench/transcribe.py --rounds 1
+	$(BIN)/python bench/long.py --minutes 10 60
 
 clean:
 	rm -rf $(VENV) podflow-demo
