@@ -106,7 +106,7 @@ def heard_sentences(segments: Iterable[Segment]) -> list[Spoken]:
     pieces = [
         (piece, segment.start, segment.end)
         for segment in segments
-        for piece in re.split(r"(?<=[.?!])\s+", segment.text)
+        for piece in re.split(r"(?<=[.?!])\s+|(?<=[.?!][\"')”’])\s+", segment.text)
         if words(piece)
     ]
     heard: list[tuple[str, float, float, int, float]] = []

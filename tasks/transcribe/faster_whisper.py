@@ -19,6 +19,7 @@ STRETCH_S = 30  # what Whisper hears at once
 VAD = {"max_speech_duration_s": STRETCH_S, "min_silence_duration_ms": 160}  # BatchedInferencePipeline's own
 MIN_UNHEARD_S = 1.0  # speech left without words that is heard again: a sentence, not a breath the VAD kept
 MAX_ROUNDS = 3
+CLOSING = "\"')]}»”’"  # after a sentence's full stop: `jar."` ends one
 
 
 class FasterWhisperBackend(SampleBackend):
@@ -82,7 +83,7 @@ def sentences(words: Iterable[fw.Word], keep_words: bool) -> Iterator[Segment]:
     sentence: list[fw.Word] = []
     for word in words:
         sentence.append(word)
-        if word.word.rstrip().endswith((".", "?", "!")):
+        if word.word.rstrip().rstrip(CLOSING).endswith((".", "?", "!")):
             yield record(sentence[0].start, word.end, "".join(w.word for w in sentence), sentence, keep_words)
             sentence = []
     if sentence:
