@@ -101,13 +101,15 @@ def _best_match(text: str) -> tuple[int, float]:
 
 def heard_sentences(segments: Iterable[Segment]) -> list[Spoken]:
     """The bank sentences a transcript says, in order, each with the times of the segment(s) it was heard in.
-    Pieces split at punctuation that make one sentence together (Whisper sometimes ends a sentence early) are joined
-    first; pieces that match no sentence are left out."""
+    Pieces split at punctuation that make one sentence together (Whisper sometimes ends a sentence early) are joined,
+    and two sentences heard as one with a comma between them are split; pieces that match no sentence are left
+    out."""
     pieces = [
-        (piece, segment.start, segment.end)
+        (part, segment.start, segment.end)
         for segment in segments
         for piece in re.split(r"(?<=[.?!])\s+|(?<=[.?!][\"')”’])\s+", segment.text)
         if words(piece)
+        for part in split_at_comma(piece)
     ]
     heard: list[tuple[str, float, float, int, float]] = []
     for text, start, end in pieces:
@@ -120,6 +122,18 @@ def heard_sentences(segments: Iterable[Segment]) -> list[Spoken]:
                 continue
         heard.append((text, start, end, sentence, score))
     return [Spoken(sentence, start, end) for _, start, end, sentence, score in heard if score >= MATCHED]
+
+
+def split_at_comma(piece: str) -> list[str]:
+    """The piece, or its two halves at a comma where each is a sentence of the bank and they match better apart."""
+    whole = _best_match(piece)[1]
+    best: tuple[float, list[str]] = (whole, [piece])
+    for comma in (m.start() for m in re.finditer(",", piece)):
+        halves = [piece[: comma + 1], piece[comma + 1 :]]
+        scores = [_best_match(half)[1] for half in halves if words(half)]
+        if len(scores) == 2 and min(scores) >= MATCHED and sum(scores) / 2 > best[0]:
+            best = (sum(scores) / 2, halves)
+    return best[1]
 
 
 class Comparison(NamedTuple):

@@ -75,13 +75,11 @@ def test_no_sentence_is_lost_or_repeated_at_a_cut(
     assert at_cuts == ([], []), (cuts, at_cuts, lost_whole)
     assert len(lost_windowed.missing) <= len(lost_whole.missing), (lost_windowed, lost_whole)
     assert len(lost_windowed.repeated) <= len(lost_whole.repeated), (lost_windowed, lost_whole)
-    # Times are the episode's, not the window's: each sentence heard where the script says it was spoken.
+    # Times are the episode's, not the window's: each sentence is heard in a segment that spans where it was said.
     assert len(heard_windowed) >= 0.9 * len(script)
-    spoken_at = {s.sentence: [] for s in script}
-    for s in script:
-        spoken_at[s.sentence].append(s.start_s)
     for heard in heard_windowed:
-        assert min(abs(heard.start_s - start) for start in spoken_at[heard.sentence]) < 2.0, heard
+        said = [s for s in script if s.sentence == heard.sentence]
+        assert any(s.start_s < heard.end_s + 1 and s.end_s > heard.start_s - 1 for s in said), heard
 
 
 PEAK_RSS = """
