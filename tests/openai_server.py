@@ -91,7 +91,8 @@ def whisper_transcription(received: Received) -> Reply:
         except Exception as exc:
             return error(400, f"Invalid file format: {exc}")
     with _whisper_lock:  # one model, one transcription at a time, as a small server would run it
-        detected, produced = load_backend(settings).segments(samples, settings)  # type: ignore[attr-defined]
+        backend = load_backend(settings)
+        detected, produced = backend.segments(samples, settings, settings.language, None)  # type: ignore[attr-defined]
         segments = list(produced)
     names = {code: name for name, code in LANGUAGE_CODES.items()}
     text = " ".join(s.text for s in segments)

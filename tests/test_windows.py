@@ -9,7 +9,7 @@ import pytest
 
 from tasks import audio as audio_codec
 from tasks.errors import AudioTooLongError
-from tasks.transcribe.windows import SEARCH_FRACTION, windows
+from tasks.transcribe.windows import SEARCH_FRACTION, frame_power, streamed_power, stretches, windows
 from tests.long_episode import write_episode
 
 WINDOW_S = 60.0
@@ -52,3 +52,16 @@ def test_the_stream_stops_at_the_duration_limit_whatever_it_has_yielded(episode:
         for piece in audio_codec.stream(path, max_duration_s=100):
             heard += piece.size
     assert heard <= 100 * audio_codec.SAMPLE_RATE
+
+
+def test_loudness_and_overlapping_stretches_from_a_stream_are_those_of_the_whole_samples(
+    episode: tuple[Path, list],
+) -> None:
+    path, _ = episode
+    whole = audio_codec.decode(path)
+    power, count = streamed_power(audio_codec.stream(path))
+    assert count == whole.size and np.array_equal(power, frame_power(whole))
+    spans = [(0.0, 62.0), (58.0, 122.5), (118.5, 180.0), (176.0, whole.size / audio_codec.SAMPLE_RATE)]
+    rate = audio_codec.SAMPLE_RATE
+    for (start_s, end_s), samples in zip(spans, stretches(audio_codec.stream(path), spans), strict=True):
+        assert np.array_equal(samples, whole[round(start_s * rate) : round(end_s * rate)])

@@ -26,7 +26,7 @@ from tasks.transcribe.base import Progress
 from tasks.transcribe.openai_chunks import CHUNK_S, Chunk, encode_chunk, plan_chunks
 from tasks.transcribe.openai_request import Requester
 from tasks.transcribe.openai_stitch import ChunkTranscript, stitch
-from tasks.transcribe.windows import frame_power
+from tasks.transcribe.windows import streamed_power, stretches
 
 BACKEND = "openai"
 
@@ -49,25 +49,34 @@ def api_transcript(
         raise TranscriptionError(
             "no OpenAI API key: set OPENAI_API_KEY, or name a Prefect Secret block in openai_api_key_secret"
         )
-    samples = audio_codec.decode(audio.path, settings.max_audio_duration_s)
-    duration_s = samples.size / audio_codec.SAMPLE_RATE
-    chunks = plan(frame_power(samples), duration_s, chunk_s=chunk_s)
+    # Twice through the file, never all of it in memory: once for its loudness (where to cut), once for the chunks.
+    power, sample_count = streamed_power(audio_codec.stream(audio.path, settings.max_audio_duration_s))
+    duration_s = sample_count / audio_codec.SAMPLE_RATE
+    chunks = plan(power, duration_s, chunk_s=chunk_s)
     client = new_client(settings, key, openai.Timeout(settings.http_timeout_s))  # each request sets its own
     requester = Requester(client, settings, key, on_retry, encode)
     done: dict[int, ChunkTranscript] = {}
+
+    def collect(finished: set[Future[ChunkTranscript]]) -> None:
+        for future in finished:
+            part = future.result()
+            done[part.chunk.number] = part
+            heard = sum(p.chunk.own_end_s - p.chunk.own_start_s for p in done.values())
+            on_segment(duration_s if len(done) == len(chunks) else min(heard, duration_s), duration_s)
+
+    pending: set[Future[ChunkTranscript]] = set()
     with client, ThreadPoolExecutor(settings.openai_requests, thread_name_prefix="openai-transcribe") as pool:
-        # Each chunk in a copy of this context: Prefect's settings, client and run context reach its requests.
-        pending: set[Future[ChunkTranscript]] = {
-            pool.submit(contextvars.copy_context().run, requester.transcribe, samples, chunk) for chunk in chunks
-        }
         try:
+            samples = stretches(audio_codec.stream(audio.path), ((c.start_s, c.end_s) for c in chunks))
+            for chunk, chunk_samples in zip(chunks, samples):
+                # Each chunk in a copy of this context: Prefect's settings, client and run context reach its requests.
+                pending.add(pool.submit(contextvars.copy_context().run, requester.transcribe, chunk_samples, chunk))
+                if len(pending) >= settings.openai_requests:  # no more chunks decoded than can be sent
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    collect(finished)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    part = future.result()
-                    done[part.chunk.number] = part
-                    heard = sum(p.chunk.own_end_s - p.chunk.own_start_s for p in done.values())
-                    on_segment(duration_s if len(done) == len(chunks) else min(heard, duration_s), duration_s)
+                collect(finished)
         except BaseException:  # the first failure stops the chunks not yet sent, and the retries of the others
             requester.stopped.set()
             for future in pending:

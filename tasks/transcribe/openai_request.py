@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import openai
 
-from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError
 from tasks.models import Segment, Settings, Word
 from tasks.openai_client import RequestFailed, call_with_retries, masked
@@ -72,14 +71,12 @@ class Requester:
         return params
 
     def transcribe(self, samples: np.ndarray, chunk: Chunk) -> ChunkTranscript:
-        first = round(chunk.start_s * audio_codec.SAMPLE_RATE)
-        data = self.encode(samples[first : round(chunk.end_s * audio_codec.SAMPLE_RATE)])
+        """The chunk's transcript, from its samples (chunk.start_s to chunk.end_s)."""
+        data = self.encode(samples)
         if len(data) > MAX_UPLOAD_BYTES:  # cannot happen at CHUNK_S and BIT_RATE; said plainly if it ever does
             raise TranscriptionError(f"chunk {chunk.number + 1} encoded to {len(data):,} bytes, over the API's limit")
         payload = self._send(data, chunk)
-        return parse_reply(
-            payload, chunk, first / audio_codec.SAMPLE_RATE, self.timed, f"{self.where} (chunk {chunk.number + 1})"
-        )
+        return parse_reply(payload, chunk, chunk.start_s, self.timed, f"{self.where} (chunk {chunk.number + 1})")
 
     def _send(self, data: bytes, chunk: Chunk) -> dict[str, Any]:
         # A server slower than real time is taken for stuck: http_timeout_s per minute of audio, at least once.

@@ -73,6 +73,40 @@ def windows(pieces: Iterable[np.ndarray], window_s: float) -> Iterator[Window]:
         yield Window(start / audio_codec.SAMPLE_RATE, buffer[:filled].copy())
 
 
+def streamed_power(pieces: Iterable[np.ndarray], frame_s: float = FRAME_S) -> tuple[np.ndarray, int]:
+    """frame_power of samples arriving in pieces of any size, and how many samples there were."""
+    frame = max(1, round(frame_s * audio_codec.SAMPLE_RATE))
+    powers: list[np.ndarray] = []
+    carried = np.empty(0, dtype=np.float32)  # the part of a frame the last piece ended in
+    total = 0
+    for piece in pieces:
+        total += piece.size
+        joined = np.concatenate((carried, piece))
+        whole = joined.size // frame * frame
+        powers.append(frame_power(joined[:whole], frame_s))
+        carried = joined[whole:]
+    return (np.concatenate(powers) if powers else np.empty(0)), total
+
+
+def stretches(pieces: Iterable[np.ndarray], spans: Iterable[tuple[float, float]]) -> Iterator[np.ndarray]:
+    """The samples of each (start_s, end_s) span, in order (spans may overlap, each starting no earlier than the
+    one before), from samples arriving in pieces; what no later span needs is let go, so memory holds about one
+    span."""
+    held: list[np.ndarray] = []
+    held_from = 0  # the episode's sample index of held[0][0]
+    held_to = 0
+    arriving = iter(pieces)
+    for start_s, end_s in spans:
+        start = round(start_s * audio_codec.SAMPLE_RATE)
+        end = round(end_s * audio_codec.SAMPLE_RATE)
+        while held_to < end and (piece := next(arriving, None)) is not None:
+            held.append(piece)
+            held_to += piece.size
+        joined = np.concatenate(held) if held else np.empty(0, dtype=np.float32)
+        yield joined[start - held_from : end - held_from].copy()
+        held, held_from = [joined[start - held_from :]], start
+
+
 def shifted(segment: Segment, offset_s: float) -> Segment:
     """The segment of a window placed in the episode's time."""
     return segment.model_copy(
