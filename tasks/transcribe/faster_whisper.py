@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,10 @@ STRETCH_S = 30  # what Whisper hears at once
 VAD = {"max_speech_duration_s": STRETCH_S, "min_silence_duration_ms": 160}  # BatchedInferencePipeline's own
 MIN_UNHEARD_S = 1.0  # speech left without words that is heard again: a sentence, not a breath the VAD kept
 MAX_ROUNDS = 3
+try:
+    LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc
+    LIBC = None
 CLOSING = "\"')]}»”’"  # after a sentence's full stop: `jar."` ends one
 
 
@@ -100,6 +105,7 @@ def heard_words(
     and it has no classic decoder's seek to go on from there: so speech its words do not cover is heard again, as
     stretches of its own, until none is left or MAX_ROUNDS have passed."""
     speech = [(r["start"], r["end"]) for r in get_speech_timestamps(samples, VadOptions(**VAD))]
+    give_back_freed_memory()
     stretches = contiguous(speech)
     words: list[fw.Word] = []
     info: fw.TranscriptionInfo | None = None  # the first round's: the language it detected, and how sure it is
@@ -117,12 +123,22 @@ def heard_words(
             clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in stretches],
             vad_filter=False,
         )
-        heard = [word for segment in produced for word in segment.words or ()]
+        heard: list[fw.Word] = []
+        for segment in produced:  # a segment arrives after each batch: what the batch freed goes back first
+            give_back_freed_memory()
+            heard += segment.words or ()
         words += heard
         info = info or round_info
         language = language or info.language
         stretches = unheard(stretches, speech, heard)
     return sorted(words, key=lambda w: w.start), info
+
+
+def give_back_freed_memory() -> None:
+    """glibc keeps freed heap memory for reuse; the VAD's and each batch's large blocks would then stay in the
+    process and add to the next peak. malloc_trim hands them back."""
+    if LIBC is not None:
+        LIBC.malloc_trim(0)
 
 
 def contiguous(speech: list[tuple[int, int]]) -> list[tuple[int, int]]:
