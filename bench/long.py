@@ -1,16 +1,21 @@
 """Long-episode benchmark: what `podflow ingest` takes, in time and memory, to transcribe one episode of 10, 60 or
-180 minutes, and which of its sentences the transcript loses or repeats, for each transcription backend.
+180 minutes (or several at once), and which of its sentences the transcript loses or repeats, for each transcription
+backend.
 
 Each episode is built from the sentence bank by tests/long_episode.py (cached in bench/out/long/, since encoding takes
-about 35 s per hour of audio) and served with a one-item RSS feed by tests/feedserver.py on 127.0.0.1. Each run is
-the real CLI in a fresh process with a fresh output folder, so its wall time holds everything a user waits for:
-Python and Prefect start-up, the download, the transcription and the metadata. Its memory is the peak of the summed
-RSS of the process and all its descendants (Prefect's ephemeral API server included), sampled every 0.1 s; pages
-shared between those processes count once per process. The transcribe stage's own time is read from the feed's
-ledger. `--baseline PATH` runs the same rows from another checkout as well (a `git worktree` of an older commit),
-side by side; a row whose flags that checkout does not know shows n/a.
+about 35 s per hour of audio) and served with an RSS feed by tests/feedserver.py on 127.0.0.1. Each run is the real
+CLI in a fresh process with a fresh output folder, so its wall time holds everything a user waits for: Python and
+Prefect start-up, the download, the transcription and the metadata. Its memory is the peak of the summed RSS of the
+process and all its descendants (Prefect's ephemeral API server included), sampled every 0.1 s; pages shared between
+those processes count once per process. The transcribe stage's own time is read from the feed's ledger: from the
+first episode's start of it to the last one's end. `--baseline PATH` runs the same rows from another checkout as well
+(a `git worktree` of an older commit), side by side; a row whose flags that checkout does not know shows n/a.
+
+`--episodes N` puts N episodes of each length in the feed (seeds --seed, --seed + 1, …), for rows whose workers
+transcribe several at once: × real time is then their total audio over the run's wall time, and lost and repeated
+sentences are summed over them. `--device cuda` swaps the rows for CUDA ones (a GPU machine; see ROWS_BY_DEVICE).
 Run: `.venv/bin/python bench/long.py [--minutes 10 60 180] [--rows faster-whisper whisper] [--baseline PATH]
-[--json bench/out/long.json]`.
+[--device cuda] [--episodes 4] [--json bench/out/long.json]`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,25 +63,61 @@ class Row:
     def needs_openai_server(self) -> bool:
         return OPENAI_BASE_URL in self.flags
 
+    @property
+    def workers(self) -> int:
+        """Episodes it transcribes at once."""
+        if "--transcribe-workers" not in self.flags:
+            return 1
+        return int(self.flags[self.flags.index("--transcribe-workers") + 1])
 
-# The flags of each row, by the name `--rows` takes.
-ROWS = {
-    "faster-whisper": Row("faster-whisper (default)", ()),
-    "faster-whisper-unbatched": Row("faster-whisper unbatched", ("--batch-size", "1")),
-    "whisper": Row("whisper", ("--transcriber", "whisper")),
-    "openai": Row("openai → local server¹", ("--transcriber", "openai", "--openai-base-url", OPENAI_BASE_URL)),
+
+CUDA = ("--device", "cuda")
+CUDA_FASTER_WHISPER = (*CUDA, "--compute-type", "float16")
+CUDA_WHISPER = ("--transcriber", "whisper", *CUDA, "--model", "bundled:tiny.en", "--transcribe-workers", "4")
+
+# The flags of each row, by the name `--rows` takes, for each `--device`.
+ROWS_BY_DEVICE = {
+    "cpu": {
+        "faster-whisper": Row("faster-whisper (default)", ()),
+        "faster-whisper-unbatched": Row("faster-whisper unbatched", ("--batch-size", "1")),
+        "whisper": Row("whisper", ("--transcriber", "whisper")),
+        "openai": Row("openai → local server¹", ("--transcriber", "openai", "--openai-base-url", OPENAI_BASE_URL)),
+    },
+    "cuda": {
+        "faster-whisper-tiny.en": Row(
+            "faster-whisper tiny.en float16", (*CUDA_FASTER_WHISPER, "--model", "bundled:tiny.en")
+        ),
+        "faster-whisper-tiny.en-unbatched": Row(
+            "faster-whisper tiny.en float16 unbatched",
+            (*CUDA_FASTER_WHISPER, "--model", "bundled:tiny.en", "--batch-size", "1"),
+        ),
+        "faster-whisper-base": Row("faster-whisper base float16", (*CUDA_FASTER_WHISPER, "--model", "bundled:base")),
+        "faster-whisper-base-unbatched": Row(
+            "faster-whisper base float16 unbatched",
+            (*CUDA_FASTER_WHISPER, "--model", "bundled:base", "--batch-size", "1"),
+        ),
+        "whisper-threads": Row("whisper tiny.en, 4 threads", (*CUDA_WHISPER, "--transcribe-pool", "threads")),
+        "whisper-processes": Row("whisper tiny.en, 4 processes", (*CUDA_WHISPER, "--transcribe-pool", "processes")),
+    },
 }
 
 
 @dataclass(frozen=True)
 class Episode:
     minutes: float
+    seed: int
     path: Path
     script: list[Spoken]
 
     @property
+    def title(self) -> str:
+        """Its title in the feed, by which its transcript is told from the others'."""
+        return f"A {self.minutes:g}-minute episode, seed {self.seed}"
+
+    @property
     def route(self) -> str:
-        return f"/long-{self.minutes:g}min"
+        """Where the feed server serves its audio."""
+        return f"/long-{self.minutes:g}min-seed{self.seed}.mp3"
 
 
 @dataclass(frozen=True)
@@ -94,35 +136,65 @@ class Checkout:
 
 
 @dataclass
+class Heard:
+    """One episode's transcript against its script."""
+
+    seed: int
+    audio_s: float
+    sentences: int  # in its script
+    missing_at_s: list[float]  # where in the audio each lost sentence was said
+    repeated_at_s: list[float]  # where each sentence heard once too often was heard
+
+
+@dataclass
 class Result:
     code: str
-    row: str  # its name in ROWS
+    row: str  # its name in ROWS_BY_DEVICE
     minutes: float
+    episodes: int
     status: str  # "ok", "failed", or "n/a" (the checkout does not know a flag of the row)
     wall_s: float | None = None
-    audio_s: float | None = None
     transcribe_s: float | None = None
     peak_rss_mib: float | None = None
-    sentences: int | None = None
-    missing_at_s: list[float] | None = None  # where in the audio each lost sentence was said
-    repeated_at_s: list[float] | None = None  # where each sentence heard once too often was heard
+    heard: list[Heard] = field(default_factory=list)  # one per episode, when the run is ok
 
 
-def built_episode(minutes: float, seed: int, console: Console) -> Episode:
-    """The episode from the cache, or built and cached: the audio first, its script last, so a build cut short is
-    never taken for a finished one."""
+def episode_files(minutes: float, seed: int) -> tuple[Path, Path]:
+    """The cached episode's audio and script."""
     stem = f"episode-{minutes:g}min-seed{seed}"  # not a Path's stem: 0.5 minutes has a dot
-    audio, script_path = EPISODES_DIR / f"{stem}.mp3", EPISODES_DIR / f"{stem}.json"
-    if not (audio.exists() and script_path.exists()):
-        console.print(f"building the {minutes:g}-minute episode (seed {seed}) in {audio}")
+    return EPISODES_DIR / f"{stem}.mp3", EPISODES_DIR / f"{stem}.json"
+
+
+def build_episode(minutes: float, seed: int) -> None:
+    """Builds and caches the episode: the audio first, its script last, so a build cut short is never taken for a
+    finished one."""
+    audio, script_path = episode_files(minutes, seed)
+    partial = audio.with_name(audio.name + ".partial")
+    script = write_episode(partial, minutes * 60, seed)
+    partial.replace(audio)
+    partial_script = script_path.with_name(script_path.name + ".partial")
+    partial_script.write_text(json.dumps(script))
+    partial_script.replace(script_path)
+
+
+def built_episodes(minutes: list[float], seeds: list[int], console: Console) -> list[Episode]:
+    """Every length with every seed, from the cache or built and cached; those missing are built at once, one per
+    core, since a machine lent for a GPU run starts without the cache."""
+    wanted = [(length, seed) for length in minutes for seed in seeds]
+    missing = [(length, seed) for length, seed in wanted if not all(f.exists() for f in episode_files(length, seed))]
+    if missing:
+        console.print(
+            "building " + ", ".join(f"the {length:g}-minute episode (seed {seed})" for length, seed in missing)
+        )
         EPISODES_DIR.mkdir(parents=True, exist_ok=True)
-        partial = EPISODES_DIR / f"{stem}.mp3.partial"
-        script = write_episode(partial, minutes * 60, seed)
-        partial.replace(audio)
-        partial_script = EPISODES_DIR / f"{stem}.json.partial"
-        partial_script.write_text(json.dumps(script))
-        partial_script.replace(script_path)
-    return Episode(minutes, audio, [Spoken(*spoken) for spoken in json.loads(script_path.read_text())])
+        with ProcessPoolExecutor(min(len(missing), os.cpu_count() or 1)) as pool:
+            list(pool.map(build_episode, *zip(*missing, strict=True)))
+    episodes = []
+    for length, seed in wanted:
+        audio, script_path = episode_files(length, seed)
+        script = [Spoken(*spoken) for spoken in json.loads(script_path.read_text())]
+        episodes.append(Episode(length, seed, audio, script))
+    return episodes
 
 
 def tree_rss_bytes(process: psutil.Process) -> int:
@@ -178,19 +250,46 @@ def failed(finished: Finished) -> bool:
     return finished.returncode != 0
 
 
-def transcribe_stage_s(output: Path) -> float | None:
-    """How long the episode's transcribe stage took, from the feed's ledger."""
-    ledger = Ledger.model_validate_json(next(output.glob("*/ledger.json")).read_bytes())
+def transcribe_stage_s(ledger: Ledger) -> float | None:
+    """How long the transcribe stage ran, from the first episode's start of it to the last one's end."""
     outcomes = [entry.stages["transcribe"] for entry in ledger.episodes.values() if "transcribe" in entry.stages]
-    return (outcomes[0].ended - outcomes[0].started).total_seconds() if outcomes else None
+    if not outcomes:
+        return None
+    return (max(outcome.ended for outcome in outcomes) - min(outcome.started for outcome in outcomes)).total_seconds()
+
+
+def heard(episodes: list[Episode], ledger: Ledger, output: Path) -> list[Heard] | None:
+    """Each episode's transcript against its script; None, and why on stderr, when one has no transcript."""
+    titles = {entry.episode_id: entry.title for entry in ledger.episodes.values()}
+    transcripts = (Transcript.model_validate_json(path.read_bytes()) for path in output.glob("**/transcript.json"))
+    by_title = {titles[transcript.episode_id]: transcript for transcript in transcripts}
+    if untranscribed := [episode.title for episode in episodes if episode.title not in by_title]:
+        print(f"\n  no transcript of: {', '.join(untranscribed)}", file=sys.stderr)
+        return None
+    result = []
+    for episode in episodes:
+        transcript = by_title[episode.title]
+        comparison = compare(episode.script, heard_sentences(transcript.segments))
+        missing_at_s = [round(spoken.start_s, 1) for spoken in comparison.missing]
+        repeated_at_s = [round(spoken.start_s, 1) for spoken in comparison.repeated]
+        result.append(
+            Heard(episode.seed, transcript.audio_duration_s, len(episode.script), missing_at_s, repeated_at_s)
+        )
+    return result
 
 
 def measure(
-    checkout: Checkout, name: str, episode: Episode, feed_url: str, openai_base_url: str, env: dict[str, str]
+    checkout: Checkout,
+    name: str,
+    row: Row,
+    episodes: list[Episode],
+    feed_url: str,
+    openai_base_url: str,
+    env: dict[str, str],
 ) -> Result:
-    row = ROWS[name]
+    """One run of the row from the checkout on a feed of the episodes, all of one length."""
     flags = [flag.replace(OPENAI_BASE_URL, openai_base_url) for flag in row.flags]
-    result = Result(checkout.name, name, episode.minutes, "failed")
+    result = Result(checkout.name, name, episodes[0].minutes, len(episodes), "failed")
     with tempfile.TemporaryDirectory(prefix="podflow-bench-long-") as output:
         finished = run_cli(checkout, feed_url, Path(output), flags, env)
         result.wall_s, result.peak_rss_mib = finished.wall_s, finished.peak_rss_mib
@@ -199,13 +298,10 @@ def measure(
             return result
         if failed(finished):
             return result
-        transcript = Transcript.model_validate_json(next(Path(output).glob("**/transcript.json")).read_bytes())
-        comparison = compare(episode.script, heard_sentences(transcript.segments))
-        result.status, result.audio_s = "ok", transcript.audio_duration_s
-        result.transcribe_s = transcribe_stage_s(Path(output))
-        result.sentences = len(episode.script)
-        result.missing_at_s = [round(spoken.start_s, 1) for spoken in comparison.missing]
-        result.repeated_at_s = [round(spoken.start_s, 1) for spoken in comparison.repeated]
+        ledger = Ledger.model_validate_json(next(Path(output).glob("*/ledger.json")).read_bytes())
+        if (heard_episodes := heard(episodes, ledger, Path(output))) is None:
+            return result
+        result.status, result.heard, result.transcribe_s = "ok", heard_episodes, transcribe_stage_s(ledger)
     return result
 
 
@@ -217,6 +313,7 @@ COLUMNS = (
     "code",
     "row",
     "minutes",
+    "episodes",
     "wall s",
     "× real time",
     "transcribe s",
@@ -227,20 +324,20 @@ COLUMNS = (
 )
 
 
-def table_row(result: Result) -> list[str]:
-    first = [result.code, ROWS[result.row].label, f"{result.minutes:g}"]
-    if result.status != "ok" or result.wall_s is None or result.audio_s is None:
+def table_row(result: Result, rows: dict[str, Row]) -> list[str]:
+    first = [result.code, rows[result.row].label, f"{result.minutes:g}", str(result.episodes)]
+    if result.status != "ok" or result.wall_s is None:
         status = "[yellow]n/a" if result.status == "n/a" else "[red]failed"
         return [*first, status, *[""] * (len(COLUMNS) - len(first) - 1)]
     return [
         *first,
         f"{result.wall_s:.1f}",
-        f"{result.audio_s / result.wall_s:.1f}",
+        f"{sum(episode.audio_s for episode in result.heard) / result.wall_s:.1f}",
         shown(result.transcribe_s, ".1f"),
         shown(result.peak_rss_mib, ".0f"),
-        shown(result.sentences, "d"),
-        str(len(result.missing_at_s or ())),
-        str(len(result.repeated_at_s or ())),
+        str(sum(episode.sentences for episode in result.heard)),
+        str(sum(len(episode.missing_at_s) for episode in result.heard)),
+        str(sum(len(episode.repeated_at_s) for episode in result.heard)),
     ]
 
 
@@ -250,9 +347,13 @@ class Bench:
     start_up: dict[str, Finished]  # by checkout: an ingest of an empty feed
 
 
-def run_bench(checkouts: list[Checkout], episodes: list[Episode], rows: list[str], progress: Console) -> Bench:
-    """Every row from every checkout on every episode, against one Prefect database made for this bench run."""
+def run_bench(checkouts: list[Checkout], episodes: list[Episode], rows: dict[str, Row], progress: Console) -> Bench:
+    """Every row from every checkout on a feed of the episodes of each length, against one Prefect database made
+    for this bench run."""
     bench = Bench([], {})
+    lengths: dict[float, list[Episode]] = {}  # each length's episodes, one feed
+    for episode in episodes:
+        lengths.setdefault(episode.minutes, []).append(episode)
     with (
         tempfile.TemporaryDirectory(prefix="podflow-bench-prefect-") as prefect_home,
         FeedServer() as feeds,
@@ -262,9 +363,13 @@ def run_bench(checkouts: list[Checkout], episodes: list[Episode], rows: list[str
         env |= {"PREFECT_HOME": prefect_home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "OPENAI_API_KEY": "bench"}
         empty_feed = feeds.add("/empty.xml", rss([]))
         for episode in episodes:
-            feeds.add(episode.route + ".mp3", episode.path.read_bytes())
-            title = f"A {episode.minutes:g}-minute episode"
-            feeds.add(episode.route + ".xml", rss([rss_item(title, enclosure=episode.route + ".mp3")]))
+            feeds.add(episode.route, episode.path.read_bytes())
+        feed_urls = {
+            minutes: feeds.add(
+                f"/long-{minutes:g}min.xml", rss([rss_item(episode.title, enclosure=episode.route) for episode in same])
+            )
+            for minutes, same in lengths.items()
+        }
         with tempfile.TemporaryDirectory() as output:
             # The first run creates and migrates Prefect's database: outside the timings. The next measure what
             # every run pays before its first episode: start-up, the ephemeral API and a flow with nothing to do.
@@ -274,24 +379,36 @@ def run_bench(checkouts: list[Checkout], episodes: list[Episode], rows: list[str
                 start_up = run_cli(checkout, empty_feed, Path(output) / checkout.name, [], env)
                 if not failed(start_up):
                     bench.start_up[checkout.name] = start_up
-        for episode in episodes:
-            feed_url = feeds.url(episode.route + ".xml")
-            for name in rows:
+        for minutes, same in lengths.items():
+            for name, row in rows.items():
                 for checkout in checkouts:
-                    progress.print(f"{checkout.name}: {ROWS[name].label}, {episode.minutes:g} min …", end=" ")
-                    result = measure(checkout, name, episode, feed_url, openai_server.base_url, env)
+                    progress.print(f"{checkout.name}: {row.label}, {len(same)} × {minutes:g} min …", end=" ")
+                    result = measure(checkout, name, row, same, feed_urls[minutes], openai_server.base_url, env)
                     progress.print(result.status, shown(result.wall_s, ".1f"), "s")
                     bench.results.append(result)
     return bench
 
 
-def print_bench(bench: Bench, checkouts: list[Checkout]) -> None:
+def machine(device: str) -> str | None:
+    """The machine in words: its CPUs, and on CUDA its GPU; None when --device cuda finds no GPU."""
+    cpus = f"{os.cpu_count()} CPUs"
+    if device == "cpu":
+        return cpus
+    try:
+        query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+        gpus = subprocess.run(query, capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{gpus[0]}, {cpus}" if gpus else None
+
+
+def print_bench(bench: Bench, checkouts: list[Checkout], rows: dict[str, Row], machine_name: str) -> None:
     described = ", ".join(f"{checkout.name} = {checkout.describe()}" for checkout in checkouts)
-    table = Table(title=f"One long episode through `podflow ingest` ({described}; {os.cpu_count()} CPUs)")
+    table = Table(title=f"Long episodes through `podflow ingest` ({described}; {machine_name})")
     for column in COLUMNS:
         table.add_column(column, justify="right")
     for result in bench.results:
-        table.add_row(*table_row(result))
+        table.add_row(*table_row(result, rows))
     console = Console(width=160)
     console.print(table)
     for name, finished in bench.start_up.items():
@@ -299,7 +416,7 @@ def print_bench(bench: Bench, checkouts: list[Checkout]) -> None:
             f"Start-up ({name}): an ingest of an empty feed takes {finished.wall_s:.1f} s and peaks at "
             f"{finished.peak_rss_mib:.0f} MiB; every wall time above includes it."
         )
-    if any(ROWS[result.row].needs_openai_server for result in bench.results):
+    if any(rows[result.row].needs_openai_server for result in bench.results):
         console.print(
             "¹ The OpenAI-compatible server (tests/openai_server.py, faster-whisper bundled tiny.en) runs in the bench "
             "process: its transcription's memory is not in the podflow process tree's RSS."
@@ -309,24 +426,41 @@ def print_bench(bench: Bench, checkouts: list[Checkout]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 60], help="episode lengths (default 10 60)")
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), help="default: all")
-    parser.add_argument("--seed", type=int, default=0, help="the episodes' sentence order")
+    parser.add_argument("--device", choices=list(ROWS_BY_DEVICE), default="cpu", help="the rows' device (default cpu)")
+    all_rows = [name for rows in ROWS_BY_DEVICE.values() for name in rows]
+    parser.add_argument("--rows", nargs="+", choices=all_rows, metavar="ROW", help="default: all of the device's")
+    parser.add_argument("--episodes", type=int, default=1, help="episodes of each length in the feed (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="the first episode's sentence order")
     parser.add_argument("--baseline", type=Path, help="another checkout to run the same rows from, side by side")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
-    progress = Console(stderr=True)
+    device_rows = ROWS_BY_DEVICE[args.device]
+    if unknown := [name for name in args.rows or () if name not in device_rows]:
+        parser.error(f"--device {args.device} has no rows {', '.join(unknown)}; it has {', '.join(device_rows)}")
+    rows = {name: device_rows[name] for name in args.rows or device_rows}
+    if args.episodes < 1:
+        parser.error("--episodes must be at least 1")
+    if (machine_name := machine(args.device)) is None:
+        parser.error(f"--device {args.device}: nvidia-smi finds no GPU here")
     checkouts = [Checkout("this", ROOT)]
     if args.baseline and not (args.baseline / "flows" / "cli.py").is_file():
         parser.error(f"{args.baseline} is no podflow checkout: it has no flows/cli.py")
     if args.baseline:
         checkouts.append(Checkout("baseline", args.baseline.resolve()))
-    episodes = [built_episode(minutes, args.seed, progress) for minutes in args.minutes]
-    bench = run_bench(checkouts, episodes, args.rows, progress)
-    print_bench(bench, checkouts)
+    progress = Console(stderr=True)
+    for name, row in rows.items():
+        if row.workers > args.episodes:
+            progress.print(f"[yellow]{name} has {row.workers} workers but the feed {args.episodes} episode(s)")
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    episodes = built_episodes(args.minutes, seeds, progress)
+    bench = run_bench(checkouts, episodes, rows, progress)
+    print_bench(bench, checkouts, rows, machine_name)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         document = {
             "checkouts": {checkout.name: checkout.describe() for checkout in checkouts},
+            "machine": machine_name,
+            "rows": {name: {"label": row.label, "flags": list(row.flags)} for name, row in rows.items()},
             "start_up": {
                 name: {"wall_s": f.wall_s, "peak_rss_mib": f.peak_rss_mib} for name, f in bench.start_up.items()
             },
