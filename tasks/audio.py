@@ -1,4 +1,5 @@
-"""The one audio decoder: any container PyAV reads, to 16 kHz mono float32, with no ffmpeg binary needed."""
+"""The one audio decoder: any container PyAV reads, to 16 kHz mono float32 as a stream of frames (an episode is never
+held whole), with no ffmpeg binary needed."""
 
 from __future__ import annotations
 
@@ -22,9 +23,6 @@ SAMPLE_RATE = 16_000
 # the highest any converter records. Outside them a header lies: at 1 Hz each stored sample is a second of output.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 768_000
 MAX_CHANNELS = 64  # seventh-order ambisonics; podcasts have one or two
-INITIAL_BUFFER_S = 60.0  # the first buffer when the container gives no duration
-MAX_FIRST_BUFFER_S = 6 * 3600.0  # a header's claim sizes the first buffer up to here (1.4 GB); samples earn the rest
-GROWTH = 1.25  # a full buffer grows by a quarter: at most a quarter of it is unused at the end
 
 
 class AudioProbe(Record):
@@ -79,40 +77,6 @@ def check_layout(path: Path, sample_rate: int, channels: int) -> None:
 
 def too_long(path: Path, max_duration_s: float) -> AudioTooLongError:
     return AudioTooLongError(f"{path.name} is longer than the {max_duration_s:,.0f}-second limit")
-
-
-class SampleBuffer:
-    """One float32 array filled in place: grown by GROWTH when full, never past `limit` samples."""
-
-    def __init__(self, expected: int, limit: int):
-        self.samples = np.empty(min(expected, limit), dtype=np.float32)
-        self.size, self.limit = 0, limit
-
-    def append(self, samples: np.ndarray) -> None:
-        """Add the samples, which the caller keeps within the limit."""
-        end = self.size + samples.size
-        if end > self.samples.size:
-            # In place (realloc): no second copy of the audio, as a new array would need while copying.
-            self.samples.resize(min(self.limit, max(end, math.ceil(self.samples.size * GROWTH))), refcheck=False)
-        self.samples[self.size : end] = samples
-        self.size = end
-
-    def filled(self) -> np.ndarray:
-        self.samples.resize(self.size, refcheck=False)
-        return self.samples
-
-
-def decode(path: Path, max_duration_s: float = math.inf) -> np.ndarray:
-    """The whole file as 16 kHz mono float32 samples in [-1, 1]; AudioTooLongError past `max_duration_s`, counted on
-    the samples decoded, so the memory is bounded by the limit whatever the header claims."""
-    limit = math.floor(max_duration_s * SAMPLE_RATE) if math.isfinite(max_duration_s) else sys.maxsize
-    declared_s = declared_duration_s_of(path)
-    # A second more than the header says: its duration is often a little short, and the end is trimmed.
-    expected_s = min((declared_s or INITIAL_BUFFER_S) + 1, MAX_FIRST_BUFFER_S)
-    buffer = SampleBuffer(math.ceil(expected_s * SAMPLE_RATE), limit)
-    for samples in stream(path, max_duration_s):
-        buffer.append(samples)
-    return buffer.filled()
 
 
 def stream(path: Path, max_duration_s: float = math.inf) -> Iterator[np.ndarray]:

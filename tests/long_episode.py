@@ -23,6 +23,7 @@ import numpy as np
 
 from tasks import audio as audio_codec
 from tasks.models import Segment
+from tests.speech import decoded
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 SENTENCES: list[str] = json.loads((FIXTURES_DIR / "sentences.json").read_text(encoding="utf-8"))["sentences"]
@@ -40,7 +41,7 @@ class Spoken(NamedTuple):
 
 @cache
 def sentence_clips() -> tuple[np.ndarray, ...]:
-    samples = audio_codec.decode(FIXTURES_DIR / "sentences.ogg")
+    samples = decoded(FIXTURES_DIR / "sentences.ogg")
     spans = json.loads((FIXTURES_DIR / "sentences-spans.json").read_text(encoding="utf-8"))
     return tuple(samples[start:end] for start, end in spans)
 

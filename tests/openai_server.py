@@ -76,6 +76,7 @@ def whisper_transcription(received: Received) -> Reply:
     from tasks.models import Settings
     from tasks.transcribe.base import load_backend
     from tasks.transcribe.openai_request import LANGUAGE_CODES
+    from tests.speech import decoded
 
     upload = received.files.get("file")
     if not upload:
@@ -87,7 +88,7 @@ def whisper_transcription(received: Received) -> Reply:
         file.write(upload)
         file.flush()
         try:
-            samples = audio_codec.decode(Path(file.name))
+            samples = decoded(Path(file.name))
         except Exception as exc:
             return error(400, f"Invalid file format: {exc}")
     with _whisper_lock:  # one model, one transcription at a time, as a small server would run it

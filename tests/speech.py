@@ -1,6 +1,18 @@
-"""Word error rate, for checking real transcriptions against the scripts the demo clips were spoken from."""
+"""Word error rate, for checking real transcriptions against the scripts the demo clips were spoken from; a short
+clip's samples as one array."""
 
+import math
 import re
+from pathlib import Path
+
+import numpy as np
+
+from tasks import audio as audio_codec
+
+
+def decoded(path: Path, max_duration_s: float = math.inf) -> np.ndarray:
+    """A short clip, decoded whole (podflow itself streams an episode, never holding all of it)."""
+    return np.concatenate(list(audio_codec.stream(path, max_duration_s)))
 
 
 def words(text: str) -> list[str]:

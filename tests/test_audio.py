@@ -17,7 +17,6 @@ from tasks import audio as audio_codec
 from tasks.errors import AudioDecodeError, AudioTooLongError
 
 T = TypeVar("T")
-BYTES_PER_S = audio_codec.SAMPLE_RATE * 4  # decoded float32
 SLACK = 2**20  # one frame in flight and the interpreter's own allocations
 
 
@@ -76,32 +75,29 @@ def traced_peak(work: Callable[[], T]) -> tuple[T, int]:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize(
-    ("options", "growth"), [({}, 1.0), ({"live": "1"}, audio_codec.GROWTH)], ids=["duration-in-header", "no-duration"]
-)
-def test_decoding_holds_one_buffer_the_size_of_the_audio(
-    tmp_path: Path, options: dict[str, str], growth: float
-) -> None:
-    """Not a list of chunks then their concatenation, twice the audio at the end: one buffer, sized from the
-    header's length where it gives one, else grown by at most GROWTH at a time."""
+def streamed_count(path: Path, max_duration_s: float = float("inf")) -> int:
+    """How many samples the stream gives, none of them kept."""
+    return sum(piece.size for piece in audio_codec.stream(path, max_duration_s))
+
+
+@pytest.mark.parametrize("options", [{}, {"live": "1"}], ids=["duration-in-header", "no-duration"])
+def test_the_stream_holds_a_frame_not_the_audio(tmp_path: Path, options: dict[str, str]) -> None:
+    """Five minutes are 19 MB of samples; the stream holds one decoded frame at a time, header or no header."""
     path = silent_audio(tmp_path / "episode.mka", 300, options=options)
-    samples, peak = traced_peak(lambda: audio_codec.decode(path))
-    assert samples.dtype == np.float32
-    assert samples.size == pytest.approx(300 * audio_codec.SAMPLE_RATE, abs=audio_codec.SAMPLE_RATE // 10)
-    assert peak <= growth * samples.nbytes + BYTES_PER_S + SLACK, (peak, samples.nbytes)
+    count, peak = traced_peak(lambda: streamed_count(path))
+    assert count == pytest.approx(300 * audio_codec.SAMPLE_RATE, abs=audio_codec.SAMPLE_RATE // 10)
+    assert next(audio_codec.stream(path)).dtype == np.float32
+    assert peak < SLACK, peak
 
 
-def test_decoding_stops_at_the_limit_counted_on_the_samples_produced(tmp_path: Path) -> None:
-    """Ten minutes with no duration in the container, a one-minute limit: refused holding no more than a minute."""
+def test_the_stream_stops_at_the_limit_counted_on_the_samples_produced(tmp_path: Path) -> None:
+    """Ten minutes with no duration in the container, a one-minute limit: refused after a minute of samples."""
     path = live_flac(tmp_path / "live.mka", 600)
-    tracemalloc.start()
-    try:
-        with pytest.raises(AudioTooLongError, match="live.mka is longer than the 60-second limit"):
-            audio_codec.decode(path, max_duration_s=60)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak <= 60 * BYTES_PER_S + SLACK, peak
+    given = 0
+    with pytest.raises(AudioTooLongError, match="live.mka is longer than the 60-second limit"):
+        for piece in audio_codec.stream(path, max_duration_s=60):
+            given += piece.size
+    assert given <= 60 * audio_codec.SAMPLE_RATE
 
 
 def forged_duration(path: Path, duration_ms: float) -> Path:
@@ -114,14 +110,14 @@ def forged_duration(path: Path, duration_ms: float) -> Path:
 
 
 @pytest.mark.parametrize(("claim_ms", "declared_s"), [(3.6e15, 3.6e12), (-1e6, None)], ids=["ages", "negative"])
-def test_a_header_claiming_ages_sizes_no_buffer_by_its_claim(
+def test_a_header_claiming_ages_changes_nothing_but_the_probe(
     tmp_path: Path, claim_ms: float, declared_s: float | None
 ) -> None:
     path = forged_duration(tmp_path / "forged.mka", claim_ms)
     assert audio_codec.probe(path).duration_s == declared_s
-    samples, peak = traced_peak(lambda: audio_codec.decode(path))
-    assert samples.size == pytest.approx(audio_codec.SAMPLE_RATE, abs=16)
-    assert peak <= audio_codec.MAX_FIRST_BUFFER_S * BYTES_PER_S + SLACK
+    count, peak = traced_peak(lambda: streamed_count(path))
+    assert count == pytest.approx(audio_codec.SAMPLE_RATE, abs=16)
+    assert peak < SLACK, peak
     assert audio_codec.duration_s(path, max_duration_s=6 * 3600) == pytest.approx(1, abs=0.01)  # counted
 
 
@@ -160,8 +156,8 @@ def one_hertz_wav(folder: Path) -> Path:
 )
 @pytest.mark.parametrize(
     "read",
-    [audio_codec.probe, audio_codec.decode, lambda path: audio_codec.duration_s(path, 6 * 3600)],
-    ids=["probe", "decode", "duration_s"],
+    [audio_codec.probe, streamed_count, lambda path: audio_codec.duration_s(path, 6 * 3600)],
+    ids=["probe", "stream", "duration_s"],
 )
 def test_absurd_sample_rates_and_channel_counts_are_refused_naming_the_file_and_value(
     tmp_path: Path, make: Callable[[Path], Path], named: str, read: Callable[[Path], object]
@@ -174,4 +170,4 @@ def test_absurd_sample_rates_and_channel_counts_are_refused_naming_the_file_and_
 def test_every_real_sample_rate_is_read(tmp_path: Path, rate: int) -> None:
     path = wav_by_hand(tmp_path / "ok.wav", rate, 2, rate)  # one second, stereo
     assert audio_codec.probe(path).sample_rate == rate
-    assert audio_codec.decode(path).size == pytest.approx(audio_codec.SAMPLE_RATE, abs=16)
+    assert streamed_count(path) == pytest.approx(audio_codec.SAMPLE_RATE, abs=16)

@@ -43,7 +43,7 @@ from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
 from tests.openai_server import TRANSCRIPTIONS, OpenAIServer, Received, Reply, error
-from tests.speech import word_error_rate, words
+from tests.speech import decoded, word_error_rate, words
 from tests.test_transcribe import MAX_WER, assert_files_agree, audio_file, demo_audio, episode_of
 
 KEY = "sk-test-SECRET-123"
@@ -132,7 +132,7 @@ def test_speech_cut_mid_sentence_is_stitched_without_repeats(
     """All four demo clips in one file, cut every 8-10 s: the cuts fall between words, in speech, and what the
     two seconds of overlap let both neighbours hear comes out once, whether the server gives word times, segment
     times or only text."""
-    speech = np.concatenate([audio_codec.decode(DEMO_DIR / f"{demo.slug}.mp3") for demo in DEMO_EPISODES])
+    speech = np.concatenate([decoded(DEMO_DIR / f"{demo.slug}.mp3") for demo in DEMO_EPISODES])
     audio = audio_file(write_wav(tmp_path / "all.wav", speech), tmp_path / "episode", "all")
     script = " ".join(demo.script for demo in DEMO_EPISODES)
     settings = openai_settings(tmp_path, api, word_timestamps=word_timestamps, openai_transcribe_model=model)
@@ -208,7 +208,7 @@ def tone_transcription(received: Received) -> Reply:
     with tempfile.NamedTemporaryFile(suffix=upload.suffix) as file:
         file.write(received.files["file"])
         file.flush()
-        samples = audio_codec.decode(Path(file.name))
+        samples = decoded(Path(file.name))
     window = audio_codec.SAMPLE_RATE // 2
     frames = samples[: samples.size // window * window].reshape(-1, window)
     loud = np.sqrt((frames**2).mean(axis=1)) > 0.03
@@ -566,7 +566,7 @@ def test_every_request_takes_a_slot_of_the_shared_rate_limit(api: OpenAIServer, 
         client.create_global_concurrency_limit(
             GlobalConcurrencyLimitCreate(name="openai-test-rate", limit=1, slot_decay_per_second=2.0)
         )
-    speech = np.concatenate([audio_codec.decode(DEMO_DIR / f"{demo.slug}.mp3") for demo in DEMO_EPISODES])
+    speech = np.concatenate([decoded(DEMO_DIR / f"{demo.slug}.mp3") for demo in DEMO_EPISODES])
     audio = audio_file(write_wav(tmp_path / "all.wav", speech), tmp_path / "episode", "all")
     api.transcribe = lambda received: canned()
     settings = openai_settings(tmp_path, api, openai_requests=4, openai_rate_limit="openai-test-rate")
@@ -704,7 +704,7 @@ def test_an_encoded_chunk_decodes_to_the_same_length(tmp_path: Path) -> None:
     data = encode_chunk((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
     assert 0.8 * seconds * 4000 < len(data) < 1.3 * seconds * 4000  # 32 kbit/s
     (tmp_path / "chunk.ogg").write_bytes(data)
-    assert audio_codec.decode(tmp_path / "chunk.ogg").size == pytest.approx(t.size, abs=400)
+    assert decoded(tmp_path / "chunk.ogg").size == pytest.approx(t.size, abs=400)
 
 
 def timed(chunk: Chunk, *segments: tuple[float, float, str]) -> ChunkTranscript:

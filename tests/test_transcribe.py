@@ -27,7 +27,7 @@ from tasks.transcribe.base import load_backend
 from tasks.transcribe.subtitles import to_vtt
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.feedserver import FeedServer
-from tests.speech import word_error_rate
+from tests.speech import decoded, word_error_rate
 
 # tiny.en scored 5-14% on these clips when they were made; the bound leaves room, not a free pass.
 MAX_WER = 0.3
@@ -257,7 +257,7 @@ def test_whisper_gives_each_concurrent_transcription_its_own_model(tmp_path: Pat
     # Three workers: a backend of its own, not one an earlier test left in the process's cache.
     settings = Settings(output_dir=tmp_path, transcriber="whisper", transcribe_workers=3, beam_size=1)
     backend = load_backend(settings)
-    samples = audio_codec.decode(DEMO_DIR / f"{DEMO_EPISODES[0].slug}.mp3")[: 3 * audio_codec.SAMPLE_RATE]
+    samples = decoded(DEMO_DIR / f"{DEMO_EPISODES[0].slug}.mp3")[: 3 * audio_codec.SAMPLE_RATE]
     together = threading.Barrier(2)
 
     def transcribe_with_the_other() -> None:
@@ -271,8 +271,8 @@ def test_whisper_gives_each_concurrent_transcription_its_own_model(tmp_path: Pat
     assert len(models) == 2 and models[0] is not models[1]
 
 
-def test_decode_gives_16khz_mono_float_samples_of_the_clip_length() -> None:
-    samples = audio_codec.decode(DEMO_DIR / "rivers.mp3")
+def test_the_stream_gives_16khz_mono_float_samples_of_the_clip_length() -> None:
+    samples = decoded(DEMO_DIR / "rivers.mp3")
     probe = audio_codec.probe(DEMO_DIR / "rivers.mp3")
     assert samples.dtype == np.float32
     assert 0.05 < float(np.abs(samples).max()) <= 1.0

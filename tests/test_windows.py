@@ -11,6 +11,7 @@ from tasks import audio as audio_codec
 from tasks.errors import AudioTooLongError
 from tasks.transcribe.windows import SEARCH_FRACTION, frame_power, streamed_power, stretches, windows
 from tests.long_episode import write_episode
+from tests.speech import decoded
 
 WINDOW_S = 60.0
 
@@ -23,7 +24,7 @@ def episode(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
 
 def test_windows_hold_every_sample_once_in_order_and_are_cut_in_pauses(episode: tuple[Path, list]) -> None:
     path, script = episode
-    whole = audio_codec.decode(path)
+    whole = decoded(path)
     cut = list(windows(audio_codec.stream(path), WINDOW_S))
     assert len(cut) >= 3
     assert np.array_equal(np.concatenate([w.samples for w in cut]), whole)
@@ -42,7 +43,7 @@ def test_windows_hold_every_sample_once_in_order_and_are_cut_in_pauses(episode: 
 def test_a_window_longer_than_the_audio_is_the_whole_audio(episode: tuple[Path, list]) -> None:
     path, _ = episode
     (only,) = windows(audio_codec.stream(path), 600)
-    assert only.start_s == 0 and np.array_equal(only.samples, audio_codec.decode(path))
+    assert only.start_s == 0 and np.array_equal(only.samples, decoded(path))
 
 
 def test_the_stream_stops_at_the_duration_limit_whatever_it_has_yielded(episode: tuple[Path, list]) -> None:
@@ -58,7 +59,7 @@ def test_loudness_and_overlapping_stretches_from_a_stream_are_those_of_the_whole
     episode: tuple[Path, list],
 ) -> None:
     path, _ = episode
-    whole = audio_codec.decode(path)
+    whole = decoded(path)
     power, count = streamed_power(audio_codec.stream(path))
     assert count == whole.size and np.array_equal(power, frame_power(whole))
     spans = [(0.0, 62.0), (58.0, 122.5), (118.5, 180.0), (176.0, whole.size / audio_codec.SAMPLE_RATE)]
