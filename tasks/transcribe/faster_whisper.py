@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import faster_whisper.transcribe as fw
@@ -19,7 +20,7 @@ from tasks.transcribe.bundled import bundled_model
 STRETCH_S = 30  # what Whisper hears at once
 VAD = {"max_speech_duration_s": STRETCH_S, "min_silence_duration_ms": 160}  # BatchedInferencePipeline's own
 MIN_UNHEARD_S = 1.0  # speech left without words that is heard again: a sentence, not a breath the VAD kept
-MAX_ROUNDS = 3
+LOOPING = 2.4  # a text that gzip shrinks more than this repeats itself: Whisper's own compression_ratio_threshold
 try:
     LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
 except OSError:  # not glibc
@@ -98,39 +99,47 @@ def sentences(words: Iterable[fw.Word], keep_words: bool) -> Iterator[Segment]:
 def heard_words(
     model: WhisperModel, samples: np.ndarray, settings: Settings, language: str | None
 ) -> tuple[list[fw.Word], fw.TranscriptionInfo | None]:
-    """Every word of the window, by the batched decoder on stretches of speech its Silero VAD finds.
+    """Every word of the window, by the batched decoder on stretches of speech its Silero VAD finds, and by the
+    classic decoder where the batched one failed.
 
     Without timestamp tokens: with them, the batched decoder lost whole sentences at the start of its stretches
     (18 of 126 in a 10-minute episode). Without them it may end a stretch early (it once heard one sentence of six),
-    and it has no classic decoder's seek to go on from there: so speech its words do not cover is heard again, as
-    stretches of its own, until none is left or MAX_ROUNDS have passed."""
+    or loop (`Matayler measures` nine times over 24 s of other speech); it has neither the classic decoder's seek
+    nor its fallback to higher temperatures. So a looping stretch's words are dropped, and the speech no word covers
+    is heard again by the classic decoder, which has both."""
     speech = [(r["start"], r["end"]) for r in get_speech_timestamps(samples, VadOptions(**VAD))]
     give_back_freed_memory()
     stretches = contiguous(speech)
+    if not stretches:
+        return [], None
+    # A pipeline per call: it keeps state between its batches.
+    produced, info = BatchedInferencePipeline(model).transcribe(
+        samples,
+        language=language,
+        beam_size=settings.beam_size,
+        batch_size=settings.batch_size,
+        without_timestamps=True,
+        word_timestamps=True,
+        clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in stretches],
+        vad_filter=False,
+    )
     words: list[fw.Word] = []
-    info: fw.TranscriptionInfo | None = None  # the first round's: the language it detected, and how sure it is
-    for _ in range(MAX_ROUNDS):
-        if not stretches:
-            break
-        # A pipeline per call: it keeps state between its batches.
-        produced, round_info = BatchedInferencePipeline(model).transcribe(
-            samples,
-            language=language,
+    for segment in produced:  # a segment arrives after each batch: what the batch freed goes back first
+        give_back_freed_memory()
+        if segment.compression_ratio <= LOOPING:
+            words += segment.words or ()
+    for start, end in unheard(stretches, speech, words):
+        again, _ = model.transcribe(
+            samples[start:end],
+            language=language or info.language,
             beam_size=settings.beam_size,
-            batch_size=settings.batch_size,
-            without_timestamps=True,
             word_timestamps=True,
-            clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in stretches],
-            vad_filter=False,
+            condition_on_previous_text=False,
         )
-        heard: list[fw.Word] = []
-        for segment in produced:  # a segment arrives after each batch: what the batch freed goes back first
-            give_back_freed_memory()
-            heard += segment.words or ()
-        words += heard
-        info = info or round_info
-        language = language or info.language
-        stretches = unheard(stretches, speech, heard)
+        offset_s = start / SAMPLE_RATE
+        words += [
+            replace(w, start=w.start + offset_s, end=w.end + offset_s) for segment in again for w in segment.words or ()
+        ]
     return sorted(words, key=lambda w: w.start), info
 
 
