@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil  # noqa: E402
+from checkout import Checkout  # noqa: E402  (bench/, beside this script: whichever checkout a row imports)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -118,21 +119,6 @@ class Episode:
     def route(self) -> str:
         """Where the feed server serves its audio."""
         return f"/long-{self.minutes:g}min-seed{self.seed}.mp3"
-
-
-@dataclass(frozen=True)
-class Checkout:
-    """A source tree whose `flows` and `tasks` a run imports."""
-
-    name: str  # "this" or "baseline"
-    path: Path
-
-    def describe(self) -> str:
-        """The commit, marked -dirty when the tree has changes, or the path when it is no git checkout."""
-        described = subprocess.run(
-            ["git", "-C", str(self.path), "describe", "--always", "--dirty"], capture_output=True, text=True
-        )
-        return described.stdout.strip() if described.returncode == 0 else str(self.path)
 
 
 @dataclass

@@ -42,6 +42,7 @@ CODE_ENV = "PODFLOW_BENCH_CODE"
 CODE_ROOT = Path(os.environ.get(CODE_ENV, ROOT))
 sys.path.insert(0, str(CODE_ROOT))
 
+from checkout import Checkout  # noqa: E402  (bench/, beside this script: whichever checkout a row imports)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -174,21 +175,6 @@ def device_in_use() -> tuple[str, str]:
     if torch.cuda.is_available():
         return "cuda", torch.cuda.get_device_name()
     return "cpu", f"CPU, {os.cpu_count()} cores"
-
-
-@dataclass(frozen=True)
-class Checkout:
-    """A source tree whose `tasks` a row imports."""
-
-    name: str  # "this" or "baseline"
-    path: Path
-
-    def describe(self) -> str:
-        """The commit, marked -dirty when the tree has changes, or the path when it is no git checkout."""
-        described = subprocess.run(
-            ["git", "-C", str(self.path), "describe", "--always", "--dirty"], capture_output=True, text=True
-        )
-        return described.stdout.strip() if described.returncode == 0 else str(self.path)
 
 
 def run_row(checkout: Checkout, layout: Layout, rounds: int) -> dict[str, Any]:
