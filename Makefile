@@ -16,7 +16,7 @@ $(BIN)/podflow: pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	# Without its requirements, which pull triton (1 GB, GPU only); pyproject.toml lists the ones it needs.
 	$(BIN)/pip install --quiet --no-deps openai-whisper==20250625
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,cluster]'
 	touch $@
 
 demo: $(BIN)/podflow

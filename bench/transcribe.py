@@ -2,7 +2,7 @@
 
 Each row runs in a fresh Python process, so model load time and peak memory are its own. A row loads the engine
 (timed), warms every worker on a short clip, then transcribes the demo clips `--rounds` times with its workers
-through `tasks.transcribe.transcribe_audio`, the code the flow's transcribe task runs. Worker processes are
+through `tasks.transcribe.stage.transcribe_audio`, the code the flow's transcribe task runs. Worker processes are
 spawned like Prefect's ProcessPoolTaskRunner spawns them, each loading its own model once. Ratios (`/ reference`) are
 to faster-whisper tiny.en with one worker, measured in the same run. On a machine with CUDA the rows run there, and
 the title names the device.
@@ -93,7 +93,7 @@ def transcribe_clip(job: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     """One clip in a worker: its text, seconds of audio and of work, and the worker's peak memory."""
     from tasks.download import sha256_of
     from tasks.models import AudioFile, Episode, Settings
-    from tasks.transcribe import transcribe_audio
+    from tasks.transcribe.stage import transcribe_audio
 
     clip, folder, settings_fields = job
     path = DEMO_DIR / f"{clip}.mp3"

@@ -13,6 +13,7 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import inspect  # noqa: E402
+import sys  # noqa: E402
 from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import UnionType  # noqa: E402
@@ -32,6 +33,7 @@ from flows.ingest import ingest_feeds, listening  # noqa: E402
 from flows.limits import limits_app  # noqa: E402
 from tasks.metadata import metadata_json_schema  # noqa: E402
 from tasks.models import STAGES, IngestReport, RunReport, Settings  # noqa: E402
+from tasks.transcribe.base import hears_audio  # noqa: E402
 
 DEMO_DIR = Path(__file__).parent / "demo"
 # Fixed, because the feed URL names the output folder: a second demo run must find the first one's work.
@@ -232,6 +234,55 @@ def demo(
     raise typer.Exit(status)
 
 
+WORKER_SETTINGS = ("transcriber", "model", "device", "compute_type")
+
+
+def worker(ctx: typer.Context, scheduler: str, slots: int, **given: object) -> None:
+    """Start a Dask worker that hears audio for runs with --transcribe-cluster SCHEDULER: its model loaded once
+    and kept; each run's transcriber, model, device and compute type checked against it. Options this command
+    does not know go to `dask worker` (--name, --local-directory, --nanny/--no-nanny ...)."""
+    from tasks.transcribe.cluster_worker import RESOURCE, WORKER_SETTINGS_VARIABLE  # Dask is an optional extra
+
+    try:
+        settings = Settings.model_validate(
+            {name: value for name, value in given.items() if value is not None} | {"transcribe_workers": slots}
+        )
+    except ValidationError as exc:
+        raise typer.BadParameter("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+    if not hears_audio(settings):
+        raise typer.BadParameter(f"{settings.transcriber} does not hear audio itself: a worker has nothing to run")
+    os.environ[WORKER_SETTINGS_VARIABLE] = settings.model_dump_json()
+    # exec, not a child: the process an operator (or a test) started is the worker, signals and PID included.
+    command = ["-m", "distributed.cli.dask_worker", scheduler, "--nthreads", str(slots)]
+    command += ["--resources", f"{RESOURCE}={slots}", "--preload", "tasks.transcribe.cluster_worker", *ctx.args]
+    os.execv(sys.executable, [sys.executable, *command])
+
+
+worker.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter(
+            "scheduler",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=Annotated[str, typer.Argument(metavar="SCHEDULER", help="The Dask scheduler: tcp://HOST:8786.")],
+        ),
+        inspect.Parameter(
+            "slots",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=1,
+            annotation=Annotated[
+                int,
+                typer.Option(
+                    min=1,
+                    help="Transcriptions this worker runs at once, each holding one of its transcribe slots, all on "
+                    "its one model. On a host of several GPUs, run one worker per GPU (CUDA_VISIBLE_DEVICES=N).",
+                ),
+            ],
+        ),
+        *(setting_option(name, Settings.model_fields[name]) for name in WORKER_SETTINGS),
+    ]
+)
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(worker)
 app.add_typer(limits_app, name="limits")
 
 

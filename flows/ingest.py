@@ -35,8 +35,8 @@ from tasks.opml import read_opml
 from tasks.redaction import redact_url, redact_urls
 from tasks.report import StagesRun, feed_report
 from tasks.selection import selected_episodes, unique_episodes
-from tasks.transcribe import transcribe
-from tasks.transcribe.base import runs_in_processes
+from tasks.transcribe.base import on_cluster, runs_in_processes
+from tasks.transcribe.stage import transcribe
 
 _progress_listeners: list[Callable[[Progress], None]] = []
 
@@ -60,7 +60,7 @@ def tagged(task: Task[..., Any], stage: str, limited: set[str]) -> Task[..., Any
     return task.with_options(tags={stage_tag(stage)}) if stage_tag(stage) in limited else task
 
 
-def episode_stages(settings: Settings, limited: set[str]) -> list[Stage[FeedEpisode]]:
+def episode_stages(settings: Settings, limited: set[str], transcribe_workers: int) -> list[Stage[FeedEpisode]]:
     def download_parameters(item: FeedEpisode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
         return {"episode": item.episode, "store": item.store, "settings": settings}
 
@@ -82,7 +82,7 @@ def episode_stages(settings: Settings, limited: set[str]) -> list[Stage[FeedEpis
         Stage(
             "transcribe",
             tagged(transcribe, "transcribe", limited),
-            settings.transcribe_workers,
+            transcribe_workers,
             transcribe_parameters,
             in_processes=runs_in_processes(settings),
         ),
@@ -183,6 +183,12 @@ def ingest(
     for error in source_errors:
         logger.error("%s", error)
     started = utc_now()
+    transcribe_workers = settings.transcribe_workers
+    if on_cluster(settings):  # before any download: a cluster that cannot be reached fails the run here
+        from tasks.transcribe.cluster import cluster_slots  # Dask is an optional extra
+
+        transcribe_workers = cluster_slots(settings)
+        logger.info("Transcribing on the Dask cluster at %s: %d slots", settings.transcribe_cluster, transcribe_workers)
     with ExitStack() as locks:
         feeds = open_feeds(urls, settings, locks, listed)
         fetch_feeds(feeds, settings)
@@ -227,7 +233,7 @@ def ingest(
         limited = limited_stage_tags()
         if limited:
             logger.info("Stage limits across runs apply to: %s", ", ".join(sorted(limited)))
-        runs = run_pipeline(todo, episode_stages(settings, limited), on_progress)
+        runs = run_pipeline(todo, episode_stages(settings, limited, transcribe_workers), on_progress)
         by_episode = {(run.item.store.feed_dir, run.item.episode.episode_id): run for run in runs}
         reports = tuple(reported(feed_run, by_episode, started) for feed_run in feeds)
     report = RunReport(started=started, ended=utc_now(), feeds=reports, source_errors=tuple(source_errors))

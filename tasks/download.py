@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 import os
 import re
@@ -18,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.audio import AUDIO_EXTENSIONS
 from tasks.errors import DownloadError, RetryableDownloadError
-from tasks.files import no_link, open_no_link
+from tasks.files import no_link, open_no_link, sha256_of
 from tasks.http import GuardedSession, failure_detail, retry_after_s, status_line
 from tasks.models import AudioFile, Episode, Settings
 from tasks.network import AddressRefusedError, DeadlineExceededError
@@ -45,14 +44,6 @@ def audio_file_name(episode: Episode) -> str:
     if suffix not in AUDIO_EXTENSIONS:
         suffix = mimetypes.guess_extension(episode.enclosure_type or "") or ".audio"
     return f"audio{suffix}"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_verified(audio: AudioFile | None) -> bool:

@@ -7,6 +7,7 @@ The output folder is the operator's and may be a link; everything below it is po
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 from contextlib import suppress
@@ -74,3 +75,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def write_record(path: Path, record: BaseModel) -> None:
     atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()

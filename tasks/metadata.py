@@ -28,7 +28,7 @@ from tasks.models import (
 )
 from tasks.prefect_glue import episode_run_name, fail_quietly
 from tasks.store import FeedStore
-from tasks.transcribe import TRANSCRIPT_FILES
+from tasks.transcribe.stage import TRANSCRIPT_FILES
 
 
 def build_metadata(

@@ -18,7 +18,7 @@ import stat
 import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatch
 from pathlib import Path
@@ -240,8 +240,11 @@ class FeedStore:
         started: datetime,
         error: str | None = None,
         audio: AudioFile | None = None,
+        workers: tuple[str, ...] = (),
     ) -> None:
-        outcome = StageOutcome(status="failed" if error else "done", started=started, ended=utc_now(), error=error)
+        outcome = StageOutcome(
+            status="failed" if error else "done", started=started, ended=utc_now(), error=error, workers=workers
+        )
         with self._locked_ledger() as ledger:
             entry = ledger.episodes[episode_id]
             update: dict[str, object] = {"stages": {**entry.stages, stage: outcome}}
@@ -257,9 +260,10 @@ class FeedStore:
             yield recording
         except Exception as exc:
             # Expected errors are masked already; an unexpected one's message may still carry a credential.
-            self.record(episode_id, stage, recording.started, error=redact_urls(f"{type(exc).__name__}: {exc}"))
+            error = redact_urls(f"{type(exc).__name__}: {exc}")
+            self.record(episode_id, stage, recording.started, error=error, workers=tuple(recording.workers))
             raise
-        self.record(episode_id, stage, recording.started, audio=recording.audio)
+        self.record(episode_id, stage, recording.started, audio=recording.audio, workers=tuple(recording.workers))
 
 
 @dataclass
@@ -274,3 +278,4 @@ class StageRecording:
 
     started: datetime
     audio: AudioFile | None = None
+    workers: list[str] = field(default_factory=list)  # the cluster workers that took it, in order

@@ -49,6 +49,7 @@ INTEGRATION_MODULES = {
     "test_ct2",
     "test_operate",
     "test_crash_resume",
+    "test_cluster",
 }
 
 

@@ -18,7 +18,7 @@ import pytest
 from tasks import audio as audio_codec
 from tasks.download import sha256_of
 from tasks.models import AudioFile, Episode, Settings, Transcript
-from tasks.transcribe import transcribe_audio
+from tasks.transcribe.stage import transcribe_audio
 from tasks.transcribe.windows import windows
 from tests.long_episode import Spoken, compare, heard_sentences, near, write_episode
 
@@ -86,7 +86,7 @@ PEAK_RSS = """
 import json, resource, sys
 from pathlib import Path
 from tasks.models import Episode, Settings
-from tasks.transcribe import transcribe_audio
+from tasks.transcribe.stage import transcribe_audio
 from tests.test_long_episodes import audio_of
 path, folder = Path(sys.argv[1]), Path(sys.argv[2])
 transcript = transcribe_audio(audio_of(path), Episode(episode_id="long", title="long"), folder,

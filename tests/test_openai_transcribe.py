@@ -34,11 +34,12 @@ from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError
 from tasks.models import Segment, Settings, Transcript, Word
 from tasks.openai_client import call_with_retries
-from tasks.transcribe import openai_chunks, transcribe_audio
+from tasks.transcribe import openai_chunks
 from tasks.transcribe.openai_api import api_transcript
 from tasks.transcribe.openai_chunks import Chunk, encode_chunk, plan_chunks
 from tasks.transcribe.openai_request import parse_reply
 from tasks.transcribe.openai_stitch import ChunkTranscript, stitch
+from tasks.transcribe.stage import transcribe_audio
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer

@@ -15,8 +15,8 @@ import pytest
 import tasks.transcribe
 from tasks.errors import AudioDecodeError
 from tasks.models import AudioFile, Settings
-from tasks.transcribe import transcribe_audio
 from tasks.transcribe.base import runs_in_processes
+from tasks.transcribe.stage import transcribe_audio
 from tasks.transcribers import BACKENDS, BackendInfo
 from tests.conftest import DEMO_EPISODES
 from tests.test_transcribe import assert_files_agree, demo_audio, episode_of
@@ -105,7 +105,7 @@ def test_every_registered_transcriber_loads_a_class_with_the_one_entry_point(nam
 
 def test_choosing_faster_whisper_never_imports_torch() -> None:
     script = (
-        "import sys; from tasks.models import Settings; from tasks.transcribe import transcribe_audio; "
+        "import sys; from tasks.models import Settings; from tasks.transcribe.stage import transcribe_audio; "
         "from tasks.transcribe.base import load_backend; load_backend(Settings()); "
         "print(sorted(m for m in ('torch', 'whisper', 'openai', 'av') if m in sys.modules))"
     )

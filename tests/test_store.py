@@ -19,7 +19,7 @@ from tasks.errors import FeedBusyError, StorageError
 from tasks.files import atomic_write_text
 from tasks.models import STAGES, AudioFile, Episode
 from tasks.store import FeedStore, episode_folder_name, feed_folder_name, free_episode_folder_name, slugify
-from tasks.transcribe import read_transcript
+from tasks.transcribe.stage import read_transcript
 
 LINK_REFUSED = "is a symbolic link; podflow never follows links inside its output folder"
 

@@ -22,8 +22,8 @@ from tasks import audio as audio_codec
 from tasks.download import sha256_of
 from tasks.errors import AudioDecodeError, AudioTooLongError, TranscriptionError
 from tasks.models import AudioFile, Episode, Segment, Settings, Transcript, TranscriptLink
-from tasks.transcribe import transcribe_audio
 from tasks.transcribe.base import load_backend
+from tasks.transcribe.stage import transcribe_audio
 from tasks.transcribe.subtitles import to_vtt
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.feedserver import FeedServer
@@ -336,7 +336,7 @@ import json, resource, sys
 from pathlib import Path
 from tasks.errors import StorageError
 from tasks.models import AudioFile, Episode, Settings
-from tasks.transcribe import transcribe_audio
+from tasks.transcribe.stage import transcribe_audio
 audio = AudioFile.model_validate_json(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))  # no file may grow past 200 bytes: a disk that fills up
 try:

@@ -16,6 +16,11 @@ class StageOutcome(Record):
     started: datetime
     ended: datetime
     error: str | None = None
+    workers: tuple[str, ...] = Field(
+        (),
+        description="The transcribe cluster's workers that took the stage, in order: more than one where a worker "
+        "left mid-way and the stage moved to another.",
+    )
 
 
 class LedgerEntry(Record):

@@ -55,6 +55,20 @@ class Settings(Record):
         description="Local transcribers decode and hear the audio this many seconds at a time, each window cut at a "
         "pause near its end: memory stays the same however long the episode runs.",
     )
+    transcribe_cluster: str | None = Field(
+        None,
+        description="A Dask scheduler (tcp://HOST:8786) whose workers, started with `podflow worker`, hear the audio; "
+        "the run then transcribes as many episodes at once as the cluster has transcribe slots. Empty: this machine.",
+    )
+    cluster_timeout_s: PositiveFloat = Field(
+        30.0,
+        description="transcribe_cluster: how long to wait for its scheduler and for a worker with a transcribe slot, "
+        "at the start of a run and while an episode waits, before failing.",
+    )
+    cluster_transcribe_timeout_s: PositiveFloat = Field(
+        6 * 3600.0,
+        description="transcribe_cluster: an episode still being heard this long after a worker took it is given up.",
+    )
     language: str | None = Field(None, description="Spoken language code; detected when empty.")
     word_timestamps: bool = Field(False, description="Add word timings to transcript.json.")
     prefer_published: bool = Field(

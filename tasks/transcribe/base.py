@@ -27,10 +27,12 @@ def _nobody(*heard: object) -> None:
 
 class Progress(NamedTuple):
     """Who hears how a transcription goes: `on_segment(seconds_done, seconds_in_total)` as the audio is heard,
-    `on_retry(message)` for each request a backend tries again."""
+    `on_retry(message)` for each request a backend tries again, `on_worker(address)` for each cluster worker that
+    takes it (a second one: the first left mid-way)."""
 
     on_segment: Callable[[float, float], None] = _nobody
     on_retry: Callable[[str], None] = _nobody
+    on_worker: Callable[[str], None] = _nobody
 
 
 class Backend(Protocol):
@@ -96,7 +98,14 @@ class SampleBackend(ABC):
 
 
 # What a backend is constructed with: other settings may change from one call to the next.
-LOADED_BY = {"transcriber", "model", "device", "compute_type", "transcribe_workers", "transcribe_pool"}
+LOADED_BY = {
+    "transcriber",
+    "model",
+    "device",
+    "compute_type",
+    "transcribe_workers",
+    "transcribe_pool",
+}
 _backends: dict[str, Backend] = {}
 _backends_lock = threading.Lock()
 
@@ -115,9 +124,22 @@ def load_backend(settings: Settings) -> Backend:
         return _backends[key]
 
 
+def hears_audio(settings: Settings) -> bool:
+    """Whether the transcriber hears the audio itself (Whisper), not through the OpenAI API or a published file."""
+    return issubclass(BACKENDS[settings.transcriber].load(), SampleBackend)
+
+
+def on_cluster(settings: Settings) -> bool:
+    """Whether a Dask cluster's workers hear the audio (cluster.py): a transcribe_cluster is set and the
+    transcriber hears audio itself."""
+    return bool(settings.transcribe_cluster) and hears_audio(settings)
+
+
 def runs_in_processes(settings: Settings) -> bool:
     """Whether the transcribe stage's workers are processes: `auto` picks them for a backend registered with
-    processes_on_cuda (openai-whisper) when its model runs on CUDA."""
+    processes_on_cuda (openai-whisper) when its model runs on CUDA. Never with a cluster: its threads only wait."""
+    if on_cluster(settings):
+        return False
     if settings.transcribe_pool == "auto":
         return BACKENDS[settings.transcriber].processes_on_cuda and torch_device(settings) == "cuda"
     return settings.transcribe_pool == "processes"

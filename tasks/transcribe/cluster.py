@@ -1,0 +1,197 @@
+"""Transcription on a Dask cluster (`transcribe_cluster`): the transcribe stage stays a Prefect task on the flow's
+machine (ledger, files, lineage, UI unchanged) and sends only the hearing of the audio to a worker that
+`podflow worker` started, which loads its model once and keeps it.
+
+Each transcription holds one unit of the workers' `transcribe` resource, so a GPU host offering one slot per GPU
+runs one at a time per GPU, whichever flow runs share the scheduler. The audio goes as a path where every worker
+sees the flow's file there (a shared output folder), else as bytes through Dask. When a worker dies mid-way, Dask
+runs the transcription again on another (and the worker's nanny starts a new process); one that kills every
+worker it runs on fails with Dask's KilledWorker. Every wait has a deadline (Settings.cluster_timeout_s,
+cluster_transcribe_timeout_s).
+
+The worker's side is cluster_worker.py.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from concurrent.futures import CancelledError
+from typing import Any
+
+import distributed
+
+from tasks.errors import TranscriptionError
+from tasks.models import AudioFile, Episode, Settings, Transcript
+from tasks.transcribe.base import Progress
+from tasks.transcribe.cluster_worker import RESOURCE, TOPIC, AudioNotVisibleError, ClusterError, hear, sees
+
+HEALTH_CHECK_S = 2.0
+SENDS = 3  # tries to get the audio to a worker, where the worker holding the bytes sent dies each time
+
+
+class AudioLostError(Exception):
+    """The worker holding the bytes sent died before the transcription was heard: send them again."""
+
+
+def cluster_slots(settings: Settings) -> int:
+    """The transcribe slots of the settings' cluster, connecting to it: ClusterError, before any download, where
+    its scheduler cannot be reached or no worker offers a slot within cluster_timeout_s."""
+    return cluster_client(settings).wait_for_slots(settings.cluster_timeout_s)
+
+
+_clients: dict[str, ClusterClient] = {}
+_clients_lock = threading.Lock()
+
+
+def cluster_client(settings: Settings) -> ClusterClient:
+    """This process's client of the settings' cluster, connected on first use (and again after it closed)."""
+    address = settings.transcribe_cluster
+    assert address, "no transcribe_cluster in the settings"
+    with _clients_lock:
+        known = _clients.get(address)
+        if known is None or known.client.status in ("closing", "closed"):
+            _clients[address] = ClusterClient(address, settings.cluster_timeout_s)
+        return _clients[address]
+
+
+class ClusterClient:
+    """One connection to the scheduler, shared by the stage's threads; routes each worker event to the
+    transcription it is about."""
+
+    def __init__(self, address: str, timeout_s: float):
+        self.address = address
+        try:
+            self.client = distributed.Client(address, timeout=timeout_s, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(
+                f"the transcribe cluster's scheduler at {address} cannot be reached within {timeout_s:g} s: {exc}"
+            ) from exc
+        self._inboxes: dict[str, queue.SimpleQueue[dict[str, Any]]] = {}
+        self.client.subscribe_topic(TOPIC, self._deliver)
+
+    def _deliver(self, event: tuple[float, dict[str, Any]]) -> None:
+        note = event[1]
+        if (inbox := self._inboxes.get(note.get("key", ""))) is not None:
+            inbox.put(note)
+
+    def workers(self) -> list[str]:
+        """The addresses of the workers offering a transcribe slot now."""
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        return [address for address, info in workers.items() if info.get("resources", {}).get(RESOURCE, 0) > 0]
+
+    def slots(self) -> int:
+        """The transcribe slots the cluster's workers offer now."""
+        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        return int(sum(info.get("resources", {}).get(RESOURCE, 0) for info in workers))
+
+    def wait_for_slots(self, timeout_s: float) -> int:
+        """The cluster's transcribe slots, once it has any; ClusterError if none appear within the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while (slots := self.slots()) < 1:
+            if time.monotonic() >= deadline:
+                raise ClusterError(
+                    f"no worker of the transcribe cluster at {self.address} offers a {RESOURCE} slot after "
+                    f"{timeout_s:g} s: start `podflow worker {self.address}` on a transcribing host"
+                )
+            time.sleep(0.2)
+        return slots
+
+    def seen_by_every_worker(self, audio: AudioFile) -> bool:
+        """Whether every worker with a slot finds the flow's file at its path: then the path is sent, not bytes.
+        A worker that cannot answer (it died just now) has no say."""
+        workers = self.workers()
+        answers = self.client.run(sees, str(audio.path), audio.bytes, workers=workers, on_error="return").values()
+        said = [answer for answer in answers if isinstance(answer, bool)]
+        return bool(said) and all(said)
+
+    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress) -> Transcript:
+        """The episode's transcript, heard by a worker of the cluster; the Backend protocol's one entry point."""
+        audio = audio.model_copy(update={"path": audio.path.resolve()})
+        by_path = self.seen_by_every_worker(audio)
+        for _ in range(SENDS):
+            try:
+                return self._heard(audio, episode, settings, progress, by_path)
+            except AudioNotVisibleError as exc:  # a worker that joined after the check, on another file system
+                progress.on_retry(f"Sending the audio as bytes: {exc}")
+                by_path = False
+            except AudioLostError as exc:
+                progress.on_retry(f"Sending the audio again: {exc}")
+        raise ClusterError(f"the audio was sent {SENDS} times and never heard: each worker holding it left")
+
+    def _heard(
+        self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress, by_path: bool
+    ) -> Transcript:
+        key = f"podflow-transcribe-{uuid.uuid4().hex}"
+        inbox: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._inboxes[key] = inbox
+        sent = None if by_path else self.client.scatter(audio.path.read_bytes(), hash=False)
+        future = self.client.submit(
+            hear, key, audio, sent, episode, settings, key=key, resources={RESOURCE: 1}, pure=False
+        )
+        future.add_done_callback(lambda done: inbox.put({"event": "done"}))
+        try:
+            self._follow(future, inbox, settings, progress)
+            return future.result()
+        except distributed.KilledWorker as exc:
+            raise TranscriptionError(f"every worker that took the transcription died: KilledWorker: {exc}") from None
+        except CancelledError as exc:
+            if sent is not None and sent.status != "finished":  # Dask keeps scattered data on one worker only
+                raise AudioLostError("the worker holding the audio left before it was heard") from None
+            raise ClusterError(f"the transcribe cluster at {self.address} dropped the transcription: {exc}") from None
+        finally:
+            self._inboxes.pop(key, None)
+            future.release()
+            if sent is not None:
+                sent.release()
+
+    def _follow(
+        self,
+        future: distributed.Future,
+        inbox: queue.SimpleQueue[dict[str, Any]],
+        settings: Settings,
+        progress: Progress,
+    ) -> None:
+        """Pass the workers' events on until the future is done; ClusterError past a deadline (the future is
+        cancelled): the cluster without a scheduler or a slot for cluster_timeout_s, or one worker hearing the
+        episode for cluster_transcribe_timeout_s."""
+        started = None
+        next_check = time.monotonic() + HEALTH_CHECK_S
+        unhealthy_since: float | None = None
+        while True:
+            try:
+                note = inbox.get(timeout=HEALTH_CHECK_S)
+            except queue.Empty:
+                note = {}
+            now = time.monotonic()
+            match note.get("event"):
+                case "done":
+                    return
+                case "started":
+                    started = now
+                    progress.on_worker(note["worker"])
+                case "heard":
+                    progress.on_segment(note["done_s"], note["total_s"])
+            if started is not None and now - started > settings.cluster_transcribe_timeout_s:
+                future.cancel()
+                raise ClusterError(
+                    f"not transcribed {settings.cluster_transcribe_timeout_s:g} s after a worker took it: given up"
+                )
+            if now >= next_check:
+                next_check = now + HEALTH_CHECK_S
+                healthy = self.client.status == "running" and self._has_slots()
+                unhealthy_since = None if healthy else (unhealthy_since or now)
+                if unhealthy_since is not None and now - unhealthy_since > settings.cluster_timeout_s:
+                    future.cancel()
+                    raise ClusterError(
+                        f"the transcribe cluster at {self.address} had no scheduler or no worker with a "
+                        f"{RESOURCE} slot for {settings.cluster_timeout_s:g} s"
+                    )
+
+    def _has_slots(self) -> bool:
+        try:
+            return self.slots() > 0
+        except (OSError, TimeoutError):
+            return False

@@ -1,0 +1,131 @@
+"""The worker's side of transcription on a Dask cluster (cluster.py is the flow's): what `podflow worker` preloads
+into each `dask worker` process, and the task it runs. The model is loaded once, when the worker starts, from the
+settings `podflow worker` was given; each transcription is checked against them. Imports no Prefect: a worker
+needs only the transcribers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tasks.errors import PodflowError, TranscriptionError
+from tasks.files import sha256_of
+from tasks.models import AudioFile, Episode, Settings, Transcript
+from tasks.transcribe.base import Progress, load_backend
+
+try:
+    import distributed
+except ImportError as exc:  # an optional extra: only the flows and workers that use a cluster need it
+    raise TranscriptionError("transcribe_cluster needs Dask: pip install 'podflow[cluster]'") from exc
+
+RESOURCE = "transcribe"
+TOPIC = "podflow-transcribe"  # the events workers log as they take and hear an episode
+WORKER_SETTINGS_VARIABLE = "PODFLOW_WORKER_SETTINGS"  # `podflow worker` hands the worker process its settings here
+
+
+class ClusterError(TranscriptionError):
+    """The transcribe cluster cannot be reached, or has no worker to take the transcription."""
+
+
+class ModelMismatchError(TranscriptionError):
+    """The worker that took the transcription loaded another model than the flow asks for."""
+
+
+class AudioNotVisibleError(PodflowError):
+    """The worker does not see the flow's audio file at its path: the audio must travel as bytes."""
+
+
+class WorkerModel(NamedTuple):
+    """What a worker loads once and keeps, and a flow's settings must agree with."""
+
+    transcriber: str
+    model: str
+    device: str
+    compute_type: str | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> WorkerModel:
+        return cls(settings.transcriber, settings.model, settings.device, settings.compute_type)
+
+    def serves(self, wanted: WorkerModel) -> bool:
+        """The same transcriber and model; the same device and compute type, unless the flow leaves them to the
+        worker (device auto, no compute type)."""
+        return (
+            (self.transcriber, self.model) == (wanted.transcriber, wanted.model)
+            and wanted.device in ("auto", self.device)
+            and wanted.compute_type in (None, self.compute_type)
+        )
+
+    def __str__(self) -> str:
+        return f"{self.transcriber} {self.model} on {self.device} ({self.compute_type or 'default'} compute type)"
+
+
+_serving: Settings | None = None  # the settings `podflow worker` gave this worker process
+
+
+def dask_setup(worker: distributed.Worker) -> None:
+    """Dask's preload hook (`dask worker --preload tasks.transcribe.cluster_worker`): load the worker's model once,
+    before it takes any task, from the settings `podflow worker` put in the environment."""
+    global _serving
+    _serving = Settings.model_validate_json(os.environ[WORKER_SETTINGS_VARIABLE])
+    load_backend(_serving)
+
+
+def sees(path: str, size: int) -> bool:
+    """Whether this worker finds a file of this size at the flow's path (run on every worker before sending)."""
+    try:
+        return os.stat(path).st_size == size
+    except OSError:
+        return False
+
+
+@contextmanager
+def audio_on_worker(audio: AudioFile, sent: bytes | None, folder: Path) -> Iterator[AudioFile]:
+    """The audio as a file this worker can read: the bytes sent, written to a file of its own and removed after;
+    or the flow's own file, when none were sent and the one at its path has its size and hash."""
+    if sent is None:
+        if not sees(str(audio.path), audio.bytes) or sha256_of(audio.path) != audio.sha256:
+            raise AudioNotVisibleError(f"the worker does not see {audio.path} as the flow wrote it")
+        yield audio
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix="podflow-", suffix=audio.path.suffix) as copy:
+        copy.write(sent)
+        copy.flush()
+        yield audio.model_copy(update={"path": Path(copy.name)})
+
+
+def hear(key: str, audio: AudioFile, sent: bytes | None, episode: Episode, settings: Settings) -> Transcript:
+    """The task a worker runs: the episode's transcript by this worker's model, with the flow's other settings."""
+    worker = distributed.get_worker()
+    if _serving is None:
+        raise ClusterError(f"worker {worker.address} was not started by `podflow worker`: it has no model loaded")
+    mine, wanted = WorkerModel.of(_serving), WorkerModel.of(settings)
+    if not mine.serves(wanted):
+        raise ModelMismatchError(
+            f"worker {worker.address} runs {mine}; this flow asks for {wanted}. Start the workers with the flow's "
+            "transcriber, model, device and compute type, or give the flow theirs"
+        )
+
+    def tell(event: str, **facts: Any) -> None:
+        note = {"key": key, "episode": audio.episode_id, "worker": worker.address, "pid": os.getpid()}
+        worker.log_event(TOPIC, {"event": event, **note, **facts})
+
+    next_tenth = 1
+
+    def on_segment(done_s: float, total_s: float) -> None:  # at most once per tenth of the audio
+        nonlocal next_tenth
+        if total_s and done_s >= total_s * next_tenth / 10:
+            tell("heard", done_s=done_s, total_s=total_s)
+            next_tenth = int(10 * done_s / total_s) + 1
+
+    with audio_on_worker(audio, sent, Path(worker.local_directory) / "podflow-audio") as local:
+        tell("started", audio="bytes" if sent is not None else "path")
+        heard_with = settings.model_copy(update=mine._asdict() | {"transcribe_workers": _serving.transcribe_workers})
+        transcript = load_backend(_serving).transcribe(local, episode, heard_with, Progress(on_segment=on_segment))
+    tell("finished")
+    return transcript

@@ -1,0 +1,117 @@
+"""Transcribe an episode: a transcript the feed publishes, or the chosen transcriber (tasks/transcribers.py) on its
+audio; written as text, JSON, SRT and WebVTT."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.errors import TranscriptionError
+from tasks.files import atomic_write_text, no_link, write_record
+from tasks.models import AudioFile, Episode, Settings, Transcript
+from tasks.prefect_glue import episode_run_name, fail_quietly
+from tasks.store import FeedStore
+from tasks.transcribe.base import Backend, Progress, load_backend, on_cluster
+from tasks.transcribe.published import PUBLISHED, published_transcript
+from tasks.transcribe.subtitles import to_srt, to_vtt
+
+TRANSCRIPT_FILES = ("transcript.txt", "transcript.srt", "transcript.vtt", "transcript.json")
+
+
+def read_transcript(episode_dir: Path, audio: AudioFile) -> Transcript | None:
+    """The transcript a previous run finished from this very audio file, if any."""
+    path = no_link(episode_dir / "transcript.json")
+    if not path.is_file():
+        return None
+    transcript = Transcript.model_validate_json(path.read_bytes())
+    return transcript if (transcript.episode_id, transcript.audio_sha256) == (audio.episode_id, audio.sha256) else None
+
+
+def write_transcript(transcript: Transcript, episode_dir: Path) -> None:
+    atomic_write_text(episode_dir / "transcript.txt", transcript.text + "\n")
+    atomic_write_text(episode_dir / "transcript.srt", to_srt(transcript.segments))
+    atomic_write_text(episode_dir / "transcript.vtt", to_vtt(transcript.segments))
+    write_record(episode_dir / "transcript.json", transcript)  # last: its presence means the stage is done
+
+
+def preferred_published(
+    episode: Episode, audio: AudioFile, settings: Settings, on_fallback: Callable[[str], None]
+) -> Transcript | None:
+    """The transcript the feed links, where there is a usable one; None sends the episode to the chosen transcriber,
+    after `on_fallback(reason)` where the links failed (unless published_fallback is off: then they fail it)."""
+    try:
+        return published_transcript(episode, audio, settings)
+    except TranscriptionError as exc:
+        if not settings.published_fallback:
+            raise
+        on_fallback(str(exc))
+        return None
+
+
+def cluster_backend(settings: Settings) -> Backend:
+    from tasks.transcribe.cluster import cluster_client  # Dask is an optional extra
+
+    return cluster_client(settings)
+
+
+def transcribe_audio(
+    audio: AudioFile,
+    episode: Episode,
+    episode_dir: Path,
+    settings: Settings,
+    on_segment: Callable[[float, float], None] = lambda done_s, total_s: None,
+    on_fallback: Callable[[str], None] = lambda reason: None,
+    on_retry: Callable[[str], None] = lambda message: None,
+    on_worker: Callable[[str], None] = lambda address: None,
+) -> Transcript:
+    """The episode's transcript, written to its folder; one already written from this audio is returned as is.
+
+    A published transcript first where the settings ask for one and the feed links one (`on_fallback(reason)` hears
+    why the transcriber was used after all), else the transcriber the settings choose from BACKENDS.
+    `on_segment(seconds_transcribed, seconds_in_total)` follows it (Whisper segment by segment, the OpenAI API chunk
+    by chunk); `on_retry` hears of its requests tried again; `on_worker` of each cluster worker that takes it.
+    """
+    if (done := read_transcript(episode_dir, audio)) is not None:
+        if not all((episode_dir / name).is_file() for name in TRANSCRIPT_FILES):  # made before podflow wrote them
+            write_transcript(done, episode_dir)
+        return done
+    transcript = None
+    if settings.prefer_published and settings.transcriber != PUBLISHED:
+        transcript = preferred_published(episode, audio, settings, on_fallback)
+    if transcript is None:
+        backend = cluster_backend(settings) if on_cluster(settings) else load_backend(settings)
+        transcript = backend.transcribe(audio, episode, settings, Progress(on_segment, on_retry, on_worker))
+    write_transcript(transcript, episode_dir)
+    return transcript
+
+
+@task(name="transcribe", cache_policy=NO_CACHE, task_run_name=episode_run_name("transcribe"))
+@fail_quietly
+def transcribe(episode: Episode, audio: AudioFile, store: FeedStore, settings: Settings) -> Transcript:
+    logger = get_run_logger()
+    next_tenth = 1
+
+    def log_progress(done_s: float, total_s: float) -> None:  # at most once per tenth of the audio
+        nonlocal next_tenth
+        if total_s and done_s >= total_s * next_tenth / 10:
+            logger.info("%.0f%% transcribed (%.0f of %.0f s of audio)", 100 * done_s / total_s, done_s, total_s)
+            next_tenth = int(10 * done_s / total_s) + 1
+
+    def log_fallback(reason: str) -> None:
+        logger.warning("Transcribing the audio: the published transcript is unusable: %s", reason)
+
+    with store.recording(audio.episode_id, "transcribe") as recording:
+
+        def log_worker(address: str) -> None:  # the ledger keeps them too
+            if recording.workers:
+                logger.warning("Moved to cluster worker %s: worker %s left mid-way", address, recording.workers[-1])
+            else:
+                logger.info("Transcribing on cluster worker %s", address)
+            recording.workers.append(address)
+
+        return transcribe_audio(
+            audio, episode, audio.path.parent, settings, log_progress, log_fallback, logger.warning, log_worker
+        )

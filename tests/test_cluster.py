@@ -1,0 +1,297 @@
+"""Transcription on a real Dask cluster on 127.0.0.1: a `dask scheduler` and two `podflow worker` processes with a
+transcribe slot each, real Whisper on the demo speech, the real Prefect engine and the real CLI; workers killed by
+PID mid-transcription."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import distributed
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from flows.ingest import ingest_feed
+from tasks.download import sha256_of
+from tasks.episode_id import guid_episode_id
+from tasks.models import AudioFile, IngestReport, Ledger, Settings
+from tasks.store import FeedStore
+from tasks.transcribe.cluster_worker import TOPIC, AudioNotVisibleError, WorkerModel, audio_on_worker
+from tasks.transcribe.stage import transcribe_audio
+from tests.conftest import DEMO_EPISODES, LOOPBACK
+from tests.dask_cluster import PODFLOW, DaskProcesses, dask_cluster
+from tests.feeds import rss, rss_item
+from tests.feedserver import FeedServer
+from tests.speech import word_error_rate
+from tests.test_transcribe import episode_of
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+SCRIPTS = {demo.title: demo.script for demo in DEMO_EPISODES}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskProcesses]:
+    """Two workers of one slot each. Each has two threads, so only the transcribe resource keeps it to one
+    transcription at a time; the scheduler gives a task up once two workers died running it (Dask's default: 4)."""
+    with dask_cluster(
+        tmp_path_factory.mktemp("dask"),
+        workers=2,
+        worker_options=("--nthreads", "2"),
+        scheduler_env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"},
+    ) as processes:
+        yield processes
+
+
+@dataclass
+class Events:
+    """The events the workers log as they take and hear episodes, as they arrive; `react(note)` may kill."""
+
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    killed: list[dict[str, Any]] = field(default_factory=list)  # the started notes whose worker was killed
+    react: Callable[[dict[str, Any]], bool] = lambda note: False  # True: kill the worker that sent it
+
+    def __call__(self, event: tuple[float, dict[str, Any]]) -> None:
+        note = event[1]
+        self.notes.append(note)
+        if note["event"] == "started" and self.react(note):
+            os.kill(note["pid"], signal.SIGKILL)
+            self.killed.append(note)
+
+    def started(self, episode_id: str | None = None) -> list[dict[str, Any]]:
+        return [n for n in self.notes if n["event"] == "started" and episode_id in (None, n["episode"])]
+
+    def most_at_once(self) -> int:
+        """The most transcriptions heard at the same time: from each start to its finish, or to its worker's kill."""
+        running: set[tuple[str, str]] = set()
+        most = 0
+        for note in self.notes:
+            if note["event"] == "started":
+                running.add((note["key"], note["worker"]))
+                if note in self.killed:
+                    most = max(most, len(running))
+                    running.discard((note["key"], note["worker"]))
+            elif note["event"] == "finished":
+                running.discard((note["key"], note["worker"]))
+            most = max(most, len(running))
+        return most
+
+
+@pytest.fixture
+def events(cluster: DaskProcesses) -> Iterator[Events]:
+    cluster.wait_for_slots(2)  # a killed worker's nanny starts it again, model and all
+    heard = Events()
+    with distributed.Client(cluster.address, timeout=10, set_as_default=False) as client:
+        client.subscribe_topic(TOPIC, heard)
+        yield heard
+        time.sleep(0.5)  # the last events are on their way
+        client.unsubscribe_topic(TOPIC)
+
+
+def demo_feed(server: FeedServer, name: str, copies: int = 1) -> str:
+    items = []
+    for copy in range(copies):
+        for demo in DEMO_EPISODES:
+            guid = f"{name}-{demo.slug}-{copy}"
+            server.add(f"/{guid}.mp3", demo.audio)
+            items.append(rss_item(demo.title, guid=guid, enclosure=f"{guid}.mp3"))
+    return server.add(f"/{name}.xml", rss(items, title=f"Show {name}"))
+
+
+def ledger_of(feed_url: str, output: Path) -> Ledger:
+    return FeedStore.for_feed(output, feed_url).read_ledger()
+
+
+def assert_heard_right(feed_url: str, output: Path) -> None:
+    store = FeedStore.for_feed(output, feed_url)
+    for entry in store.read_ledger().episodes.values():
+        assert entry.complete, entry
+        text = (store.episode_dir(entry) / "transcript.txt").read_text()
+        assert word_error_rate(SCRIPTS[entry.title], text) < 0.3, text
+
+
+def cluster_settings(cluster: DaskProcesses, output: Path, **changes: Any) -> Settings:
+    return Settings(
+        output_dir=output,
+        allowed_networks=LOOPBACK,
+        transcribe_cluster=cluster.address,
+        cluster_timeout_s=20,
+        **changes,
+    )
+
+
+def test_two_runs_share_the_slots_and_a_worker_killed_mid_episode_hands_it_to_another(
+    cluster: DaskProcesses, events: Events, server: FeedServer, tmp_path: Path
+) -> None:
+    feeds = [demo_feed(server, "north"), demo_feed(server, "south")]
+    events.react = lambda note: not events.killed  # the first transcription to start: its worker dies
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    runs = []
+    for number, feed_url in enumerate(feeds):
+        log = tmp_path / f"run{number}.log"
+        command = [PODFLOW, "ingest", feed_url, "--transcribe-cluster", cluster.address, "-o", str(tmp_path / "out")]
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                [*command, "--allow-network", "127.0.0.0/8"], stdout=output, stderr=subprocess.STDOUT, env=env
+            )
+        runs.append((process, log))
+    for process, log in runs:
+        assert process.wait(timeout=300) == 0, log.read_text()
+
+    for feed_url in feeds:
+        assert_heard_right(feed_url, tmp_path / "out")
+    # Both runs' eight episodes went through two slots, never more at once, and both slots were used.
+    assert events.most_at_once() == 2
+    # The killed worker's episode moved: it started again on another worker, which the ledger and the log name.
+    [killed] = events.killed
+    moved = killed["episode"]
+    [again] = [note for note in events.started(moved) if note is not killed]
+    assert again["worker"] != killed["worker"]
+    [entry] = [e for f in feeds for e in ledger_of(f, tmp_path / "out").episodes.values() if e.episode_id == moved]
+    assert entry.stages["transcribe"].workers == (killed["worker"], again["worker"])
+    assert any(f"worker {killed['worker']} left mid-way" in log.read_text() for _, log in runs)
+    # Nothing else was heard twice, and no audio fetched twice.
+    heard = [note["episode"] for note in events.started()]
+    assert len(heard) == 9 and {episode: heard.count(episode) for episode in heard if episode != moved} == {
+        episode: 1 for episode in heard if episode != moved
+    }
+    assert all(hit_count == 1 for path, hit_count in audio_hits(server).items()), audio_hits(server)
+
+
+def audio_hits(server: FeedServer) -> dict[str, int]:
+    paths = {hit.path for hit in server.hits if hit.path.endswith(".mp3")}
+    return {path: server.count(path) for path in paths}
+
+
+def test_an_episode_that_kills_every_worker_it_runs_on_fails_with_killed_worker_and_the_others_go_on(
+    cluster: DaskProcesses, events: Events, server: FeedServer, tmp_path: Path
+) -> None:
+    feed_url = demo_feed(server, "poison")
+    poison = DEMO_EPISODES[0]
+    events.react = lambda note: note["episode"] == guid_episode_id(f"poison-{poison.slug}-0")
+
+    state = ingest_feed(feed_url, cluster_settings(cluster, tmp_path / "out"), return_state=True)
+
+    assert state.is_failed()
+    report = state.result(raise_on_failure=False)
+    assert isinstance(report, IngestReport)
+    outcome = {episode.title: episode for episode in report.episodes}
+    assert outcome[poison.title].status == "failed"
+    assert "KilledWorker" in (outcome[poison.title].error or "")
+    assert len(events.killed) == 2  # the one death the scheduler allows, and the one that made it give up
+    assert {episode.status for title, episode in outcome.items() if title != poison.title} == {"complete"}
+
+
+def test_a_worker_with_another_model_fails_each_episode_and_says_which_models(
+    cluster: DaskProcesses, events: Events, server: FeedServer, tmp_path: Path
+) -> None:
+    state = ingest_feed(
+        demo_feed(server, "mismatch"),
+        cluster_settings(cluster, tmp_path / "out", model="bundled:base"),
+        return_state=True,
+    )
+
+    report = state.result(raise_on_failure=False)
+    assert isinstance(report, IngestReport)
+    assert {episode.status for episode in report.episodes} == {"failed"}
+    for episode in report.episodes:
+        assert episode.stages["transcribe"] == "failed"
+        assert "runs faster-whisper bundled:tiny.en on cpu" in (episode.error or "")
+        assert "asks for faster-whisper bundled:base on cpu" in (episode.error or "")
+    assert events.started() == []  # refused before any hearing
+
+
+def test_an_unreachable_scheduler_fails_the_run_before_any_download(server: FeedServer, tmp_path: Path) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{unused.getsockname()[1]}"  # nothing listens there
+    feed_url = demo_feed(server, "nowhere")
+    settings = Settings(
+        output_dir=tmp_path / "out", allowed_networks=LOOPBACK, transcribe_cluster=address, cluster_timeout_s=2
+    )
+
+    state = ingest_feed(feed_url, settings, return_state=True)
+
+    assert state.is_failed()
+    assert f"scheduler at {address} cannot be reached within 2 s" in (state.message or "")
+    assert server.hits == []
+
+
+def test_audio_the_workers_do_not_see_as_the_flow_wrote_it_travels_as_bytes(
+    cluster: DaskProcesses, events: Events, tmp_path: Path
+) -> None:
+    """On one machine every worker sees the flow's files; a worker sees another file at the path when the hosts
+    keep separate folders of the same layout. Here the record's hash is not the file's, as for such a worker: it
+    refuses the path, and the flow sends the bytes. The worker hearing them is killed: whether the bytes lived on
+    it (sent again) or on the other worker (fetched from there), the episode is heard on the other."""
+    demo = DEMO_EPISODES[1]
+    path = tmp_path / "episode" / "audio.mp3"
+    path.parent.mkdir()
+    path.write_bytes(demo.audio)
+    audio = AudioFile(
+        episode_id="bytes", path=path, source_url="http://127.0.0.1/a.mp3", bytes=len(demo.audio), sha256="0" * 64
+    )
+    retried: list[str] = []
+    events.react = lambda note: not events.killed
+
+    transcript = transcribe_audio(
+        audio, episode_of(audio), path.parent, cluster_settings(cluster, tmp_path), on_retry=retried.append
+    )
+
+    assert word_error_rate(demo.script, transcript.text) < 0.3
+    assert [note["audio"] for note in events.started("bytes")] == ["bytes", "bytes"]
+    assert retried[0] == f"Sending the audio as bytes: the worker does not see {path} as the flow wrote it"
+
+
+def test_a_worker_takes_the_flows_file_only_with_its_size_and_hash(tmp_path: Path) -> None:
+    path = tmp_path / "audio.mp3"
+    path.write_bytes(DEMO_EPISODES[0].audio)
+    audio = AudioFile(
+        episode_id="e",
+        path=path,
+        source_url="http://127.0.0.1/a.mp3",
+        bytes=path.stat().st_size,
+        sha256=sha256_of(path),
+    )
+    with audio_on_worker(audio, None, tmp_path / "copies") as local:
+        assert local.path == path
+    with audio_on_worker(audio, b"sent bytes", tmp_path / "copies") as local:
+        assert local.path.parent == tmp_path / "copies" and local.path.read_bytes() == b"sent bytes"
+    assert list((tmp_path / "copies").iterdir()) == []  # the copy is removed after
+    path.write_bytes(DEMO_EPISODES[0].audio[:-1] + b"x")  # same size, other bytes
+    with pytest.raises(AudioNotVisibleError), audio_on_worker(audio, None, tmp_path / "copies"):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("flow", "serves"),
+    [
+        (("faster-whisper", "bundled:tiny.en", "cuda", "float16"), True),
+        (("faster-whisper", "bundled:tiny.en", "auto", None), True),  # the worker's device and compute type
+        (("faster-whisper", "bundled:tiny.en", "cpu", None), False),
+        (("faster-whisper", "bundled:tiny.en", "cuda", "int8"), False),
+        (("faster-whisper", "bundled:base", "cuda", "float16"), False),
+        (("whisper", "bundled:tiny.en", "cuda", "float16"), False),
+    ],
+)
+def test_a_worker_serves_only_its_transcriber_and_model_on_its_device(flow: tuple, serves: bool) -> None:
+    worker = WorkerModel("faster-whisper", "bundled:tiny.en", "cuda", "float16")
+    assert worker.serves(WorkerModel(*flow)) is serves
+
+
+def test_a_worker_process_imports_no_prefect() -> None:
+    script = (
+        "import sys; from tasks.models import Settings; import tasks.transcribe.cluster_worker; "
+        "from tasks.transcribe.base import load_backend; load_backend(Settings()); "
+        "print('prefect' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert result.stdout.strip() == "False", result.stderr
