@@ -13,7 +13,6 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import inspect  # noqa: E402
-import sys  # noqa: E402
 from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import UnionType  # noqa: E402
@@ -241,7 +240,7 @@ def worker(ctx: typer.Context, scheduler: str, slots: int, **given: object) -> N
     """Start a Dask worker that hears audio for runs with --transcribe-cluster SCHEDULER: its model loaded once
     and kept; each run's transcriber, model, device and compute type checked against it. Options this command
     does not know go to `dask worker` (--name, --local-directory, --nanny/--no-nanny ...)."""
-    from tasks.transcribe.cluster_worker import RESOURCE, WORKER_SETTINGS_VARIABLE  # Dask is an optional extra
+    from tasks.transcribe.cluster_worker import dask_worker_command  # Dask is an optional extra
 
     try:
         settings = Settings.model_validate(
@@ -251,11 +250,9 @@ def worker(ctx: typer.Context, scheduler: str, slots: int, **given: object) -> N
         raise typer.BadParameter("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
     if not hears_audio(settings):
         raise typer.BadParameter(f"{settings.transcriber} does not hear audio itself: a worker has nothing to run")
-    os.environ[WORKER_SETTINGS_VARIABLE] = settings.model_dump_json()
+    command, environment = dask_worker_command(scheduler, settings, ctx.args)
     # exec, not a child: the process an operator (or a test) started is the worker, signals and PID included.
-    command = ["-m", "distributed.cli.dask_worker", scheduler, "--nthreads", str(slots)]
-    command += ["--resources", f"{RESOURCE}={slots}", "--preload", "tasks.transcribe.cluster_worker", *ctx.args]
-    os.execv(sys.executable, [sys.executable, *command])
+    os.execve(command[0], command, environment)
 
 
 worker.__signature__ = inspect.Signature(  # type: ignore[attr-defined]

@@ -6,8 +6,9 @@ needs only the transcribers."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -65,6 +66,17 @@ class WorkerModel(NamedTuple):
 
 
 _serving: Settings | None = None  # the settings `podflow worker` gave this worker process
+
+
+def dask_worker_command(
+    scheduler: str, settings: Settings, options: Sequence[str] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """The `dask worker` command line and environment `podflow worker` runs: one thread and one transcribe slot per
+    settings.transcribe_workers, this module preloaded with the settings; `options` go to `dask worker`."""
+    slots = str(settings.transcribe_workers)
+    command = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nthreads", slots]
+    command += ["--resources", f"{RESOURCE}={slots}", "--preload", __name__, *options]
+    return command, {**os.environ, WORKER_SETTINGS_VARIABLE: settings.model_dump_json()}
 
 
 def dask_setup(worker: distributed.Worker) -> None:
