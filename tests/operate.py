@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -217,11 +217,14 @@ class Operation:
         except (OSError, urllib.error.URLError):
             return False
 
-    def start_worker(self, pool: str, cwd: Path, query_s: float = 1.0) -> Process:
-        """`prefect worker start --pool <pool>` from `cwd`, polling every `query_s` seconds (the default is 10)."""
-        argv: list[str | Path] = [BIN / "prefect", "worker", "start", "--pool", pool]
+    def start_worker(
+        self, pool: str, cwd: Path, query_s: float = 1.0, name: str = "worker", options: Sequence[str] = ()
+    ) -> Process:
+        """`prefect worker start --pool <pool> [options]` from `cwd`, polling every `query_s` seconds (the default
+        is 10); its log is `<name>.log`."""
+        argv: list[str | Path] = [BIN / "prefect", "worker", "start", "--pool", pool, *options]
         self.commands.append(self.shell_command(argv, cwd, PREFECT_WORKER_QUERY_SECONDS=f"{query_s:g}"))
-        return self._start("worker", argv, env={**self.env, "PREFECT_WORKER_QUERY_SECONDS": f"{query_s:g}"}, cwd=cwd)
+        return self._start(name, argv, env={**self.env, "PREFECT_WORKER_QUERY_SECONDS": f"{query_s:g}"}, cwd=cwd)
 
     def wait_for_worker(self, pool: str, timeout_s: float = 60.0) -> None:
         worker = next(p for p in self.processes if p.name == "worker")

@@ -4,13 +4,14 @@ PID mid-transcription."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,11 @@ from tasks.models import AudioFile, IngestReport, Ledger, Settings
 from tasks.store import FeedStore
 from tasks.transcribe.cluster_worker import TOPIC, AudioNotVisibleError, WorkerModel, audio_on_worker
 from tasks.transcribe.stage import transcribe_audio
-from tests.conftest import DEMO_EPISODES, LOOPBACK
+from tests.conftest import DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.dask_cluster import PODFLOW, DaskProcesses, dask_cluster
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
+from tests.operate import Operation, wait_until
 from tests.speech import word_error_rate
 from tests.test_transcribe import episode_of
 
@@ -96,13 +98,12 @@ def events(cluster: DaskProcesses) -> Iterator[Events]:
         client.unsubscribe_topic(TOPIC)
 
 
-def demo_feed(server: FeedServer, name: str, copies: int = 1) -> str:
+def demo_feed(server: FeedServer, name: str, demos: Sequence[DemoEpisode] = DEMO_EPISODES) -> str:
     items = []
-    for copy in range(copies):
-        for demo in DEMO_EPISODES:
-            guid = f"{name}-{demo.slug}-{copy}"
-            server.add(f"/{guid}.mp3", demo.audio)
-            items.append(rss_item(demo.title, guid=guid, enclosure=f"{guid}.mp3"))
+    for demo in demos:
+        guid = f"{name}-{demo.slug}"
+        server.add(f"/{guid}.mp3", demo.audio)
+        items.append(rss_item(demo.title, guid=guid, enclosure=f"{guid}.mp3"))
     return server.add(f"/{name}.xml", rss(items, title=f"Show {name}"))
 
 
@@ -166,6 +167,64 @@ def test_two_runs_share_the_slots_and_a_worker_killed_mid_episode_hands_it_to_an
     assert all(hit_count == 1 for path, hit_count in audio_hits(server).items()), audio_hits(server)
 
 
+@pytest.mark.timeout(600)
+def test_deployment_runs_on_two_process_workers_share_one_output_folder_and_the_cluster(
+    cluster: DaskProcesses, events: Events, server: FeedServer, tmp_path: Path
+) -> None:
+    """The Prefect side at scale, as README "Scale out" sets it up: a `prefect server start`, a work pool with two
+    process workers (started from folders of their own, as on two flow hosts; one flow run at a time each), the
+    scheduled many-feed deployment and the on-demand one run at once, one output folder and one Dask cluster."""
+    output = tmp_path / "shared"
+    few = DEMO_EPISODES[:2]
+    many = [demo_feed(server, "east", few), demo_feed(server, "west", few)]
+    one = demo_feed(server, "solo", few)
+    settings = {
+        "output_dir": str(output),
+        "allowed_networks": ["127.0.0.0/8"],
+        "transcribe_cluster": cluster.address,
+        "cluster_timeout_s": 20,
+    }
+    with Operation(tmp_path / "prefect") as operation:
+        operation.start_server()
+        operation.prefect("work-pool", "create", "podflow", "--type", "process")
+        hosts = []
+        for host in ("flow-host-a", "flow-host-b"):
+            (tmp_path / host).mkdir()
+            hosts.append(operation.start_worker("podflow", tmp_path / host, name=host, options=("--limit", "1")))
+        operation.prefect("--no-prompt", "deploy", "--all")
+        with operation.client() as client:
+            wait_until(lambda: len(client.read_workers_for_work_pool("podflow")) == 2, "two workers", 60)
+            runs = [
+                operation.prefect(
+                    "deployment", "run", deployment, *parameters, "--param", "settings=" + json.dumps(settings)
+                )
+                for deployment, parameters in (
+                    ("ingest-feeds/scheduled", ("--param", f"feeds={json.dumps(many)}")),
+                    ("ingest-feed/on-demand", ("--param", f"feed_url={one}")),
+                )
+            ]
+            assert all(run.returncode == 0 for run in runs)
+
+            def finished() -> bool:
+                states = [flow_run.state for flow_run in client.read_flow_runs()]
+                return len(states) == 2 and all(state is not None and state.is_final() for state in states)
+
+            wait_until(finished, "both flow runs final", 300)
+            flow_runs = client.read_flow_runs()
+        worker_logs = [host.log.read_text() for host in hosts]
+
+    assert all(run.state is not None and run.state.is_completed() for run in flow_runs), operation.logs()
+    # Each flow host ran one of the two runs (a worker may reach for a run the other took, and be refused).
+    taken = [{run.name for run in flow_runs if f"Beginning flow run '{run.name}'" in log} for log in worker_logs]
+    assert sorted(map(len, taken)) == [1, 1] and taken[0] != taken[1], worker_logs
+    # Three feeds, one folder, every episode heard on the cluster.
+    for feed_url in [*many, one]:
+        assert_heard_right(feed_url, output)
+        for entry in ledger_of(feed_url, output).episodes.values():
+            assert entry.stages["transcribe"].workers, entry
+    assert len(events.started()) == 6 and events.most_at_once() <= 2
+
+
 def audio_hits(server: FeedServer) -> dict[str, int]:
     paths = {hit.path for hit in server.hits if hit.path.endswith(".mp3")}
     return {path: server.count(path) for path in paths}
@@ -176,7 +235,7 @@ def test_an_episode_that_kills_every_worker_it_runs_on_fails_with_killed_worker_
 ) -> None:
     feed_url = demo_feed(server, "poison")
     poison = DEMO_EPISODES[0]
-    events.react = lambda note: note["episode"] == guid_episode_id(f"poison-{poison.slug}-0")
+    events.react = lambda note: note["episode"] == guid_episode_id(f"poison-{poison.slug}")
 
     state = ingest_feed(feed_url, cluster_settings(cluster, tmp_path / "out"), return_state=True)
 
@@ -221,8 +280,51 @@ def test_an_unreachable_scheduler_fails_the_run_before_any_download(server: Feed
     state = ingest_feed(feed_url, settings, return_state=True)
 
     assert state.is_failed()
-    assert f"scheduler at {address} cannot be reached within 2 s" in (state.message or "")
+    assert f"cluster at {address}: its scheduler cannot be reached within 2 s" in (state.message or "")
     assert server.hits == []
+
+
+def test_a_cluster_without_a_worker_fails_the_run_before_any_download(server: FeedServer, tmp_path: Path) -> None:
+    feed_url = demo_feed(server, "idle")
+    with dask_cluster(tmp_path / "dask", workers=0) as idle:
+        settings = Settings(
+            output_dir=tmp_path / "out", allowed_networks=LOOPBACK, transcribe_cluster=idle.address, cluster_timeout_s=1
+        )
+        state = ingest_feed(feed_url, settings, return_state=True)
+
+    assert state.is_failed()
+    assert f"no worker of the transcribe cluster at {idle.address} offers a transcribe slot" in (state.message or "")
+    assert f"start `podflow worker {idle.address}`" in (state.message or "")
+    assert server.hits == []
+
+
+def test_a_scheduler_lost_mid_run_fails_the_waiting_episodes_within_the_deadline(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    feed_url = demo_feed(server, "orphan")
+    with dask_cluster(tmp_path / "dask", workers=1) as doomed:
+        heard = Events(react=lambda note: True)  # the first transcription to start: the scheduler dies
+        heard.react = lambda note: bool(os.kill(doomed.scheduler.pid, signal.SIGKILL)) or False
+        with distributed.Client(doomed.address, timeout=10, set_as_default=False) as client:
+            client.subscribe_topic(TOPIC, heard)
+            settings = Settings(
+                output_dir=tmp_path / "out",
+                allowed_networks=LOOPBACK,
+                transcribe_cluster=doomed.address,
+                cluster_timeout_s=3,
+            )
+            begun = time.monotonic()
+            state = ingest_feed(feed_url, settings, return_state=True)
+            took_s = time.monotonic() - begun
+
+    report = state.result(raise_on_failure=False)
+    assert isinstance(report, IngestReport)
+    assert len(heard.started()) == 1 and doomed.scheduler.poll() is not None
+    assert {episode.status for episode in report.episodes} == {"failed"}
+    for episode in report.episodes:
+        assert episode.stages["transcribe"] == "failed"
+        assert f"the transcribe cluster at {doomed.address}" in (episode.error or ""), episode.error
+    assert took_s < 120  # not a speed check: a hang would sit here until pytest's own timeout
 
 
 def test_audio_the_workers_do_not_see_as_the_flow_wrote_it_travels_as_bytes(

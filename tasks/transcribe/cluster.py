@@ -67,7 +67,7 @@ class ClusterClient:
             self.client = distributed.Client(address, timeout=timeout_s, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
-                f"the transcribe cluster's scheduler at {address} cannot be reached within {timeout_s:g} s: {exc}"
+                f"the transcribe cluster at {address}: its scheduler cannot be reached within {timeout_s:g} s: {exc}"
             ) from exc
         self._inboxes: dict[str, queue.SimpleQueue[dict[str, Any]]] = {}
         self.client.subscribe_topic(TOPIC, self._deliver)
@@ -110,15 +110,19 @@ class ClusterClient:
     def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress) -> Transcript:
         """The episode's transcript, heard by a worker of the cluster; the Backend protocol's one entry point."""
         audio = audio.model_copy(update={"path": audio.path.resolve()})
-        by_path = self.seen_by_every_worker(audio)
-        for _ in range(SENDS):
-            try:
-                return self._heard(audio, episode, settings, progress, by_path)
-            except AudioNotVisibleError as exc:  # a worker that joined after the check, on another file system
-                progress.on_retry(f"Sending the audio as bytes: {exc}")
-                by_path = False
-            except AudioLostError as exc:
-                progress.on_retry(f"Sending the audio again: {exc}")
+        try:
+            by_path = self.seen_by_every_worker(audio)
+            for _ in range(SENDS):
+                try:
+                    return self._heard(audio, episode, settings, progress, by_path)
+                except AudioNotVisibleError as exc:  # a worker that joined after the check, on another file system
+                    progress.on_retry(f"Sending the audio as bytes: {exc}")
+                    by_path = False
+                except AudioLostError as exc:
+                    progress.on_retry(f"Sending the audio again: {exc}")
+        except OSError as exc:  # CommClosedError and TimeoutError among them: the scheduler went away
+            went = f"{type(exc).__name__}: {exc}"
+            raise ClusterError(f"the transcribe cluster at {self.address} went away: {went}") from exc
         raise ClusterError(f"the audio was sent {SENDS} times and never heard: each worker holding it left")
 
     def _heard(
@@ -127,12 +131,13 @@ class ClusterClient:
         key = f"podflow-transcribe-{uuid.uuid4().hex}"
         inbox: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._inboxes[key] = inbox
-        sent = None if by_path else self.client.scatter(audio.path.read_bytes(), hash=False)
-        future = self.client.submit(
-            hear, key, audio, sent, episode, settings, key=key, resources={RESOURCE: 1}, pure=False
-        )
-        future.add_done_callback(lambda done: inbox.put({"event": "done"}))
+        sent = future = None
         try:
+            sent = None if by_path else self.client.scatter(audio.path.read_bytes(), hash=False)
+            future = self.client.submit(
+                hear, key, audio, sent, episode, settings, key=key, resources={RESOURCE: 1}, pure=False
+            )
+            future.add_done_callback(lambda done: inbox.put({"event": "done"}))
             self._follow(future, inbox, settings, progress)
             return future.result()
         except distributed.KilledWorker as exc:
@@ -143,9 +148,9 @@ class ClusterClient:
             raise ClusterError(f"the transcribe cluster at {self.address} dropped the transcription: {exc}") from None
         finally:
             self._inboxes.pop(key, None)
-            future.release()
-            if sent is not None:
-                sent.release()
+            for held in (future, sent):
+                if held is not None:
+                    held.release()
 
     def _follow(
         self,
