@@ -18,7 +18,7 @@ from typing import Any
 
 import distributed
 import pytest
-from prefect.settings import PREFECT_API_URL
+from prefect.client.schemas.objects import FlowRun
 
 from flows.ingest import ingest_feed
 from tasks.download import sha256_of
@@ -129,61 +129,28 @@ def cluster_settings(cluster: DaskProcesses, output: Path, **changes: Any) -> Se
     )
 
 
-def test_two_runs_share_the_slots_and_a_worker_killed_mid_episode_hands_it_to_another(
-    cluster: DaskProcesses, events: Events, server: FeedServer, tmp_path: Path
-) -> None:
-    feeds = [demo_feed(server, "north"), demo_feed(server, "south")]
-    events.react = lambda note: not events.killed  # the first transcription to start: its worker dies
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    runs = []
-    for number, feed_url in enumerate(feeds):
-        log = tmp_path / f"run{number}.log"
-        command = [PODFLOW, "ingest", feed_url, "--transcribe-cluster", cluster.address, "-o", str(tmp_path / "out")]
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                [*command, "--allow-network", "127.0.0.0/8"], stdout=output, stderr=subprocess.STDOUT, env=env
-            )
-        runs.append((process, log))
-    for process, log in runs:
-        assert process.wait(timeout=300) == 0, log.read_text()
-
-    for feed_url in feeds:
-        assert_heard_right(feed_url, tmp_path / "out")
-    # Both runs' eight episodes went through two slots, never more at once, and both slots were used.
-    assert events.most_at_once() == 2
-    # The killed worker's episode moved: it started again on another worker, which the ledger and the log name.
-    [killed] = events.killed
-    moved = killed["episode"]
-    [again] = [note for note in events.started(moved) if note is not killed]
-    assert again["worker"] != killed["worker"]
-    [entry] = [e for f in feeds for e in ledger_of(f, tmp_path / "out").episodes.values() if e.episode_id == moved]
-    assert entry.stages["transcribe"].workers == (killed["worker"], again["worker"])
-    assert any(f"worker {killed['worker']} left mid-way" in log.read_text() for _, log in runs)
-    # Nothing else was heard twice, and no audio fetched twice.
-    heard = [note["episode"] for note in events.started()]
-    assert len(heard) == 9 and {episode: heard.count(episode) for episode in heard if episode != moved} == {
-        episode: 1 for episode in heard if episode != moved
-    }
-    assert all(hit_count == 1 for path, hit_count in audio_hits(server).items()), audio_hits(server)
-
-
 @pytest.mark.timeout(600)
-def test_deployment_runs_on_two_process_workers_share_one_output_folder_and_the_cluster(
+def test_many_runs_on_many_hosts_share_the_slots_and_a_worker_killed_mid_episode_hands_it_to_another(
     cluster: DaskProcesses, events: Events, server: FeedServer, tmp_path: Path
 ) -> None:
-    """The Prefect side at scale, as README "Scale out" sets it up: a `prefect server start`, a work pool with two
-    process workers (started from folders of their own, as on two flow hosts; one flow run at a time each), the
-    scheduled many-feed deployment and the on-demand one run at once, one output folder and one Dask cluster."""
+    """README "Scale out" on one machine: a `prefect server start`, a work pool with two process workers started
+    from folders of their own (two flow hosts, one flow run at a time each), the scheduled many-feed deployment
+    and the on-demand one run at once, and a `podflow ingest --transcribe-cluster` beside them: three flow runs,
+    eight episodes, one output folder, two slots. The first worker to start an episode is SIGKILLed by its PID."""
     output = tmp_path / "shared"
     few = DEMO_EPISODES[:2]
-    many = [demo_feed(server, "east", few), demo_feed(server, "west", few)]
-    one = demo_feed(server, "solo", few)
+    many, one, cli = (
+        [demo_feed(server, "east", few), demo_feed(server, "west", few)],
+        demo_feed(server, "solo", few),
+        demo_feed(server, "cli", few),
+    )
     settings = {
         "output_dir": str(output),
         "allowed_networks": ["127.0.0.0/8"],
         "transcribe_cluster": cluster.address,
         "cluster_timeout_s": 20,
     }
+    events.react = lambda note: not events.killed
     with Operation(tmp_path / "prefect") as operation:
         operation.start_server()
         operation.prefect("work-pool", "create", "podflow", "--type", "process")
@@ -194,35 +161,55 @@ def test_deployment_runs_on_two_process_workers_share_one_output_folder_and_the_
         operation.prefect("--no-prompt", "deploy", "--all")
         with operation.client() as client:
             wait_until(lambda: len(client.read_workers_for_work_pool("podflow")) == 2, "two workers", 60)
-            runs = [
+            for deployment, parameters in (
+                ("ingest-feeds/scheduled", ("--param", f"feeds={json.dumps(many)}")),
+                ("ingest-feed/on-demand", ("--param", f"feed_url={one}")),
+            ):
                 operation.prefect(
-                    "deployment", "run", deployment, *parameters, "--param", "settings=" + json.dumps(settings)
+                    "deployment", "run", deployment, *parameters, "--param", f"settings={json.dumps(settings)}"
                 )
-                for deployment, parameters in (
-                    ("ingest-feeds/scheduled", ("--param", f"feeds={json.dumps(many)}")),
-                    ("ingest-feed/on-demand", ("--param", f"feed_url={one}")),
+            cli_log = tmp_path / "cli.log"
+            with open(cli_log, "wb") as log:
+                command = [PODFLOW, "ingest", cli, "-o", str(output), "--transcribe-cluster", cluster.address]
+                ingest = subprocess.Popen(
+                    [*command, "--allow-network", "127.0.0.0/8"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=operation.env,
                 )
-            ]
-            assert all(run.returncode == 0 for run in runs)
+            assert ingest.wait(timeout=300) == 0, cli_log.read_text()
 
-            def finished() -> bool:
-                states = [flow_run.state for flow_run in client.read_flow_runs()]
-                return len(states) == 2 and all(state is not None and state.is_final() for state in states)
+            def deployed_runs() -> list[FlowRun]:
+                return [run for run in client.read_flow_runs() if run.deployment_id is not None]
 
-            wait_until(finished, "both flow runs final", 300)
-            flow_runs = client.read_flow_runs()
-        worker_logs = [host.log.read_text() for host in hosts]
+            wait_until(lambda: all(r.state is not None and r.state.is_final() for r in deployed_runs()), "runs", 300)
+            flow_runs = deployed_runs()
+        logs = [cli_log.read_text(), *(host.log.read_text() for host in hosts)]
 
-    assert all(run.state is not None and run.state.is_completed() for run in flow_runs), operation.logs()
-    # Each flow host ran one of the two runs (a worker may reach for a run the other took, and be refused).
-    taken = [{run.name for run in flow_runs if f"Beginning flow run '{run.name}'" in log} for log in worker_logs]
-    assert sorted(map(len, taken)) == [1, 1] and taken[0] != taken[1], worker_logs
-    # Three feeds, one folder, every episode heard on the cluster.
-    for feed_url in [*many, one]:
+    assert len(flow_runs) == 2
+    assert all(run.state is not None and run.state.is_completed() for run in flow_runs), logs
+    # Each flow host ran one of the two deployment runs (a worker may reach for the run the other took: refused).
+    taken = [{run.name for run in flow_runs if f"Beginning flow run '{run.name}'" in log} for log in logs[1:]]
+    assert sorted(map(len, taken)) == [1, 1] and taken[0] != taken[1], logs
+    for feed_url in [*many, one, cli]:
         assert_heard_right(feed_url, output)
-        for entry in ledger_of(feed_url, output).episodes.values():
-            assert entry.stages["transcribe"].workers, entry
-    assert len(events.started()) == 6 and events.most_at_once() <= 2
+    # Eight episodes went through the two slots, never more at once, and both slots were used.
+    assert events.most_at_once() == 2
+    # The killed worker's episode moved: it started again on another worker, which the ledger and the log name.
+    [killed] = events.killed
+    moved = killed["episode"]
+    [again] = [note for note in events.started(moved) if note is not killed]
+    assert again["worker"] != killed["worker"]
+    entries = [e for f in [*many, one, cli] for e in ledger_of(f, output).episodes.values()]
+    assert [e.stages["transcribe"].workers for e in entries if e.episode_id == moved] == [
+        (killed["worker"], again["worker"])
+    ]
+    assert all(len(e.stages["transcribe"].workers) == 1 for e in entries if e.episode_id != moved)
+    assert any(f"worker {killed['worker']} left mid-way" in log for log in logs)
+    # Nothing else was heard twice, and no audio fetched twice.
+    heard = [note["episode"] for note in events.started()]
+    assert len(heard) == 9 and len(set(heard)) == 8
+    assert set(audio_hits(server).values()) == {1}, audio_hits(server)
 
 
 def audio_hits(server: FeedServer) -> dict[str, int]:
@@ -233,7 +220,7 @@ def audio_hits(server: FeedServer) -> dict[str, int]:
 def test_an_episode_that_kills_every_worker_it_runs_on_fails_with_killed_worker_and_the_others_go_on(
     cluster: DaskProcesses, events: Events, server: FeedServer, tmp_path: Path
 ) -> None:
-    feed_url = demo_feed(server, "poison")
+    feed_url = demo_feed(server, "poison", DEMO_EPISODES[:2])
     poison = DEMO_EPISODES[0]
     events.react = lambda note: note["episode"] == guid_episode_id(f"poison-{poison.slug}")
 
@@ -301,7 +288,7 @@ def test_a_cluster_without_a_worker_fails_the_run_before_any_download(server: Fe
 def test_a_scheduler_lost_mid_run_fails_the_waiting_episodes_within_the_deadline(
     server: FeedServer, tmp_path: Path
 ) -> None:
-    feed_url = demo_feed(server, "orphan")
+    feed_url = demo_feed(server, "orphan", DEMO_EPISODES[:2])
     with dask_cluster(tmp_path / "dask", workers=1) as doomed:
         heard = Events(react=lambda note: True)  # the first transcription to start: the scheduler dies
         heard.react = lambda note: bool(os.kill(doomed.scheduler.pid, signal.SIGKILL)) or False
