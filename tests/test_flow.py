@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 from uuid import UUID
 
 import pytest
@@ -22,6 +24,13 @@ from tests.feedserver import FeedServer
 from tests.speech import word_error_rate
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+class DemoRun(NamedTuple):
+    feed_url: str
+    settings: Settings
+    state: State
+    report: IngestReport
 
 
 def run(feed_url: str, settings: Settings) -> tuple[State, IngestReport]:
@@ -46,9 +55,20 @@ def flow_run_id(state: State) -> UUID:
     return state.state_details.flow_run_id
 
 
-def test_demo_feed_end_to_end(server: FeedServer, settings: Settings) -> None:
-    feed_url = demo_feed(server)
-    state, report = run(feed_url, settings)
+@pytest.fixture(scope="module")
+def demo_run(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    """One run of the demo feed at the default settings, for the tests that only read what it left: its files and
+    ledger, its task runs and artifacts. Tests that run the feed again or change it make their own."""
+    with FeedServer() as server:
+        settings = Settings(
+            output_dir=tmp_path_factory.mktemp("demo-run") / "out", retry_backoff_s=0.01, allowed_networks=LOOPBACK
+        )
+        feed_url = demo_feed(server)
+        yield DemoRun(feed_url, settings, *run(feed_url, settings))
+
+
+def test_demo_feed_end_to_end(demo_run: DemoRun) -> None:
+    feed_url, settings, state, report = demo_run
 
     assert state.is_completed()
     assert [e.status for e in report.episodes] == ["complete"] * 4
@@ -77,8 +97,8 @@ def test_demo_feed_end_to_end(server: FeedServer, settings: Settings) -> None:
     assert all(entry.complete for entry in ledger_of(feed_url, settings).episodes.values())
 
 
-def test_task_runs_belong_to_the_flow_run_and_record_lineage(server: FeedServer, settings: Settings) -> None:
-    state, _ = run(demo_feed(server), settings)
+def test_task_runs_belong_to_the_flow_run_and_record_lineage(demo_run: DemoRun) -> None:
+    state = demo_run.state
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id(state)])))
         artifacts = client.read_artifacts(
