@@ -432,6 +432,51 @@ def local_cluster(workers: int) -> Iterator[DaskProcesses]:
             RECORDER.client = None
 
 
+def throughput_curve(console: Console, cluster: DaskProcesses, curve_workers: Sequence[int], scale: float) -> None:
+    """Podflow on the cluster resized to each worker count (one slot each), on sleeping transcriptions."""
+    base = reference(100, scale)
+    table = Table(
+        title=f"Throughput by Dask workers (1 transcribe slot each; SLEEPING transcriptions: 2 cores here), "
+        f"{base.name}, podflow on the cluster"
+    )
+    for column in (
+        "workers",
+        "makespan s",
+        "ideal s",
+        "/ ideal",
+        "episodes / min",
+        "ideal / min",
+        "speed-up vs first",
+        "peak running per stage",
+        "dispatch p50 ms",
+        "p95 ms",
+        "max ms",
+    ):
+        table.add_column(column, justify="right")
+    first: float | None = None
+    for workers in curve_workers:
+        resize(cluster, workers)
+        workload = Workload(base.name, base.seconds, transcribe_limit=workers)
+        ideal = ideal_makespan(workload)
+        result = measure(f"{workers} workers", podflow_on_cluster, workload)
+        per_minute = workload.episodes / result.makespan * 60
+        first = first or per_minute
+        table.add_row(
+            str(workers),
+            f"{result.makespan:.2f}",
+            f"{ideal:.2f}",
+            f"{result.makespan / ideal:.3f}",
+            f"{per_minute:.0f}",
+            f"{workload.episodes / ideal * 60:.0f}",
+            f"{per_minute / first:.2f}",
+            row(result, workload, ideal)[6],
+            percentile_ms(result.dispatch, 0.5),
+            percentile_ms(result.dispatch, 0.95),
+            percentile_ms(result.dispatch, 1.0),
+        )
+    console.print(table)
+
+
 def cluster_rows(console: Console, episodes: Sequence[int], curve_workers: Sequence[int], curve_scale: float) -> None:
     """Today's local transcribe stage and the cluster's, side by side; then the throughput by workers."""
     with local_cluster(LIMITS["transcribe"]) as cluster:
@@ -462,47 +507,8 @@ def cluster_rows(console: Console, episodes: Sequence[int], curve_workers: Seque
                 )
             console.print(table)
 
-        base = reference(100, curve_scale)
-        table = Table(
-            title=f"Throughput by Dask workers (1 transcribe slot each; SLEEPING transcriptions: 2 cores here), "
-            f"{base.name}, podflow on the cluster"
-        )
-        for column in (
-            "workers",
-            "makespan s",
-            "ideal s",
-            "/ ideal",
-            "episodes / min",
-            "ideal / min",
-            "speed-up vs first",
-            "peak running per stage",
-            "dispatch p50 ms",
-            "p95 ms",
-            "max ms",
-        ):
-            table.add_column(column, justify="right")
-        first: float | None = None
-        for workers in curve_workers:
-            resize(cluster, workers)
-            workload = Workload(base.name, base.seconds, transcribe_limit=workers)
-            ideal = ideal_makespan(workload)
-            result = measure(f"{workers} workers", podflow_on_cluster, workload)
-            per_minute = workload.episodes / result.makespan * 60
-            first = first or per_minute
-            table.add_row(
-                str(workers),
-                f"{result.makespan:.2f}",
-                f"{ideal:.2f}",
-                f"{result.makespan / ideal:.3f}",
-                f"{per_minute:.0f}",
-                f"{workload.episodes / ideal * 60:.0f}",
-                f"{per_minute / first:.2f}",
-                row(result, workload, ideal)[6],
-                percentile_ms(result.dispatch, 0.5),
-                percentile_ms(result.dispatch, 0.95),
-                percentile_ms(result.dispatch, 1.0),
-            )
-        console.print(table)
+        if curve_workers:
+            throughput_curve(console, cluster, curve_workers, curve_scale)
     logged = [
         f"{log.name}: {line.strip()}"
         for log in sorted(cluster.folder.glob("*.log"))
@@ -525,7 +531,11 @@ def main() -> None:
         help="cluster rows: these episode counts, the issue's durations scaled to ~50 s each (default: 100)",
     )
     parser.add_argument(
-        "--curve-workers", type=int, nargs="+", default=[1, 2, 4], help="throughput curve: these worker counts"
+        "--curve-workers",
+        type=int,
+        nargs="*",
+        default=[1, 2, 4],
+        help="throughput curve: these worker counts (none: no curve)",
     )
     parser.add_argument(
         "--curve-scale",
