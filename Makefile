@@ -38,7 +38,7 @@ lint: $(BIN)/podflow
 # bench/long.py: the default engine on 10 and 60 minutes, the others on 10 (180 minutes on demand: --minutes 180).
 bench: $(BIN)/podflow
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/pipeline.py --chart $(CHART)
+	$(BIN)/python bench/pipeline.py --chart $(CHART) --cluster
 	$(BIN)/python bench/prefect_tags.py --rounds 2
 	$(BIN)/python bench/transcribe.py --rounds 1
 	$(BIN)/python bench/long.py --minutes 10 60 --rows faster-whisper

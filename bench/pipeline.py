@@ -13,8 +13,22 @@ side by side in one run, on synthetic stages of controlled duration.
 I/O-like stages sleep; in the transcription-bound workload, transcription burns CPU (hashing, which releases the
 GIL as real inference does). Transcription is capped at 2 running at once in every variant, like the 2 cores it
 would use here, so a wiring that ignores the limit cannot look faster than a real machine allows.
-Run: `.venv/bin/python bench/pipeline.py [--chart bench/out/pipeline-gantt.png]` (bench/out/ is ignored by git; the
-README's picture is bench/pipeline-gantt.png).
+
+With --cluster, transcription on a Dask cluster (tasks/transcribe/cluster.py) against today's local stage, in one
+run, on a real local cluster of separate processes (tests/dask_cluster.py: a `dask scheduler` and plain
+`dask worker --nthreads 1 --resources transcribe=1` processes, started and stopped by PID):
+- podflow, cluster: the same `run_pipeline` wiring, whose transcribe stage task (one thread per slot, as
+  flows/ingest.py sizes it from cluster_slots) does what the product does minus Whisper:
+  `Client.submit(fn, seconds, resources={"transcribe": 1}, pure=False)` and waits for the result. `fn` sleeps the
+  episode's transcription seconds on the worker. The transcribe spans are the worker's, so "peak running" counts
+  what ran on the workers at once and the handoffs include the trip to the worker and back.
+- dispatch: per transcription, from just before `submit` in the stage task to the first line of `fn` on the
+  worker; return: from the last line of `fn` to `result()` returning in the stage task. Both by time.time() on
+  either side (one machine, one clock).
+- throughput curve: 1, 2 and 4 workers of one slot each. The transcriptions SLEEP rather than compute: this
+  machine has 2 cores, so computing ones would measure CPU contention; sleeping ones show how dispatch scales.
+Run: `.venv/bin/python bench/pipeline.py [--chart bench/out/pipeline-gantt.png] [--cluster [--episodes 100 1000]
+[--curve-scale 1]]` (bench/out/ is ignored by git; the README's picture is bench/pipeline-gantt.png).
 """
 
 from __future__ import annotations
@@ -28,16 +42,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="podflow-bench-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # 2 busy cores: 20 s may not do
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import distributed  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import wait  # noqa: E402
@@ -46,6 +63,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from flows.pipeline import Stage, run_pipeline  # noqa: E402
+from tasks.transcribe.cluster_worker import RESOURCE  # noqa: E402
+from tests.dask_cluster import DASK_WORKER, DASK_WORKER_OPTIONS, DaskProcesses, dask_cluster, stop  # noqa: E402
 
 STAGES = ("download", "transcribe", "metadata")
 LIMITS = {"download": 4, "transcribe": 2, "metadata": 4}
@@ -58,6 +77,11 @@ class Workload:
     name: str
     seconds: tuple[tuple[float, float, float], ...]  # per episode: download, transcribe, metadata
     burn: bool = False  # transcription burns CPU instead of sleeping
+    transcribe_limit: int = LIMITS["transcribe"]  # on a cluster: its slots
+
+    @property
+    def limits(self) -> dict[str, int]:
+        return LIMITS | {"transcribe": self.transcribe_limit}
 
     @property
     def episodes(self) -> int:
@@ -92,6 +116,9 @@ class Span:
 class Recorder:
     spans: list[Span] = field(default_factory=list)  # list.append is atomic under the GIL
     burn: bool = False
+    dispatch: list[float] = field(default_factory=list)  # s, submit -> fn starts on the worker
+    returns: list[float] = field(default_factory=list)  # s, fn ends on the worker -> result() in the stage task
+    client: distributed.Client | None = None  # the cluster's, while its rows run
 
 
 RECORDER = Recorder()
@@ -124,20 +151,43 @@ def fake_transcribe(episode: int, upstream: Span, seconds: float) -> Span:
     return _work(episode, "transcribe", seconds)
 
 
+def synthetic_transcription(seconds: float) -> tuple[float, float, str]:
+    """Runs on a Dask worker: a transcription minus Whisper. Its start and end by the wall clock, and the worker."""
+    started = time.time()
+    time.sleep(seconds)
+    return started, time.time(), distributed.get_worker().name
+
+
+@task(name="transcribe", cache_policy=NO_CACHE)
+def cluster_transcribe(episode: int, upstream: Span, seconds: float) -> Span:
+    """What tasks/transcribe/cluster.py does, minus Whisper: submit to a worker with a transcribe slot, wait."""
+    assert RECORDER.client is not None, "no cluster"
+    clock = time.time() - time.perf_counter()  # wall clock -> this process's perf_counter
+    submitted = time.time()
+    future = RECORDER.client.submit(synthetic_transcription, seconds, resources={RESOURCE: 1}, pure=False)
+    started, ended, worker = future.result()
+    RECORDER.returns.append(time.time() - ended)
+    future.release()
+    RECORDER.dispatch.append(started - submitted)
+    span = Span(episode, "transcribe", started - clock, ended - clock, f"dask {worker}")
+    RECORDER.spans.append(span)
+    return span
+
+
 @task(name="metadata", cache_policy=NO_CACHE)
 def fake_metadata(episode: int, upstream: Span, seconds: float) -> Span:
     return _work(episode, "metadata", seconds)
 
 
 @flow(name="bench-podflow-wiring")
-def podflow_wiring(workload: Workload) -> None:
+def podflow_wiring(workload: Workload, on_cluster: bool = False) -> None:
     s = workload.seconds
-    stages = [
+    stages: list[Stage[int]] = [
         Stage("download", fake_download, LIMITS["download"], lambda e, done: {"episode": e, "seconds": s[e][0]}),
         Stage(
             "transcribe",
-            fake_transcribe,
-            LIMITS["transcribe"],
+            cluster_transcribe if on_cluster else fake_transcribe,
+            workload.transcribe_limit,
             lambda e, done: {"episode": e, "upstream": done["download"], "seconds": s[e][1]},
         ),
         Stage(
@@ -186,11 +236,15 @@ def original_design(workload: Workload) -> None:
     transcription.join()
 
 
+def podflow_on_cluster(workload: Workload) -> None:
+    podflow_wiring(workload, on_cluster=True)
+
+
 def ideal_makespan(workload: Workload) -> float:
     """Zero-overhead pipeline: each stage a pool of identical workers taking episodes in upstream-finish order."""
     ready = [0.0] * workload.episodes
     for index, stage in enumerate(STAGES):
-        free = [0.0] * LIMITS[stage]
+        free = [0.0] * workload.limits[stage]
         finished = [0.0] * workload.episodes
         for episode in sorted(range(workload.episodes), key=ready.__getitem__):
             worker = min(range(len(free)), key=free.__getitem__)
@@ -244,16 +298,26 @@ class Result:
     spans: list[Span]
     threads: int
     rss_mib: float
+    dispatch: list[float]
+    returns: list[float]
 
 
 def measure(variant: str, run: Callable[[Workload], None], workload: Workload) -> Result:
-    RECORDER.spans, RECORDER.burn = [], workload.burn
+    RECORDER.spans, RECORDER.burn, RECORDER.dispatch, RECORDER.returns = [], workload.burn, [], []
     reset_peak_rss()
     with ThreadSampler() as threads:
         started = time.perf_counter()
         run(workload)
         makespan = time.perf_counter() - started
-    return Result(variant, makespan, RECORDER.spans, threads.peak, peak_rss_mib())
+    return Result(variant, makespan, RECORDER.spans, threads.peak, peak_rss_mib(), RECORDER.dispatch, RECORDER.returns)
+
+
+def percentile_ms(seconds: Sequence[float], fraction: float) -> str:
+    """The value below which `fraction` of them lie, nearest rank, in ms; "-" when there are none."""
+    if not seconds:
+        return "-"
+    ordered = sorted(seconds)
+    return f"{ordered[int(fraction * (len(ordered) - 1))] * 1000:.1f}"
 
 
 def row(result: Result, workload: Workload, ideal: float) -> list[str]:
@@ -264,6 +328,7 @@ def row(result: Result, workload: Workload, ideal: float) -> list[str]:
         for before, after in zip(STAGES, STAGES[1:])
     )
     peaks = [peak_overlap([s for s in result.spans if s.stage == stage]) for stage in STAGES]
+    limits = workload.limits
     return [
         result.variant,
         f"{result.makespan:.2f}",
@@ -272,7 +337,7 @@ def row(result: Result, workload: Workload, ideal: float) -> list[str]:
         f"{handoffs[int(0.95 * (len(handoffs) - 1))]:.0f}",
         f"{handoffs[-1]:.0f}",
         " / ".join(
-            f"{p}≤{LIMITS[s]}" if p <= LIMITS[s] else f"[red]{p}>{LIMITS[s]}[/red]" for p, s in zip(peaks, STAGES)
+            f"{p}≤{limits[s]}" if p <= limits[s] else f"[red]{p}>{limits[s]}[/red]" for p, s in zip(peaks, STAGES)
         ),
         str(result.threads),
         f"{result.rss_mib:.0f}",
@@ -318,31 +383,178 @@ def gantt(results: Sequence[Result], workload: Workload, path: Path) -> None:
     figure.savefig(path, dpi=90)
 
 
+ROW_COLUMNS = (
+    "wiring",
+    "makespan s",
+    "/ ideal",
+    "handoff p50 ms",
+    "p95 ms",
+    "max ms",
+    "peak running per stage",
+    "threads",
+    "peak RSS MiB",
+)
+
+
+def reference(episodes: int, scale: float, transcribe_limit: int = LIMITS["transcribe"]) -> Workload:
+    """The issue's workload: 0.3 s download, 1.0 s transcription, 0.2 s metadata per episode, times `scale`."""
+    d, t, m = 0.3 * scale, 1.0 * scale, 0.2 * scale
+    workload = uniform(f"{episodes:,} × {d:.3g} / {t:.3g} / {m:.3g} s", episodes, d, t, m)
+    return Workload(workload.name, workload.seconds, transcribe_limit=transcribe_limit)
+
+
+def resize(cluster: DaskProcesses, workers: int, timeout_s: float = 120.0) -> None:
+    """Start or stop (by PID) workers of one slot until the cluster has `workers`, and wait until it says so."""
+    while len(cluster.workers) < workers:
+        cluster.start_worker(f"w{len(cluster.workers) + 1}", DASK_WORKER_OPTIONS)
+    while len(cluster.workers) > workers:
+        stop(cluster.workers.pop())
+    deadline = time.monotonic() + timeout_s
+    while cluster.slots() != workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the cluster offers {cluster.slots()} slots, not {workers}, after {timeout_s} s")
+        time.sleep(0.25)
+
+
+@contextmanager
+def local_cluster(workers: int) -> Iterator[DaskProcesses]:
+    """A scheduler and plain Dask workers of one transcribe slot each, separate processes; the bench's client on
+    it in RECORDER while it runs. Its logs stay in a temporary folder, named in the output."""
+    folder = Path(tempfile.mkdtemp(prefix="podflow-bench-dask-"))
+    with (
+        dask_cluster(folder, workers, DASK_WORKER_OPTIONS, worker_command=DASK_WORKER) as cluster,
+        distributed.Client(cluster.address, timeout=30, set_as_default=False) as client,
+    ):
+        RECORDER.client = client
+        try:
+            yield cluster
+        finally:
+            RECORDER.client = None
+
+
+def throughput_curve(console: Console, cluster: DaskProcesses, curve_workers: Sequence[int], scale: float) -> None:
+    """Podflow on the cluster resized to each worker count (one slot each), on sleeping transcriptions."""
+    base = reference(100, scale)
+    table = Table(
+        title=f"Throughput by Dask workers (1 transcribe slot each; SLEEPING transcriptions: 2 cores here), "
+        f"{base.name}, podflow on the cluster"
+    )
+    for column in (
+        "workers",
+        "makespan s",
+        "ideal s",
+        "/ ideal",
+        "episodes / min",
+        "ideal / min",
+        "speed-up vs first",
+        "peak running per stage",
+        "dispatch p50 ms",
+        "p95 ms",
+        "max ms",
+    ):
+        table.add_column(column, justify="right")
+    first: float | None = None
+    for workers in curve_workers:
+        resize(cluster, workers)
+        workload = Workload(base.name, base.seconds, transcribe_limit=workers)
+        ideal = ideal_makespan(workload)
+        result = measure(f"{workers} workers", podflow_on_cluster, workload)
+        per_minute = workload.episodes / result.makespan * 60
+        first = first or per_minute
+        table.add_row(
+            str(workers),
+            f"{result.makespan:.2f}",
+            f"{ideal:.2f}",
+            f"{result.makespan / ideal:.3f}",
+            f"{per_minute:.0f}",
+            f"{workload.episodes / ideal * 60:.0f}",
+            f"{per_minute / first:.2f}",
+            row(result, workload, ideal)[6],
+            percentile_ms(result.dispatch, 0.5),
+            percentile_ms(result.dispatch, 0.95),
+            percentile_ms(result.dispatch, 1.0),
+        )
+    console.print(table)
+
+
+def cluster_rows(console: Console, episodes: Sequence[int], curve_workers: Sequence[int], curve_scale: float) -> None:
+    """Today's local transcribe stage and the cluster's, side by side; then the throughput by workers."""
+    with local_cluster(LIMITS["transcribe"]) as cluster:
+        console.print(f"Dask cluster at {cluster.address}: logs in {cluster.folder}")
+        measure("warm-up", podflow_on_cluster, reference(4, 0.01))
+        for count in episodes:
+            workload = reference(count, min(1.0, 100 / count))  # ~50 s each: 1,000 episodes at a tenth the durations
+            ideal = ideal_makespan(workload)
+            table = Table(
+                title=f"{workload.name} (download / transcribe / metadata); limits {workload.limits}; "
+                f"the cluster: {len(cluster.workers)} workers of 1 slot; ideal makespan {ideal:.2f} s"
+            )
+            for column in (*ROW_COLUMNS, "dispatch p50 ms", "p95 ms", "max ms", "return p50 ms", "p95 ms"):
+                table.add_column(column, justify="right")
+            for name, run in (
+                ("podflow, threads (local stage)", podflow_wiring),
+                ("podflow, Dask cluster", podflow_on_cluster),
+            ):
+                result = measure(name, run, workload)
+                dispatch, returns = result.dispatch, result.returns
+                table.add_row(
+                    *row(result, workload, ideal),
+                    percentile_ms(dispatch, 0.5),
+                    percentile_ms(dispatch, 0.95),
+                    percentile_ms(dispatch, 1.0),
+                    percentile_ms(returns, 0.5),
+                    percentile_ms(returns, 0.95),
+                )
+            console.print(table)
+
+        if curve_workers:
+            throughput_curve(console, cluster, curve_workers, curve_scale)
+    logged = [
+        f"{log.name}: {line.strip()}"
+        for log in sorted(cluster.folder.glob("*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if "WARNING" in line or "ERROR" in line or "Traceback" in line
+    ]
+    console.print(f"Warnings and errors in the cluster's logs: {len(logged)}", *logged[:20], sep="\n  ")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chart", type=Path, help="write a Gantt chart of the first workload here (PNG)")
+    parser.add_argument("--cluster", action="store_true", help="add the Dask cluster rows and the throughput curve")
+    parser.add_argument("--cluster-only", action="store_true", help="the cluster rows only (implies --cluster)")
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        nargs="+",
+        default=[100],
+        help="cluster rows: these episode counts, the issue's durations scaled to ~50 s each (default: 100)",
+    )
+    parser.add_argument(
+        "--curve-workers",
+        type=int,
+        nargs="*",
+        default=[1, 2, 4],
+        help="throughput curve: these worker counts (none: no curve)",
+    )
+    parser.add_argument(
+        "--curve-scale",
+        type=float,
+        default=0.3,
+        help="throughput curve: 100 episodes of the issue's durations times this (default 0.3: about a minute)",
+    )
     args = parser.parse_args()
     console = Console(width=200)
     measure("warm-up", podflow_wiring, uniform("warm-up", 1, 0, 0, 0))  # start the ephemeral API outside the timings
-    for workload, with_naive in WORKLOADS:
+    for workload, with_naive in [] if args.cluster_only else WORKLOADS:
         ideal = ideal_makespan(workload)
-        variants = [("podflow (run_pipeline)", podflow_wiring)]
+        variants: list[tuple[str, Callable[[Workload], None]]] = [("podflow (run_pipeline)", podflow_wiring)]
         if with_naive:
             variants.append((f"naive .map, one pool of {sum(LIMITS.values())}", naive_map))
         variants.append(("original design (queue, 1 transcriber)", original_design))
         results = [measure(name, run, workload) for name, run in variants]
         table = Table(title=f"{workload.name}; limits {LIMITS}; ideal makespan {ideal:.2f} s")
-        for column in (
-            "wiring",
-            "makespan s",
-            "/ ideal",
-            "handoff p50 ms",
-            "p95 ms",
-            "max ms",
-            "peak running per stage",
-            "threads",
-            "peak RSS MiB",
-        ):
+        for column in ROW_COLUMNS:
             table.add_column(column, justify="right")
         for result in results:
             table.add_row(*row(result, workload, ideal))
@@ -350,6 +562,8 @@ def main() -> None:
         if args.chart and workload is WORKLOADS[0][0]:
             gantt(results, workload, args.chart)
             console.print(f"Gantt chart: {args.chart}")
+    if args.cluster or args.cluster_only:
+        cluster_rows(console, args.episodes, args.curve_workers, args.curve_scale)
     noop = measure("no-op", podflow_wiring, uniform("no-op", 200, 0, 0, 0))  # last: it leaves the API busy a while
     console.print(
         f"Orchestration per episode (3 task runs of stages that do nothing, 200 episodes): "

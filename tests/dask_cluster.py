@@ -1,5 +1,6 @@
 """A real Dask cluster on 127.0.0.1 for the tests and benches: a `dask scheduler` process and `podflow worker`
-processes, each started and stopped by its PID, as an operator's hosts would run them."""
+processes (or plain `dask worker` ones, for work that needs no model), each started and stopped by its PID, as an
+operator's hosts would run them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ import distributed
 from tasks.transcribe.cluster_worker import RESOURCE
 
 PODFLOW = str(Path(sys.executable).with_name("podflow"))
+PODFLOW_WORKER = (PODFLOW, "worker")
+# A plain Dask worker with one transcribe slot and no model: for synthetic work (bench/pipeline.py).
+DASK_WORKER = (sys.executable, "-m", "distributed.cli.dask_worker")
+DASK_WORKER_OPTIONS = ("--nthreads", "1", "--resources", f"{RESOURCE}=1")
 
 
 @dataclass
@@ -26,6 +31,7 @@ class DaskProcesses:
     folder: Path
     scheduler: subprocess.Popen[bytes]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_command: Sequence[str] = PODFLOW_WORKER  # followed by the address, the name and the options
 
     def slots(self) -> int:
         with distributed.Client(self.address, timeout=10, set_as_default=False) as client:
@@ -43,10 +49,14 @@ class DaskProcesses:
                 raise TimeoutError(f"the cluster offers {self.slots()} of {slots} slots after {timeout_s} s")
             time.sleep(0.25)
 
+    def stop_workers(self) -> None:
+        for process in reversed(self.workers):
+            stop(process)
+
     def start_worker(self, name: str, options: Sequence[str] = ()) -> subprocess.Popen[bytes]:
         log = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 (the process writes it until it stops)
         process = subprocess.Popen(
-            [PODFLOW, "worker", self.address, "--name", name, "--no-dashboard", *options],
+            [*self.worker_command, self.address, "--name", name, "--no-dashboard", *options],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.folder,
@@ -69,9 +79,14 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
 
 @contextmanager
 def dask_cluster(
-    folder: Path, workers: int, worker_options: Sequence[str] = (), scheduler_env: dict[str, str] | None = None
+    folder: Path,
+    workers: int,
+    worker_options: Sequence[str] = (),
+    scheduler_env: dict[str, str] | None = None,
+    worker_command: Sequence[str] = PODFLOW_WORKER,
 ) -> Iterator[DaskProcesses]:
-    """A scheduler and `workers` podflow workers (one slot each), started and ready; all stopped by PID after."""
+    """A scheduler and `workers` workers (podflow workers unless `worker_command` says otherwise; one slot each),
+    started and ready; all stopped by PID after, with those `start_worker` added since."""
     folder.mkdir(parents=True, exist_ok=True)
     address_file = folder / "scheduler.json"
     with ExitStack() as stack, open(folder / "scheduler.log", "ab") as log:
@@ -85,8 +100,9 @@ def dask_cluster(
         stack.callback(stop, scheduler)
         # Waits for the file the scheduler writes once it listens, and parses it whole.
         address = distributed.utils.json_load_robust(str(address_file), timeout=60)["address"]
-        cluster = DaskProcesses(address, folder, scheduler)
+        cluster = DaskProcesses(address, folder, scheduler, worker_command=worker_command)
+        stack.callback(cluster.stop_workers)
         for number in range(1, workers + 1):
-            stack.callback(stop, cluster.start_worker(f"w{number}", worker_options))
+            cluster.start_worker(f"w{number}", worker_options)
         cluster.wait_for_slots(workers)
         yield cluster
