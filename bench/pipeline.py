@@ -17,8 +17,8 @@ would use here, so a wiring that ignores the limit cannot look faster than a rea
 With --cluster, transcription on a Dask cluster (tasks/transcribe/cluster.py) against today's local stage, in one
 run, on a real local cluster of separate processes (tests/dask_cluster.py: a `dask scheduler` and plain
 `dask worker --nthreads 1 --resources transcribe=1` processes, started and stopped by PID):
-- podflow, cluster: the same `run_pipeline` wiring, whose transcribe stage task (one thread per slot, as
-  flows/ingest.py sizes it from cluster_slots) does what the product does minus Whisper:
+- podflow, cluster: the same `run_pipeline` wiring, whose transcribe stage task (two threads a slot, as
+  flows/ingest.py sizes it from cluster_slots with stage_workers) does what the product does minus Whisper:
   `Client.submit(fn, seconds, resources={"transcribe": 1}, pure=False)` and waits for the result. `fn` sleeps the
   episode's transcription seconds on the worker. The transcribe spans are the worker's, so "peak running" counts
   what ran on the workers at once and the handoffs include the trip to the worker and back.
@@ -63,6 +63,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from flows.pipeline import Stage, run_pipeline  # noqa: E402
+from tasks.transcribe.cluster import stage_workers  # noqa: E402
 from tasks.transcribe.cluster_worker import RESOURCE  # noqa: E402
 from tests.dask_cluster import DASK_WORKER, DASK_WORKER_OPTIONS, DaskProcesses, dask_cluster, stop  # noqa: E402
 
@@ -187,7 +188,7 @@ def podflow_wiring(workload: Workload, on_cluster: bool = False) -> None:
         Stage(
             "transcribe",
             cluster_transcribe if on_cluster else fake_transcribe,
-            workload.transcribe_limit,
+            stage_workers(workload.transcribe_limit) if on_cluster else workload.transcribe_limit,
             lambda e, done: {"episode": e, "upstream": done["download"], "seconds": s[e][1]},
         ),
         Stage(

@@ -185,10 +185,11 @@ def ingest(
     started = utc_now()
     transcribe_workers = settings.transcribe_workers
     if on_cluster(settings):  # before any download: a cluster that cannot be reached fails the run here
-        from tasks.transcribe.cluster import cluster_slots  # Dask is an optional extra
+        from tasks.transcribe.cluster import cluster_slots, stage_workers  # Dask is an optional extra
 
-        transcribe_workers = cluster_slots(settings)
-        logger.info("Transcribing on the Dask cluster at %s: %d slots", settings.transcribe_cluster, transcribe_workers)
+        slots = cluster_slots(settings)
+        transcribe_workers = stage_workers(slots)
+        logger.info("Transcribing on the Dask cluster at %s: %d slots", settings.transcribe_cluster, slots)
     with ExitStack() as locks:
         feeds = open_feeds(urls, settings, locks, listed)
         fetch_feeds(feeds, settings)

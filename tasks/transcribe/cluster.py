@@ -32,14 +32,21 @@ HEALTH_CHECK_S = 2.0
 SENDS = 3  # tries to get the audio to a worker, where the worker holding the bytes sent dies each time
 
 
-class AudioLostError(Exception):
-    """The worker holding the bytes sent died before the transcription was heard: send them again."""
+class SendAgain(Exception):
+    """Dask gave the transcription up for a reason that is not the episode's: send it again."""
 
 
 def cluster_slots(settings: Settings) -> int:
     """The transcribe slots of the settings' cluster, connecting to it: ClusterError, before any download, where
     its scheduler cannot be reached or no worker offers a slot within cluster_timeout_s."""
     return cluster_client(settings).wait_for_slots(settings.cluster_timeout_s)
+
+
+def stage_workers(slots: int) -> int:
+    """The transcribe stage's threads on a cluster of `slots`: two a slot, so that the next episode already waits
+    at the scheduler while one is heard, and no slot idles through the flow's side of a hand-off (Prefect's task
+    start and finish, the submit; bench/pipeline.py --cluster). The slots still bound what is heard at once."""
+    return 2 * slots
 
 
 _clients: dict[str, ClusterClient] = {}
@@ -118,12 +125,12 @@ class ClusterClient:
                 except AudioNotVisibleError as exc:  # a worker that joined after the check, on another file system
                     progress.on_retry(f"Sending the audio as bytes: {exc}")
                     by_path = False
-                except AudioLostError as exc:
-                    progress.on_retry(f"Sending the audio again: {exc}")
+                except SendAgain as exc:
+                    progress.on_retry(f"Sending the episode again: {exc}")
         except OSError as exc:  # CommClosedError and TimeoutError among them: the scheduler went away
             went = f"{type(exc).__name__}: {exc}"
             raise ClusterError(f"the transcribe cluster at {self.address} went away: {went}") from exc
-        raise ClusterError(f"the audio was sent {SENDS} times and never heard: each worker holding it left")
+        raise ClusterError(f"sent {SENDS} times and never heard: the workers holding it left each time")
 
     def _heard(
         self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress, by_path: bool
@@ -132,19 +139,25 @@ class ClusterClient:
         inbox: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._inboxes[key] = inbox
         sent = future = None
+        starts = 0
         try:
             sent = None if by_path else self.client.scatter(audio.path.read_bytes(), hash=False)
             future = self.client.submit(
                 hear, key, audio, sent, episode, settings, key=key, resources={RESOURCE: 1}, pure=False
             )
             future.add_done_callback(lambda done: inbox.put({"event": "done"}))
-            self._follow(future, inbox, settings, progress)
+            starts = self._follow(future, inbox, settings, progress)
             return future.result()
         except distributed.KilledWorker as exc:
-            raise TranscriptionError(f"every worker that took the transcription died: KilledWorker: {exc}") from None
+            # Dask strikes every task a dying worker holds, also those only waiting there for a slot: poison is an
+            # episode that was being heard at each death.
+            deaths = exc.allowed_failures + 1
+            if starts < deaths:
+                raise SendAgain(f"{deaths} workers died holding it, while it was heard on {starts}") from None
+            raise TranscriptionError(f"every worker that heard it died ({deaths}): KilledWorker: {exc}") from None
         except CancelledError as exc:
             if sent is not None and sent.status != "finished":  # Dask keeps scattered data on one worker only
-                raise AudioLostError("the worker holding the audio left before it was heard") from None
+                raise SendAgain("the worker holding the audio left before it was heard") from None
             raise ClusterError(f"the transcribe cluster at {self.address} dropped the transcription: {exc}") from None
         finally:
             self._inboxes.pop(key, None)
@@ -158,11 +171,12 @@ class ClusterClient:
         inbox: queue.SimpleQueue[dict[str, Any]],
         settings: Settings,
         progress: Progress,
-    ) -> None:
-        """Pass the workers' events on until the future is done; ClusterError past a deadline (the future is
-        cancelled): the cluster without a scheduler or a slot for cluster_timeout_s, or one worker hearing the
-        episode for cluster_transcribe_timeout_s."""
+    ) -> int:
+        """Pass the workers' events on until the future is done, and say how many workers started hearing it;
+        ClusterError past a deadline (the future is cancelled): the cluster without a scheduler or a slot for
+        cluster_timeout_s, or one worker hearing the episode for cluster_transcribe_timeout_s."""
         started = None
+        starts = 0
         next_check = time.monotonic() + HEALTH_CHECK_S
         unhealthy_since: float | None = None
         while True:
@@ -173,9 +187,9 @@ class ClusterClient:
             now = time.monotonic()
             match note.get("event"):
                 case "done":
-                    return
+                    return starts
                 case "started":
-                    started = now
+                    started, starts = now, starts + 1
                     progress.on_worker(note["worker"])
                 case "heard":
                     progress.on_segment(note["done_s"], note["total_s"])
