@@ -22,9 +22,11 @@ $(BIN)/podflow: pyproject.toml
 demo: $(BIN)/podflow
 	$(BIN)/podflow demo
 
-# The whole suite, after lint and types: what CI runs.
+# The whole suite, after lint and types: what CI runs. Two processes, each taking whole modules (their fixtures,
+# such as test_cluster.py's Dask cluster, start once): many tests wait on servers and subprocesses, so two
+# overlap well on 2 cores.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The fast lane: lint, types and every test not marked integration (no Prefect server, subprocess or Whisper).
 check: lint
