@@ -41,6 +41,10 @@ lint: $(BIN)/podflow
 bench: $(BIN)/podflow
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/pipeline.py --chart $(CHART) --cluster
+	$(BIN)/python bench/cluster_transport.py
+	# Real Whisper on the cluster: on 2 cores the workers share them; on a GPU machine add
+	# --transcriber whisper --model … --device cuda --workers 1 2 4 --episodes 8 --minutes 10.
+	$(BIN)/python bench/cluster_whisper.py --workers 1 2 --episodes 2 --minutes 2
 	$(BIN)/python bench/prefect_tags.py --rounds 2
 	$(BIN)/python bench/transcribe.py --rounds 1
 	$(BIN)/python bench/long.py --minutes 10 60 --rows faster-whisper
