@@ -22,9 +22,9 @@ run, on a real local cluster of separate processes (tests/dask_cluster.py: a `da
   `Client.submit(fn, seconds, resources={"transcribe": 1}, pure=False)` and waits for the result. `fn` sleeps the
   episode's transcription seconds on the worker. The transcribe spans are the worker's, so "peak running" counts
   what ran on the workers at once and the handoffs include the trip to the worker and back.
-- dispatch: per transcription, from just before `submit` in the stage task to the first line of `fn` on the
-  worker; return: from the last line of `fn` to `result()` returning in the stage task. Both by time.time() on
-  either side (one machine, one clock).
+- dispatch: per transcription, from just before `submit` in the stage task (or, where it waited for the slot,
+  from the end of the worker's previous one) to the first line of `fn` on the worker; return: from the last line
+  of `fn` to `result()` returning in the stage task. Both by time.time() on either side (one machine, one clock).
 - throughput curve: 1, 2 and 4 workers of one slot each. The transcriptions SLEEP rather than compute: this
   machine has 2 cores, so computing ones would measure CPU contention; sleeping ones show how dispatch scales.
 Run: `.venv/bin/python bench/pipeline.py [--chart bench/out/pipeline-gantt.png] [--cluster [--episodes 100 1000]
@@ -117,9 +117,12 @@ class Span:
 class Recorder:
     spans: list[Span] = field(default_factory=list)  # list.append is atomic under the GIL
     burn: bool = False
-    dispatch: list[float] = field(default_factory=list)  # s, submit -> fn starts on the worker
+    remote: list[tuple[str, float, float, float]] = field(default_factory=list)  # worker, submitted, started, ended
     returns: list[float] = field(default_factory=list)  # s, fn ends on the worker -> result() in the stage task
     client: distributed.Client | None = None  # the cluster's, while its rows run
+    # Wall clock -> this process's perf_counter, read once a run: read per call, a thread switch between the two
+    # reads shifts a span by milliseconds, as much as the gap between two transcriptions on a worker.
+    clock: float = 0.0
 
 
 RECORDER = Recorder()
@@ -163,14 +166,13 @@ def synthetic_transcription(seconds: float) -> tuple[float, float, str]:
 def cluster_transcribe(episode: int, upstream: Span, seconds: float) -> Span:
     """What tasks/transcribe/cluster.py does, minus Whisper: submit to a worker with a transcribe slot, wait."""
     assert RECORDER.client is not None, "no cluster"
-    clock = time.time() - time.perf_counter()  # wall clock -> this process's perf_counter
     submitted = time.time()
     future = RECORDER.client.submit(synthetic_transcription, seconds, resources={RESOURCE: 1}, pure=False)
     started, ended, worker = future.result()
     RECORDER.returns.append(time.time() - ended)
     future.release()
-    RECORDER.dispatch.append(started - submitted)
-    span = Span(episode, "transcribe", started - clock, ended - clock, f"dask {worker}")
+    RECORDER.remote.append((worker, submitted, started, ended))
+    span = Span(episode, "transcribe", started - RECORDER.clock, ended - RECORDER.clock, f"dask {worker}")
     RECORDER.spans.append(span)
     return span
 
@@ -303,14 +305,27 @@ class Result:
     returns: list[float]
 
 
+def dispatch_delays(remote: Sequence[tuple[str, float, float, float]]) -> list[float]:
+    """Per transcription, how long a worker's slot could have run it and did not: from its submit, or from the end
+    of the slot's previous transcription if that came later (it waited for the slot), to its start."""
+    delays: list[float] = []
+    free_at: dict[str, float] = {}
+    for worker, submitted, started, ended in sorted(remote, key=lambda call: call[2]):
+        delays.append(started - max(submitted, free_at.get(worker, submitted)))
+        free_at[worker] = ended
+    return delays
+
+
 def measure(variant: str, run: Callable[[Workload], None], workload: Workload) -> Result:
-    RECORDER.spans, RECORDER.burn, RECORDER.dispatch, RECORDER.returns = [], workload.burn, [], []
+    RECORDER.spans, RECORDER.burn, RECORDER.remote, RECORDER.returns = [], workload.burn, [], []
+    RECORDER.clock = time.time() - time.perf_counter()
     reset_peak_rss()
     with ThreadSampler() as threads:
         started = time.perf_counter()
         run(workload)
         makespan = time.perf_counter() - started
-    return Result(variant, makespan, RECORDER.spans, threads.peak, peak_rss_mib(), RECORDER.dispatch, RECORDER.returns)
+    dispatch = dispatch_delays(RECORDER.remote)
+    return Result(variant, makespan, RECORDER.spans, threads.peak, peak_rss_mib(), dispatch, RECORDER.returns)
 
 
 def percentile_ms(seconds: Sequence[float], fraction: float) -> str:
