@@ -30,6 +30,7 @@ from flows import pipeline  # noqa: E402
 from flows.demo_server import serving  # noqa: E402
 from flows.ingest import ingest_feeds, listening  # noqa: E402
 from flows.limits import limits_app  # noqa: E402
+from tasks.errors import TranscriptionError  # noqa: E402
 from tasks.metadata import metadata_json_schema  # noqa: E402
 from tasks.models import STAGES, IngestReport, RunReport, Settings  # noqa: E402
 from tasks.transcribe.base import hears_audio  # noqa: E402
@@ -240,7 +241,10 @@ def worker(ctx: typer.Context, scheduler: str, slots: int, **given: object) -> N
     """Start a Dask worker that hears audio for runs with --transcribe-cluster SCHEDULER: its model loaded once
     and kept; each run's transcriber, model, device and compute type checked against it. Options this command
     does not know go to `dask worker` (--name, --local-directory, --nanny/--no-nanny ...)."""
-    from tasks.transcribe.cluster_worker import dask_worker_command  # Dask is an optional extra
+    try:
+        from tasks.transcribe.cluster_worker import dask_worker_command  # Dask is an optional extra
+    except TranscriptionError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
     try:
         settings = Settings.model_validate(

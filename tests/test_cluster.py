@@ -276,6 +276,20 @@ def test_a_worker_with_another_model_fails_each_episode_and_says_which_models(
     assert events.started() == []  # refused before any hearing
 
 
+def test_a_worker_whose_model_cannot_load_exits_instead_of_offering_a_slot(cluster: DaskProcesses) -> None:
+    done = subprocess.run(
+        [PODFLOW, "worker", cluster.address, "--model", "bundled:nope", "--no-dashboard"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    assert "podflow worker: TranscriptionError: the faster-whisper model 'bundled:nope' cannot be loaded" in done.stderr
+    assert cluster.slots() == 2  # the two of the module's workers, and none of its
+
+
 def test_an_unreachable_scheduler_fails_the_run_before_any_download(server: FeedServer, tmp_path: Path) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))

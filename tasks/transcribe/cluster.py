@@ -72,7 +72,7 @@ class ClusterClient:
         self.address = address
         try:
             self.client = distributed.Client(address, timeout=timeout_s, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
+        except Exception as exc:  # unreachable (OSError), or an address Dask cannot parse (ValueError)
             raise ClusterError(
                 f"the transcribe cluster at {address}: its scheduler cannot be reached within {timeout_s:g} s: {exc}"
             ) from exc
@@ -84,15 +84,22 @@ class ClusterClient:
         if (inbox := self._inboxes.get(note.get("key", ""))) is not None:
             inbox.put(note)
 
+    def _slots_by_worker(self) -> dict[str, int]:
+        """The transcribe slots of each running worker (a worker paused for memory takes no task)."""
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        return {
+            address: int(info.get("resources", {}).get(RESOURCE, 0))
+            for address, info in workers.items()
+            if info.get("status", "running") == "running"
+        }
+
     def workers(self) -> list[str]:
         """The addresses of the workers offering a transcribe slot now."""
-        workers = self.client.scheduler_info(n_workers=-1)["workers"]
-        return [address for address, info in workers.items() if info.get("resources", {}).get(RESOURCE, 0) > 0]
+        return [address for address, slots in self._slots_by_worker().items() if slots > 0]
 
     def slots(self) -> int:
         """The transcribe slots the cluster's workers offer now."""
-        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
-        return int(sum(info.get("resources", {}).get(RESOURCE, 0) for info in workers))
+        return sum(self._slots_by_worker().values())
 
     def wait_for_slots(self, timeout_s: float) -> int:
         """The cluster's transcribe slots, once it has any; ClusterError if none appear within the timeout."""
@@ -140,8 +147,10 @@ class ClusterClient:
         self._inboxes[key] = inbox
         sent = future = None
         starts = 0
+        # Again for each episode: a scheduler that restarted has forgotten the subscription.
+        self.client.subscribe_topic(TOPIC, self._deliver)
         try:
-            sent = None if by_path else self.client.scatter(audio.path.read_bytes(), hash=False)
+            sent = None if by_path else self.client.scatter(audio.path.read_bytes(), hash=False, workers=self.workers())
             future = self.client.submit(
                 hear, key, audio, sent, episode, settings, key=key, resources={RESOURCE: 1}, pure=False
             )
@@ -155,6 +164,8 @@ class ClusterClient:
             if starts < deaths:
                 raise SendAgain(f"{deaths} workers died holding it, while it was heard on {starts}") from None
             raise TranscriptionError(f"every worker that heard it died ({deaths}): KilledWorker: {exc}") from None
+        except distributed.scheduler.NoValidWorkerError as exc:  # an operator's no-workers-timeout
+            raise ClusterError(f"the transcribe cluster at {self.address} has no worker for it: {exc}") from None
         except CancelledError as exc:
             if sent is not None and sent.status != "finished":  # Dask keeps scattered data on one worker only
                 raise SendAgain("the worker holding the audio left before it was heard") from None
@@ -177,6 +188,7 @@ class ClusterClient:
         cluster_timeout_s, or one worker hearing the episode for cluster_transcribe_timeout_s."""
         started = None
         starts = 0
+        note_worker = ""
         next_check = time.monotonic() + HEALTH_CHECK_S
         unhealthy_since: float | None = None
         while True:
@@ -189,12 +201,14 @@ class ClusterClient:
                 case "done":
                     return starts
                 case "started":
-                    started, starts = now, starts + 1
-                    progress.on_worker(note["worker"])
+                    started, starts, note_worker = now, starts + 1, note["worker"]
+                    progress.on_worker(note_worker)
                 case "heard":
                     progress.on_segment(note["done_s"], note["total_s"])
             if started is not None and now - started > settings.cluster_transcribe_timeout_s:
+                # A running task ignores cancel() and keeps its slot: restart its worker (its nanny starts it again).
                 future.cancel()
+                self.client.restart_workers([note_worker], timeout=settings.cluster_timeout_s, raise_for_error=False)
                 raise ClusterError(
                     f"not transcribed {settings.cluster_transcribe_timeout_s:g} s after a worker took it: given up"
                 )

@@ -83,8 +83,15 @@ def dask_setup(worker: distributed.Worker) -> None:
     """Dask's preload hook (`dask worker --preload tasks.transcribe.cluster_worker`): load the worker's model once,
     before it takes any task, from the settings `podflow worker` put in the environment."""
     global _serving
-    _serving = Settings.model_validate_json(os.environ[WORKER_SETTINGS_VARIABLE])
-    load_backend(_serving)
+    try:
+        settings = Settings.model_validate_json(os.environ[WORKER_SETTINGS_VARIABLE])
+        load_backend(settings)
+    except Exception as exc:
+        # Dask logs a preload's error and starts the worker anyway, slots and all: it would take every episode and
+        # fail it. Exit instead, so it never offers a slot.
+        print(f"podflow worker: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        os._exit(1)
+    _serving = settings
 
 
 def sees(path: str, size: int) -> bool:
@@ -100,14 +107,22 @@ def audio_on_worker(audio: AudioFile, sent: bytes | None, folder: Path) -> Itera
     """The audio as a file this worker can read: the bytes sent, written to a file of its own and removed after;
     or the flow's own file, when none were sent and the one at its path has its size and hash."""
     if sent is None:
-        if not sees(str(audio.path), audio.bytes) or sha256_of(audio.path) != audio.sha256:
+        try:
+            same = sees(str(audio.path), audio.bytes) and sha256_of(audio.path) == audio.sha256
+        except OSError:  # there, but not readable by the worker's user
+            same = False
+        if not same:
             raise AudioNotVisibleError(f"the worker does not see {audio.path} as the flow wrote it")
         yield audio
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix="podflow-", suffix=audio.path.suffix) as copy:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        copy = tempfile.NamedTemporaryFile(dir=folder, prefix="podflow-", suffix=audio.path.suffix)  # noqa: SIM115
         copy.write(sent)
         copy.flush()
+    except OSError as exc:  # a full disk: the worker's, not the cluster's connection
+        raise TranscriptionError(f"the worker cannot keep the audio in {folder}: {exc}") from None
+    with copy:
         yield audio.model_copy(update={"path": Path(copy.name)})
 
 
