@@ -28,12 +28,13 @@ from tasks.download import sha256_of
 from tasks.episode_id import guid_episode_id
 from tasks.models import AudioFile, IngestReport, Ledger, Settings
 from tasks.store import FeedStore
-from tasks.transcribe.cluster_worker import TOPIC, AudioNotVisibleError, WorkerModel, audio_on_worker
+from tasks.transcribe.cluster_worker import TOPIC, AudioNotVisibleError, ClusterError, WorkerModel, audio_on_worker
 from tasks.transcribe.stage import transcribe_audio
 from tests.conftest import DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.dask_cluster import PODFLOW, DaskProcesses, dask_cluster
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
+from tests.long_episode import write_episode
 from tests.operate import Operation, wait_until
 from tests.speech import word_error_rate
 from tests.test_transcribe import episode_of
@@ -274,6 +275,28 @@ def test_a_worker_with_another_model_fails_each_episode_and_says_which_models(
         assert "runs faster-whisper bundled:tiny.en on cpu" in (episode.error or "")
         assert "asks for faster-whisper bundled:base on cpu" in (episode.error or "")
     assert events.started() == []  # refused before any hearing
+
+
+def test_an_episode_heard_past_its_deadline_fails_and_its_worker_is_restarted(
+    cluster: DaskProcesses, events: Events, tmp_path: Path
+) -> None:
+    """A running Dask task ignores cancel(): past cluster_transcribe_timeout_s the flow restarts the worker, or
+    the episode it gave up would keep the slot."""
+    path = tmp_path / "episode" / "audio.mp3"
+    path.parent.mkdir()
+    write_episode(path, 120)
+    size, sha256 = path.stat().st_size, sha256_of(path)
+    audio = AudioFile(episode_id="slow", path=path, source_url="http://127.0.0.1/a.mp3", bytes=size, sha256=sha256)
+    settings = cluster_settings(cluster, tmp_path, cluster_transcribe_timeout_s=0.5)
+
+    with pytest.raises(ClusterError, match="not transcribed 0.5 s after a worker took it: given up"):
+        transcribe_audio(audio, episode_of(audio), path.parent, settings)
+
+    [started] = events.started("slow")
+    assert "finished" not in [note["event"] for note in events.notes if note["key"] == started["key"]]
+    cluster.wait_for_slots(2)
+    with distributed.Client(cluster.address, timeout=10, set_as_default=False) as client:
+        assert started["worker"] not in client.scheduler_info(n_workers=-1)["workers"]  # a new process took its place
 
 
 def test_a_worker_whose_model_cannot_load_exits_instead_of_offering_a_slot(cluster: DaskProcesses) -> None:
