@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from tasks.files import sha256_of  # noqa: E402
+from tests.dask_cluster import DASK_WORKER, DASK_WORKER_OPTIONS, dask_cluster  # noqa: E402
 
 BITRATES_KBPS = (64, 128, 192)
 
@@ -42,24 +42,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="podflow-transport-"))
-    address_file = folder / "scheduler.json"
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0"]
-            + ["--no-dashboard", "--scheduler-file", str(address_file)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    try:
-        address = distributed.utils.json_load_robust(str(address_file), timeout=60)["address"]
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+    # The tests' launcher: a scheduler and a plain Dask worker, by PID (no model: nothing here hears audio).
+    with dask_cluster(folder / "dask", 1, DASK_WORKER_OPTIONS, worker_command=DASK_WORKER) as cluster:
+        address = cluster.address
         table = Table(title=f"An hour of audio to one worker (median of {args.rounds})")
         for column in ("MP3 bitrate", "MB an hour", "as bytes s", "MB/s", "as a path s"):
             table.add_column(column, justify="right")
@@ -88,10 +73,6 @@ def main() -> None:
                     f"{statistics.median(by_path):.2f}",
                 )
         Console().print(table)
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-            process.wait(30)
 
 
 if __name__ == "__main__":
