@@ -250,7 +250,8 @@ def ingest_feeds(
     urls, listed, source_errors = list(feeds or []), [], []
     if opml:
         try:
-            listed = read_opml(opml, settings)
+            listed, left_out = read_opml(opml, settings)
+            source_errors += [left_out] if left_out else []
         except FeedError as exc:
             # The feeds listed directly still run: one unreachable OPML URL should not cost them their schedule.
             source_errors.append(f"{type(exc).__name__}: {exc}")

@@ -1,5 +1,5 @@
 """Fetch a podcast feed over HTTP: a conditional GET of its first page, then each next page it links (RFC 5005),
-each parsed by tasks/feed_parse.py into a Feed and its Episodes."""
+each parsed by tasks/feed_parse.py, in a child process under the parse limits, into a Feed and its Episodes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import FeedError
 from tasks.feed_parse import FeedPage, parse_page
-from tasks.http import fetch_document
+from tasks.http import Fetched, fetch_document
+from tasks.isolation import parse_isolated
 from tasks.models import Episode, Feed, FeedValidators, Settings
 from tasks.prefect_glue import fail_quietly, fetch_feed_run_name
 from tasks.redaction import redact_url, redact_urls
@@ -33,34 +34,50 @@ def fetch_feed(
     )
     if fetched.not_modified:
         return None
-    first = parse_page(fetched.body, url, fetched.final_url, fetched.headers)
-    pages, paging_error = _read_pages(first, {url, fetched.final_url}, settings)
+    first = parsed_page(fetched, url, settings, settings.max_feed_episodes)
     episodes: dict[str, Episode] = {}
-    for episode in (episode for page in pages for episode in page.episodes):
-        episodes.setdefault(episode.episode_id, episode)  # the first of repeats: pages may overlap as they shift
+    paging_error = _read_pages(first, {url, fetched.final_url}, settings, episodes)
     return first.feed.model_copy(update={"paging_error": paging_error}), list(episodes.values())
 
 
-def _read_pages(first: FeedPage, read: set[str], settings: Settings) -> tuple[list[FeedPage], str | None]:
-    """`first` and the pages after it, in order; and why pages were left unread, if any were.
+def parsed_page(fetched: Fetched, url: str, settings: Settings, max_items: int) -> FeedPage:
+    return parse_isolated(
+        parse_page, (fetched.body, url, fetched.final_url, fetched.headers, max_items), settings, url, FeedError
+    )
 
-    At most `settings.max_feed_pages` pages, none twice (a page may link back to an earlier one). Each is fetched
-    like the first, so the same size, time and address rules apply, but unconditionally: validators name the first.
+
+def _read_pages(first: FeedPage, read: set[str], settings: Settings, episodes: dict[str, Episode]) -> str | None:
+    """Gather the episodes of `first` and the pages after it, in order, in `episodes`; return why part of the
+    feed was left unread, if any was.
+
+    At most `settings.max_feed_pages` pages, none twice (a page may link back to an earlier one), and at most
+    `settings.max_feed_episodes` episodes. Each page is fetched like the first, so the same size, time and address
+    rules apply, but unconditionally: validators name the first.
     """
-    pages = [first]
-    while (next_url := pages[-1].next_url) is not None and next_url not in read:
-        if len(pages) == settings.max_feed_pages:
-            return pages, (
+    page, pages_read = first, 1
+    while True:
+        for episode in page.episodes:
+            episodes.setdefault(episode.episode_id, episode)  # the first of repeats: pages may overlap as they shift
+        next_url = page.next_url if page.next_url not in read else None
+        if page.items_left_out or (next_url and len(episodes) >= settings.max_feed_episodes):
+            return (
+                f"the items after the first {len(episodes):,} episodes were not read: the feed has more than "
+                f"max_feed_episodes={settings.max_feed_episodes:,}"
+            )
+        if next_url is None:
+            return None
+        if pages_read == settings.max_feed_pages:
+            return (
                 f"{redact_url(next_url)} and any pages after it were not read: the feed has more than "
                 f"max_feed_pages={settings.max_feed_pages} pages"
             )
         try:
-            fetched = fetch_document(next_url, settings, FeedError, what=f"page {len(pages) + 1} of the feed")
-            pages.append(parse_page(fetched.body, next_url, fetched.final_url, fetched.headers))
+            fetched = fetch_document(next_url, settings, FeedError, what=f"page {pages_read + 1} of the feed")
+            page = parsed_page(fetched, next_url, settings, settings.max_feed_episodes - len(episodes))
         except FeedError as exc:
-            return pages, redact_urls(str(exc))
+            return redact_urls(str(exc))
         read |= {next_url, fetched.final_url}
-    return pages, None
+        pages_read += 1
 
 
 # Prefect's protocol for a name callback has a classmethod no function has: mypy cannot match any function to it.

@@ -23,6 +23,7 @@ import feedparser
 
 from tasks.episode_id import enclosure_identity, guid_episode_id, hash_id
 from tasks.errors import FeedError
+from tasks.feed_cut import first_items
 from tasks.models import Episode, Feed, TranscriptLink, utc_now
 from tasks.redaction import redact_url
 
@@ -234,21 +235,19 @@ def episode_from_entry(entry: Any, base_url: str, transcripts: tuple[TranscriptL
 
 @dataclass(frozen=True)
 class FeedPage:
-    """One document of a feed: the show, its episodes, and where the feed continues (RFC 5005), if it does."""
+    """One document of a feed: the show, its episodes, where the feed continues (RFC 5005), if it does, and
+    whether items were left out past the limit."""
 
     feed: Feed
     episodes: list[Episode]
     next_url: str | None
+    items_left_out: bool = False
 
 
-def parse_feed(body: bytes, url: str, final_url: str, headers: dict[str, str]) -> tuple[Feed, list[Episode]]:
-    """Parse feed XML already fetched from `url` (found at `final_url`)."""
-    page = parse_page(body, url, final_url, headers)
-    return page.feed, page.episodes
-
-
-def parse_page(body: bytes, url: str, final_url: str, headers: dict[str, str]) -> FeedPage:
-    """Parse one page of a feed, already fetched from `url` (found at `final_url`)."""
+def parse_page(body: bytes, url: str, final_url: str, headers: dict[str, str], max_items: int) -> FeedPage:
+    """Parse one page of a feed, already fetched from `url` (found at `final_url`), up to its first `max_items`
+    items."""
+    body, items_left_out = first_items(body, max_items)
     # A stream, never the bytes: feedparser opens a str or bytes argument as a file name (or fetches it as a URL)
     # first, and a body of `/dev/zero` would be read forever. From a stream it reads and fetches nothing else.
     parsed = feedparser.parse(io.BytesIO(body))
@@ -277,7 +276,8 @@ def parse_page(body: bytes, url: str, final_url: str, headers: dict[str, str]) -
     if transcripts is None or len(transcripts) != len(parsed.entries):
         transcripts = [()] * len(parsed.entries)
     episodes = [episode_from_entry(entry, final_url, found) for entry, found in zip(parsed.entries, transcripts)]
-    return FeedPage(feed, episodes, urldefrag(resolve_url(final_url, next_href)).url if next_href else None)
+    next_url = urldefrag(resolve_url(final_url, next_href)).url if next_href else None
+    return FeedPage(feed, episodes[:max_items], next_url, items_left_out or len(episodes) > max_items)
 
 
 def _why_not_a_feed(error: Exception | None) -> str:

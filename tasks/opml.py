@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from tasks.errors import FeedError
 from tasks.http import fetch_document
+from tasks.isolation import parse_isolated
 from tasks.models import Settings
 
 
@@ -24,8 +25,9 @@ def _is_web_url(url: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
-def parse_opml(body: bytes, source: str) -> list[str]:
-    """The http(s) feed URLs of every `<outline xmlUrl=...>` at any depth, in document order, each once."""
+def parse_opml(body: bytes, source: str, max_feeds: int) -> tuple[list[str], bool]:
+    """The http(s) feed URLs of every `<outline xmlUrl=...>` at any depth, in document order, each once, up to
+    `max_feeds` of them; and whether more were left out."""
     try:
         # expat (2.4+) refuses entity amplification, so a billion-laughs document fails here instead of expanding.
         root = ET.fromstring(body)
@@ -39,11 +41,13 @@ def parse_opml(body: bytes, source: str) -> list[str]:
         if _local_name(outline.tag) != "outline":
             continue
         url = next((value.strip() for key, value in outline.attrib.items() if _local_name(key) == "xmlurl"), "")
-        if _is_web_url(url):
-            urls.setdefault(url)
+        if _is_web_url(url) and url not in urls:
+            if len(urls) == max_feeds:
+                return list(urls), True
+            urls[url] = None
     if not urls:
         raise FeedError(f"{source} is an OPML document with no feeds: no <outline> has an http(s) xmlUrl")
-    return list(urls)
+    return list(urls), False
 
 
 def _read_file(path: Path, settings: Settings) -> bytes:
@@ -60,12 +64,19 @@ def _read_file(path: Path, settings: Settings) -> bytes:
     return body
 
 
-def read_opml(source: str, settings: Settings) -> list[str]:
-    """The feed URLs of the OPML at `source`: an http(s) URL, or else a local file's path."""
+def read_opml(source: str, settings: Settings) -> tuple[list[str], str | None]:
+    """The feed URLs of the OPML at `source` (an http(s) URL, or else a local file's path), parsed in a child
+    process under the parse limits; and why some were left out, if any were."""
     if source.strip().lower().startswith(("http://", "https://")):
         if not _is_web_url(source.strip()):
             raise FeedError(f"{source} (OPML) is not a valid URL")
         body = fetch_document(source.strip(), settings, FeedError, "OPML", operator_url=True).body
     else:
         body = _read_file(Path(source), settings)
-    return parse_opml(body, source)
+    urls, left_out = parse_isolated(parse_opml, (body, source, settings.max_opml_feeds), settings, source, FeedError)
+    if left_out:
+        return urls, (
+            f"{source} (OPML) lists more than max_opml_feeds={settings.max_opml_feeds:,} feeds: only the first "
+            f"{len(urls):,} are read"
+        )
+    return urls, None

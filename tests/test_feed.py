@@ -172,14 +172,14 @@ def test_a_feed_cut_off_mid_item_keeps_the_items_before_the_cut(server: FeedServ
 
 ENTITY_BOMB = """
 import resource, sys
-from tasks.feed_parse import parse_feed
+from tasks.feed_parse import parse_page
 entities = "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 10))
 bomb = (f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY e0 "lol">{entities}]><rss version="2.0"><channel>'
         '<title>&e9;</title><item><title>x</title><enclosure url="http://x/a.mp3" type="audio/mpeg"/></item>'
         '</channel></rss>').encode()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-feed, episodes = parse_feed(bomb, "http://x/f.xml", "http://x/f.xml", {})
-print(len(feed.title), len(episodes), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+page = parse_page(bomb, "http://x/f.xml", "http://x/f.xml", {}, max_items=10)
+print(len(page.feed.title), len(page.episodes), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
 """
 
 

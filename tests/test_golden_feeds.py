@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tasks.feed_parse import parse_feed
+from tasks.feed_parse import parse_page
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 
@@ -21,7 +21,8 @@ FEEDS = Path(__file__).parent / "data" / "feeds"
 def parsed(name: str) -> dict[str, Any]:
     """The parse of NAME.xml, as if fetched from https://feeds.example.com/NAME.xml, in the golden files' shape."""
     url = f"https://feeds.example.com/{name}.xml"
-    feed, episodes = parse_feed((FEEDS / f"{name}.xml").read_bytes(), url, url, headers={})
+    page = parse_page((FEEDS / f"{name}.xml").read_bytes(), url, url, headers={}, max_items=1_000)
+    feed, episodes = page.feed, page.episodes
     return {
         "title": feed.title,
         "episodes": [

@@ -51,13 +51,13 @@ def opml(outlines: str) -> bytes:
 def test_every_feed_at_any_depth_in_document_order_once(tmp_path: Path, settings: Settings) -> None:
     path = tmp_path / "subscriptions.opml"
     path.write_bytes(SUBSCRIPTIONS)
-    assert read_opml(str(path), settings) == FEEDS
+    assert read_opml(str(path), settings) == (FEEDS, None)
 
 
 def test_an_opml_url_is_fetched(server: FeedServer, settings: Settings) -> None:
     server.add("/new.opml", SUBSCRIPTIONS, content_type="text/x-opml")
     url = server.add("/subscriptions.opml", redirect_to=server.url("/new.opml"))
-    assert read_opml(url, settings) == FEEDS
+    assert read_opml(url, settings) == (FEEDS, None)
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_an_opml_url_is_fetched(server: FeedServer, settings: Settings) -> None:
 )
 def test_what_is_not_a_list_of_feeds_fails_naming_the_source(body: bytes, message: str) -> None:
     with pytest.raises(FeedError) as error:
-        parse_opml(body, "subscriptions.opml")
+        parse_opml(body, "subscriptions.opml", 100)
     assert "subscriptions.opml" in str(error.value)
     assert message in str(error.value)
 
@@ -90,7 +90,7 @@ def test_an_entity_expansion_bomb_is_refused_at_once() -> None:
     ).encode()
     started = time.monotonic()
     with pytest.raises(FeedError, match="bomb.opml is not an OPML document: malformed XML.*amplification"):
-        parse_opml(bomb, "bomb.opml")
+        parse_opml(bomb, "bomb.opml", 100)
     assert time.monotonic() - started < 5
 
 
@@ -126,4 +126,4 @@ def test_an_oversize_file_or_url_is_refused(server: FeedServer, tmp_path: Path) 
             read_opml(source, settings)
         assert source in str(error.value)
     # At the limit exactly, it is read.
-    assert read_opml(str(path), settings.model_copy(update={"max_feed_bytes": len(SUBSCRIPTIONS)})) == FEEDS
+    assert read_opml(str(path), settings.model_copy(update={"max_feed_bytes": len(SUBSCRIPTIONS)})) == (FEEDS, None)

@@ -12,7 +12,8 @@ from tasks import audio as audio_codec
 from tasks.download import sha256_of
 from tasks.errors import AudioTooLongError, TranscriptionError
 from tasks.models import AudioFile, Episode, Segment, Settings, TranscriptLink
-from tasks.transcribe.published import MAX_LINKS_TRIED, media_type_of, parse_published, published_transcript
+from tasks.transcribe.published import MAX_LINKS_TRIED, media_type_of, published_transcript
+from tasks.transcribe.published_parse import parse_published
 from tests.feedserver import FeedServer
 from tests.test_audio import live_flac
 
@@ -91,10 +92,13 @@ def spans(segments: list[Segment]) -> list[tuple[float, float, str]]:
 
 
 def test_vtt_keeps_cue_text_without_ids_notes_styles_or_tags_and_sorts_by_start() -> None:
-    segments, timed = parse_published(VTT_BODY.encode(), "text/vtt", audio_duration_s=4000.0)
+    segments, timed = parse_published(VTT_BODY.encode(), "text/vtt", audio_duration_s=4000.0, max_segments=1_000)
 
     assert timed is True
-    assert parse_published(b"\xef\xbb\xbf" + VTT_BODY.encode(), "text/vtt", 4000.0) == (segments, timed)
+    assert parse_published(b"\xef\xbb\xbf" + VTT_BODY.encode(), "text/vtt", 4000.0, max_segments=1_000) == (
+        segments,
+        timed,
+    )
     assert spans(segments) == [
         (0.0, 4.25, "Welcome to the show, everyone."),
         (4.25, 9.5, "Thanks & hello!"),
@@ -104,7 +108,9 @@ def test_vtt_keeps_cue_text_without_ids_notes_styles_or_tags_and_sorts_by_start(
 
 
 def test_srt_with_bom_crlf_styling_and_no_trailing_blank_line() -> None:
-    segments, timed = parse_published(SRT_BODY.encode(), "application/srt; charset=UTF-8", audio_duration_s=0.0)
+    segments, timed = parse_published(
+        SRT_BODY.encode(), "application/srt; charset=UTF-8", audio_duration_s=0.0, max_segments=1_000
+    )
 
     assert timed is True
     assert spans(segments) == [
@@ -115,7 +121,7 @@ def test_srt_with_bom_crlf_styling_and_no_trailing_blank_line() -> None:
 
 
 def test_json_keeps_the_spoken_text_and_times_and_drops_empty_bodies() -> None:
-    segments, timed = parse_published(JSON_BODY.encode(), "application/json", audio_duration_s=10.0)
+    segments, timed = parse_published(JSON_BODY.encode(), "application/json", audio_duration_s=10.0, max_segments=1_000)
 
     assert timed is True
     assert spans(segments) == [(0.5, 2.1, "Hi, I'm Alice."), (2.1, 5.0, "And I'm Bob.")]
@@ -123,7 +129,7 @@ def test_json_keeps_the_spoken_text_and_times_and_drops_empty_bodies() -> None:
 
 @pytest.mark.parametrize("duration, last_end", [(90.0, 90.0), (10.0, 62.5)])
 def test_html_time_marks_time_the_text_after_them_until_the_next_mark(duration: float, last_end: float) -> None:
-    segments, timed = parse_published(HTML_TIMED.encode(), "text/html", audio_duration_s=duration)
+    segments, timed = parse_published(HTML_TIMED.encode(), "text/html", audio_duration_s=duration, max_segments=1_000)
 
     assert timed is True
     assert spans(segments) == [
@@ -134,7 +140,7 @@ def test_html_time_marks_time_the_text_after_them_until_the_next_mark(duration: 
 
 
 def test_html_without_clock_marks_spreads_the_audio_over_its_paragraphs() -> None:
-    segments, timed = parse_published(HTML_UNTIMED.encode(), "text/html", audio_duration_s=150.0)
+    segments, timed = parse_published(HTML_UNTIMED.encode(), "text/html", audio_duration_s=150.0, max_segments=1_000)
 
     assert timed is False
     # 21, 14, 9 and 31 characters of 75 in all: two seconds of audio a character. A dated <time> is prose.
@@ -154,7 +160,7 @@ def test_html_without_clock_marks_spreads_the_audio_over_its_paragraphs() -> Non
 
 def test_plain_text_paragraphs_cover_exactly_the_audio_in_proportion_to_their_length() -> None:
     duration = 1234.567
-    segments, timed = parse_published(PLAIN_BODY.encode(), "text/plain", audio_duration_s=duration)
+    segments, timed = parse_published(PLAIN_BODY.encode(), "text/plain", audio_duration_s=duration, max_segments=1_000)
 
     texts = [segment.text for segment in segments]
     total_chars = sum(map(len, texts))
@@ -167,7 +173,9 @@ def test_plain_text_paragraphs_cover_exactly_the_audio_in_proportion_to_their_le
 
 
 def test_text_that_is_not_utf8_is_read_as_latin1() -> None:
-    segments, _ = parse_published("Café au lait".encode("latin-1"), "text/plain", audio_duration_s=3.0)
+    segments, _ = parse_published(
+        "Café au lait".encode("latin-1"), "text/plain", audio_duration_s=3.0, max_segments=1_000
+    )
     assert spans(segments) == [(0.0, 3.0, "Café au lait")]
 
 
@@ -183,7 +191,7 @@ def test_text_that_is_not_utf8_is_read_as_latin1() -> None:
     ],
 )
 def test_every_format_gives_ordered_non_negative_spans_of_tidy_text(body: str, media_type: str) -> None:
-    segments, _ = parse_published(body.encode(), media_type, audio_duration_s=60.0)
+    segments, _ = parse_published(body.encode(), media_type, audio_duration_s=60.0, max_segments=1_000)
 
     assert segments
     assert [segment.start for segment in segments] == sorted(segment.start for segment in segments)
@@ -277,7 +285,7 @@ def test_media_type_is_the_declared_one_normalised_else_guessed_from_the_url(
 )
 def test_malformed_transcripts_are_refused_with_the_reason(body: str, media_type: str, reason: str) -> None:
     with pytest.raises(TranscriptionError, match=reason):
-        parse_published(body.encode(), media_type, audio_duration_s=60.0)
+        parse_published(body.encode(), media_type, audio_duration_s=60.0, max_segments=1_000)
 
 
 @pytest.mark.parametrize(
@@ -289,7 +297,7 @@ def test_malformed_transcripts_are_refused_with_the_reason(body: str, media_type
 )
 def test_unclosed_tags_are_kept_as_text(media_type: str, template: str, hostile: str) -> None:
     """Also the input that made the first tag patterns backtrack quadratically (minutes for a file this size)."""
-    segments, _ = parse_published(template.format(hostile).encode(), media_type, 60.0)
+    segments, _ = parse_published(template.format(hostile).encode(), media_type, 60.0, max_segments=1_000)
     assert [segment.text for segment in segments] == [hostile]
 
 
@@ -314,7 +322,7 @@ MARKER = "SECRET-BODY-MARKER"
 def test_no_refusal_quotes_the_transcript(body: str, media_type: str) -> None:
     """A published transcript is a stranger's bytes: a refusal says where, never what."""
     with pytest.raises(TranscriptionError) as refused:
-        parse_published(body.encode(), media_type, audio_duration_s=60.0)
+        parse_published(body.encode(), media_type, audio_duration_s=60.0, max_segments=1_000)
     assert MARKER not in str(refused.value)
 
 

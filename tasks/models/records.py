@@ -49,8 +49,8 @@ class Feed(Record):
     fetched_at: datetime
     paging_error: str | None = Field(
         None,
-        description="Why pages of a paged feed (RFC 5005 rel=next) were left unread this run: a page that "
-        "failed, or max_feed_pages. The episodes of the pages before it were read.",
+        description="Why part of the feed was left unread this run: a page of a paged feed (RFC 5005 rel=next) "
+        "that failed, max_feed_pages or max_feed_episodes. The episodes before it were read.",
     )
 
 

@@ -101,6 +101,21 @@ class Settings(Record):
     max_feed_pages: PositiveInt = Field(
         20, description="Pages of a paged feed (RFC 5005 rel=next) read per run, the first included."
     )
+    max_feed_episodes: PositiveInt = Field(
+        50_000, description="Episodes read from one feed, its pages together; the items after them are not read."
+    )
+    max_opml_feeds: PositiveInt = Field(20_000, description="Feeds read from one OPML list; the rest are not read.")
+    max_transcript_segments: PositiveInt = Field(
+        100_000, description="A published transcript of more segments (cues, paragraphs) is refused."
+    )
+    max_parse_s: PositiveFloat = Field(
+        60.0,
+        description="Parsing one feed page, OPML list or published transcript (in a child process) may take this "
+        "long; past it the child is killed and the document refused.",
+    )
+    max_parse_bytes: PositiveInt = Field(
+        2 * 2**30, description="The address space of that child process: a document that needs more is refused."
+    )
     allowed_networks: tuple[IPvAnyNetwork, ...] = Field(
         (),
         description="Private, loopback, link-local or other non-public networks (CIDR) podflow may connect to, e.g. "

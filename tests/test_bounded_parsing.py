@@ -1,0 +1,133 @@
+"""A stranger's document costs what the settings allow, whatever its shape: parsers podflow does not own run in a
+child process killed past max_parse_s or max_parse_bytes, and no document yields more episodes, feeds or segments
+than its limit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import FeedError, TranscriptionError
+from tasks.feed import fetch_feed
+from tasks.isolation import parse_isolated
+from tasks.models import AudioFile, Episode, Settings, TranscriptLink
+from tasks.opml import read_opml
+from tasks.transcribe.published import published_transcript
+from tests.feeds import rss, rss_item
+from tests.feedserver import FeedServer
+from tests.test_feed import page, serve_pages
+from tests.test_published import live_audio, published_settings
+
+# Each of these took minutes to hours in the parsers podflow calls (measured on 2 cores, Python 3.11.7).
+ATTRIBUTES_ON_ONE_ELEMENT = rss(
+    ["<item><title " + " ".join(f'a{n}="x"' for n in range(100_000)) + ">t</title><guid>1</guid></item>"]
+)  # feedparser: 1 MB of attributes, about 2 minutes
+END_TAG_OPENINGS = b"</" * 2**19  # html.parser: 1 MiB, about 1.5 minutes (CVE-2025-6069)
+
+
+def quick(settings: Settings, **options: object) -> Settings:
+    return settings.model_copy(update={"max_parse_s": 2.0, **options})
+
+
+def test_a_feed_its_parser_takes_too_long_on_is_a_feed_error_naming_the_limit(
+    server: FeedServer, settings: Settings
+) -> None:
+    url = server.add("/feed.xml", ATTRIBUTES_ON_ONE_ELEMENT)
+    with pytest.raises(FeedError, match=r"feed\.xml was not parsed within the max_parse_s=2 limit"):
+        fetch_feed(url, quick(settings))
+
+
+def test_a_published_html_transcript_html_parser_takes_too_long_on_is_refused(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
+    url = server.add("/t.html", END_TAG_OPENINGS, content_type="text/html")
+    episode = Episode(episode_id="e1", title="e1", transcripts=(TranscriptLink(url=url, type="text/html"),))
+    with pytest.raises(TranscriptionError, match="t.html: the transcript was not parsed within the max_parse_s=2"):
+        published_transcript(episode, live_audio(tmp_path, 10), published_settings(quick(settings)))
+
+
+def allocate(size: int) -> bytes:
+    return bytes(size)
+
+
+def test_a_parse_that_needs_more_memory_than_max_parse_bytes_is_refused_naming_it(settings: Settings) -> None:
+    with pytest.raises(FeedError, match="the document needs more than the max_parse_bytes=1,073,741,824 limit"):
+        parse_isolated(
+            allocate, (2 * 2**30,), settings.model_copy(update={"max_parse_bytes": 2**30}), "the document", FeedError
+        )
+    assert parse_isolated(allocate, (10,), settings, "the document", FeedError) == bytes(10)
+
+
+def tiny_items(count: int, first: int = 0) -> list[str]:
+    return [rss_item(f"E{n}", guid=f"g{n}", enclosure=f"{n}.mp3") for n in range(first, first + count)]
+
+
+def test_a_feed_of_more_items_than_max_feed_episodes_yields_that_many_saying_so(
+    server: FeedServer, settings: Settings
+) -> None:
+    url = server.add("/feed.xml", rss(tiny_items(500)))
+    feed, episodes = fetch_feed(url, settings.model_copy(update={"max_feed_episodes": 40}))
+    assert [e.title for e in episodes] == [f"E{n}" for n in range(40)]
+    assert feed.paging_error is not None and "max_feed_episodes=40" in feed.paging_error
+
+
+def test_max_feed_episodes_counts_the_pages_together(server: FeedServer, settings: Settings) -> None:
+    url = serve_pages(
+        server,
+        [
+            ("/1.xml", page(tiny_items(30), next_href="/2.xml")),
+            ("/2.xml", page(tiny_items(30, first=30), next_href="/3.xml")),
+            ("/3.xml", page(tiny_items(30, first=60))),
+        ],
+    )
+    feed, episodes = fetch_feed(url, settings.model_copy(update={"max_feed_episodes": 45}))
+    assert [e.title for e in episodes] == [f"E{n}" for n in range(45)]
+    assert feed.paging_error is not None and "max_feed_episodes=45" in feed.paging_error
+    assert server.count("/3.xml") == 0
+
+
+def test_a_feed_within_max_feed_episodes_is_read_whole(server: FeedServer, settings: Settings) -> None:
+    url = server.add("/feed.xml", rss(tiny_items(40)))
+    feed, episodes = fetch_feed(url, settings.model_copy(update={"max_feed_episodes": 40}))
+    assert len(episodes) == 40 and feed.paging_error is None
+
+
+def test_an_opml_list_of_more_than_max_opml_feeds_gives_the_first_ones_saying_so(
+    settings: Settings, tmp_path: Path
+) -> None:
+    outlines = "".join(f'<outline xmlUrl="https://feeds.example.org/{n}.xml"/>' for n in range(100))
+    path = tmp_path / "list.opml"
+    path.write_text(f"<opml><body>{outlines}</body></opml>")
+    urls, left_out = read_opml(str(path), settings.model_copy(update={"max_opml_feeds": 25}))
+    assert urls == [f"https://feeds.example.org/{n}.xml" for n in range(25)]
+    assert left_out is not None and "max_opml_feeds=25" in left_out
+
+
+@pytest.mark.parametrize(
+    ("body", "media_type"),
+    [
+        (b"a\n\n" * 2**20, "text/plain"),  # 3 MiB of paragraphs
+        (b"WEBVTT\n\n" + b"00:00.000 --> 00:01.000\na\n\n" * 60_000, "text/vtt"),
+        (b'{"segments": [' + b'{"startTime": 0, "endTime": 1, "body": "a"},' * 60_000 + b"{}]}", "application/json"),
+        (b"<p><time>0:01</time>a</p>" * 60_000, "text/html"),
+    ],
+)
+def test_a_transcript_of_more_segments_than_max_transcript_segments_is_refused(
+    body: bytes, media_type: str, server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
+    url = server.add("/t", body, content_type=media_type)
+    episode = Episode(episode_id="e1", title="e1", transcripts=(TranscriptLink(url=url, type=media_type),))
+    limited = published_settings(settings, max_transcript_segments=50_000)
+    with pytest.raises(TranscriptionError, match="more than the max_transcript_segments=50,000 limit"):
+        published_transcript(episode, live_audio(tmp_path, 10), limited)
+
+
+def test_a_transcript_within_max_transcript_segments_is_taken(
+    server: FeedServer, settings: Settings, tmp_path: Path
+) -> None:
+    url = server.add("/t.txt", b"a\n\n" * 500, content_type="text/plain")
+    episode = Episode(episode_id="e1", title="e1", transcripts=(TranscriptLink(url=url, type="text/plain"),))
+    audio: AudioFile = live_audio(tmp_path, 10)
+    transcript = published_transcript(episode, audio, published_settings(settings, max_transcript_segments=500))
+    assert transcript is not None and len(transcript.segments) == 500
