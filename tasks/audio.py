@@ -1,11 +1,18 @@
-"""The one audio decoder: any container PyAV reads, to 16 kHz mono float32 as a stream of frames (an episode is never
-held whole), with no ffmpeg binary needed."""
+"""The one audio decoder: the audio containers podcasts use, read by PyAV to 16 kHz mono float32 as a stream of
+frames (an episode is never held whole), with no ffmpeg binary needed.
+
+FFmpeg reads many more formats, and some of them open the files or URLs their bytes name: an HLS playlist, a concat
+script, an SDP description. A stranger's enclosure could so make podflow read the worker's own files, or wait on a
+live playlist for ever. So only DEMUXERS are opened, over the file protocol alone, and the time spent decoding one
+file is bounded by `max_decode_s`."""
 
 from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
 
@@ -23,6 +30,10 @@ SAMPLE_RATE = 16_000
 # the highest any converter records. Outside them a header lies: at 1 Hz each stored sample is a second of output.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 768_000
 MAX_CHANNELS = 64  # seventh-order ambisonics; podcasts have one or two
+# FFmpeg's names of the containers of AUDIO_EXTENSIONS: MP3, ADTS AAC, MP4/M4A, Ogg, WAV, FLAC, Matroska/WebM.
+DEMUXERS = ("mp3", "aac", "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "ogg", "wav", "flac", "matroska", "webm")
+OPEN_OPTIONS = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": "file"}
+EINVAL = 22  # what FFmpeg answers for a format outside the whitelist
 
 
 class AudioProbe(Record):
@@ -37,7 +48,7 @@ def probe(path: Path) -> AudioProbe:
     """The audio stream's codec, rate and layout as the container declares them (nothing is decoded);
     AudioDecodeError for a rate or channel count no real audio has."""
     try:
-        with av.open(str(path)) as container:
+        with opened(path) as container:
             context = audio_stream(container, path).codec_context
             return AudioProbe(
                 codec=context.name,
@@ -48,6 +59,36 @@ def probe(path: Path) -> AudioProbe:
             )
     except av.FFmpegError as exc:
         raise AudioDecodeError(f"{path.name} is not readable audio: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def opened(path: Path) -> Iterator[av.container.InputContainer]:
+    """The file opened for reading, if it is in one of DEMUXERS; AudioDecodeError otherwise."""
+    try:
+        container = av.open(str(path), container_options=OPEN_OPTIONS)
+    except av.ArgumentError as exc:
+        if exc.errno != EINVAL:
+            raise
+        raise AudioDecodeError(
+            f"{path.name} is not in an audio format podflow decodes (MP3, AAC, MP4/M4A, Ogg, WAV, FLAC, "
+            "Matroska/WebM); playlists, concat scripts and other formats that name further files are refused"
+        ) from None
+    with container:
+        yield container
+
+
+def timed(frames: Iterator[av.AudioFrame], path: Path, max_decode_s: float) -> Iterator[av.AudioFrame]:
+    """The frames, AudioDecodeError once the time spent decoding them (not consuming them) passes `max_decode_s`."""
+    spent_s = 0.0
+    while True:
+        started = time.monotonic()
+        frame = next(frames, None)
+        spent_s += time.monotonic() - started
+        if spent_s > max_decode_s:
+            raise AudioDecodeError(f"{path.name} took longer than the max_decode_s={max_decode_s:g} limit to decode")
+        if frame is None:
+            return
+        yield frame
 
 
 def audio_stream(container: av.container.InputContainer, path: Path) -> av.audio.stream.AudioStream:
@@ -79,16 +120,17 @@ def too_long(path: Path, max_duration_s: float) -> AudioTooLongError:
     return AudioTooLongError(f"{path.name} is longer than the {max_duration_s:,.0f}-second limit")
 
 
-def stream(path: Path, max_duration_s: float = math.inf) -> Iterator[np.ndarray]:
+def stream(path: Path, max_duration_s: float = math.inf, max_decode_s: float = math.inf) -> Iterator[np.ndarray]:
     """The file as 16 kHz mono float32 samples in [-1, 1], a decoded frame's worth at a time; AudioTooLongError past
-    `max_duration_s`, counted on the samples decoded."""
+    `max_duration_s`, counted on the samples decoded, and AudioDecodeError past `max_decode_s` of decoding."""
     limit = math.floor(max_duration_s * SAMPLE_RATE) if math.isfinite(max_duration_s) else sys.maxsize
     produced = 0
     try:
-        with av.open(str(path)) as container:
+        with opened(path) as container:
             stream = audio_stream(container, path)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-            for frame in chain(checked_frames(container.decode(stream), path), [None]):  # None: flush the resampler
+            frames = timed(checked_frames(container.decode(stream), path), path, max_decode_s)
+            for frame in chain(frames, [None]):  # None: flush the resampler
                 for out in resampler.resample(frame):
                     samples = out.to_ndarray().reshape(-1)
                     produced += samples.size
@@ -103,21 +145,22 @@ def stream(path: Path, max_duration_s: float = math.inf) -> Iterator[np.ndarray]
 
 def declared_duration_s_of(path: Path) -> float | None:
     try:
-        with av.open(str(path)) as container:
+        with opened(path) as container:
             return declared_duration_s(container)
     except av.FFmpegError as exc:
         raise AudioDecodeError(f"{path.name} cannot be decoded: {exc.strerror or exc}") from exc
 
 
-def duration_s(path: Path, max_duration_s: float) -> float:
+def duration_s(path: Path, max_duration_s: float, max_decode_s: float = math.inf) -> float:
     """The audio's length: the container's when it gives one within the limit, else counted by decoding every frame
-    and keeping none; AudioTooLongError past `max_duration_s`."""
+    and keeping none; AudioTooLongError past `max_duration_s`, AudioDecodeError past `max_decode_s` of decoding."""
     if (declared_s := probe(path).duration_s) is not None and declared_s <= max_duration_s:
         return declared_s
     seconds = 0.0
     try:
-        with av.open(str(path)) as container:
-            for frame in checked_frames(container.decode(audio_stream(container, path)), path):
+        with opened(path) as container:
+            frames = checked_frames(container.decode(audio_stream(container, path)), path)
+            for frame in timed(frames, path, max_decode_s):
                 seconds += frame.samples / frame.sample_rate
                 if seconds > max_duration_s:
                     raise too_long(path, max_duration_s)

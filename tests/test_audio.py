@@ -171,3 +171,65 @@ def test_every_real_sample_rate_is_read(tmp_path: Path, rate: int) -> None:
     path = wav_by_hand(tmp_path / "ok.wav", rate, 2, rate)  # one second, stereo
     assert audio_codec.probe(path).sample_rate == rate
     assert streamed_count(path) == pytest.approx(audio_codec.SAMPLE_RATE, abs=16)
+
+
+def local_mp3(folder: Path) -> Path:
+    """A real MP3 that a hostile file might name: if it were ever opened, a decoder would find samples in it."""
+    return silent_audio(folder / "local.mp3", 5, container="mp3", codec="mp3")
+
+
+REFUSED = {
+    "audio.m3u": "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:5,\n{local}\n#EXT-X-ENDLIST\n",  # HLS
+    "audio.m3u8": "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:5,\nfile://{local}\n#EXT-X-ENDLIST\n",
+    "live.m3u8": "#EXTM3U\n#EXT-X-TARGETDURATION:3600\n#EXTINF:3600,\nhttp://127.0.0.1:9/s.aac\n",  # never ends
+    "disguised.mp3": "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:5,\nlocal.mp3\n#EXT-X-ENDLIST\n",
+    "audio.ffconcat": "ffconcat version 1.0\nfile local.mp3\n",  # concat
+    "concat.mp3": "ffconcat version 1.0\nfile 'local.mp3'\n",
+    "audio.sdp": "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 5004 RTP/AVP 0\n",  # RTP
+}
+
+
+@pytest.mark.parametrize("name", REFUSED)
+@pytest.mark.parametrize(
+    "read",
+    [audio_codec.probe, streamed_count, lambda path: audio_codec.duration_s(path, 6 * 3600)],
+    ids=["probe", "stream", "duration_s"],
+)
+def test_playlists_concat_scripts_and_stream_descriptions_are_refused_unread(
+    tmp_path: Path, name: str, read: Callable[[Path], object]
+) -> None:
+    path = tmp_path / name
+    path.write_text(REFUSED[name].format(local=local_mp3(tmp_path)))
+    refused = "is not in an audio format podflow decodes|is not readable|cannot be decoded: Invalid data"
+    with pytest.raises(AudioDecodeError, match=f"{name} ({refused})"):
+        read(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "container", "codec"),
+    [
+        ("a.mp3", "mp3", "mp3"),
+        ("a.aac", "adts", "aac"),
+        ("a.m4a", "ipod", "aac"),
+        ("a.mp4", "mp4", "aac"),
+        ("a.oga", "ogg", "flac"),
+        ("a.opus", "ogg", "libopus"),
+        ("a.wav", "wav", "pcm_s16le"),
+        ("a.flac", "flac", "flac"),
+        ("a.mka", "matroska", "flac"),
+        ("a.webm", "webm", "libopus"),
+    ],
+)
+def test_every_container_podcasts_use_is_decoded(tmp_path: Path, name: str, container: str, codec: str) -> None:
+    path = silent_audio(
+        tmp_path / name, 2, rate=48_000 if "opus" in codec else 16_000, container=container, codec=codec
+    )
+    assert streamed_count(path) == pytest.approx(2 * audio_codec.SAMPLE_RATE, rel=0.1)  # AAC adds priming
+
+
+def test_decoding_past_max_decode_s_is_an_error_naming_the_limit(tmp_path: Path) -> None:
+    path = silent_audio(tmp_path / "long.mka", 600)
+    with pytest.raises(AudioDecodeError, match=r"long.mka took longer than the max_decode_s=1e-06 limit to decode"):
+        sum(piece.size for piece in audio_codec.stream(path, max_decode_s=1e-6))
+    with pytest.raises(AudioDecodeError, match="max_decode_s"):
+        audio_codec.duration_s(path, max_duration_s=60, max_decode_s=1e-6)

@@ -371,7 +371,7 @@ def test_only_the_first_few_links_are_tried_and_the_audio_is_measured_once(
     measured: list[Path] = []
     real_duration_s = audio_codec.duration_s
     monkeypatch.setattr(
-        audio_codec, "duration_s", lambda path, limit: measured.append(path) or real_duration_s(path, limit)
+        audio_codec, "duration_s", lambda path, *limits: measured.append(path) or real_duration_s(path, *limits)
     )
 
     with pytest.raises(TranscriptionError, match="47 more links not tried") as refused:

@@ -126,6 +126,11 @@ class Settings(Record):
     max_audio_duration_s: PositiveFloat = Field(
         6 * 3600.0, description="Longer audio is refused (checked while decoding) instead of transcribed."
     )
+    max_decode_s: PositiveFloat = Field(
+        1800.0,
+        description="Decoding one episode's audio may take this long (the decoder's own time, not the "
+        "transcriber's); past it the episode fails.",
+    )
     published_after: datetime | None = Field(
         None, description="Take only episodes published after this moment (undated episodes are taken)."
     )

@@ -71,7 +71,7 @@ class SampleBackend(ABC):
         detected = Detected(settings.language, None)
         heard_s = 0.0
         try:
-            pieces = audio_codec.stream(audio.path, settings.max_audio_duration_s)
+            pieces = audio_codec.stream(audio.path, settings.max_audio_duration_s, settings.max_decode_s)
             for number, window in enumerate(windows(pieces, settings.transcribe_window_s)):
                 prompt = " ".join(segment.text for segment in heard[-PROMPT_SEGMENTS:]) or None
                 window_detected, produced = self.segments(window.samples, settings, detected.language, prompt)

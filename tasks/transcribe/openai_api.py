@@ -50,7 +50,9 @@ def api_transcript(
             "no OpenAI API key: set OPENAI_API_KEY, or name a Prefect Secret block in openai_api_key_secret"
         )
     # Twice through the file, never all of it in memory: once for its loudness (where to cut), once for the chunks.
-    power, sample_count = streamed_power(audio_codec.stream(audio.path, settings.max_audio_duration_s))
+    power, sample_count = streamed_power(
+        audio_codec.stream(audio.path, settings.max_audio_duration_s, settings.max_decode_s)
+    )
     duration_s = sample_count / audio_codec.SAMPLE_RATE
     chunks = plan(power, duration_s, chunk_s=chunk_s)
     client = new_client(settings, key, openai.Timeout(settings.http_timeout_s))  # each request sets its own
@@ -67,7 +69,10 @@ def api_transcript(
     pending: set[Future[ChunkTranscript]] = set()
     with client, ThreadPoolExecutor(settings.openai_requests, thread_name_prefix="openai-transcribe") as pool:
         try:
-            samples = stretches(audio_codec.stream(audio.path), ((c.start_s, c.end_s) for c in chunks))
+            samples = stretches(
+                audio_codec.stream(audio.path, max_decode_s=settings.max_decode_s),
+                ((c.start_s, c.end_s) for c in chunks),
+            )
             for chunk, chunk_samples in zip(chunks, samples):
                 # Each chunk in a copy of this context: Prefect's settings, client and run context reach its requests.
                 pending.add(pool.submit(contextvars.copy_context().run, requester.transcribe, chunk_samples, chunk))

@@ -67,7 +67,7 @@ def published_transcript(episode: Episode, audio: AudioFile, settings: Settings)
     links = ranked_links(episode, settings.published_types)
     if not links:
         return None
-    duration_s = audio_codec.duration_s(audio.path, settings.max_audio_duration_s)
+    duration_s = audio_codec.duration_s(audio.path, settings.max_audio_duration_s, settings.max_decode_s)
     reasons = []
     for link, media_type in links[:MAX_LINKS_TRIED]:
         try:
