@@ -35,6 +35,7 @@ from tasks.opml import read_opml
 from tasks.redaction import redact_url, redact_urls
 from tasks.report import StagesRun, feed_report
 from tasks.selection import selected_episodes, unique_episodes
+from tasks.stopping import stopping_on_termination
 from tasks.transcribe.base import on_cluster, runs_in_processes
 from tasks.transcribe.stage import transcribe
 
@@ -93,7 +94,7 @@ def episode_stages(settings: Settings, limited: set[str], transcribe_workers: in
 def fetch_feeds(feeds: list[FeedRun], settings: Settings) -> None:
     """Fetch every open feed at once (conditionally, where its last version left nothing to do)."""
     runner: ThreadPoolTaskRunner[Any]
-    with ThreadPoolTaskRunner(max_workers=settings.download_workers) as runner:
+    with ThreadPoolTaskRunner(max_workers=settings.download_workers) as runner, stopping_on_termination():
         futures: list[tuple[FeedRun, PrefectFuture[Any]]] = []
         for feed_run in (feed_run for feed_run in feeds if feed_run.error is None):
             with feed_failure(feed_run):

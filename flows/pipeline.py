@@ -22,6 +22,8 @@ from prefect import Task
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
+from tasks.stopping import stopping_on_termination
+
 Item = TypeVar("Item")
 
 
@@ -91,6 +93,7 @@ def run_pipeline(
 
     with ExitStack() as stack:
         runners = [stack.enter_context(stage.task_runner()) for stage in stages]
+        stack.enter_context(stopping_on_termination())  # exited first: stops the stage threads the runners await
 
         def submit(run: ItemRun[Item], index: int) -> None:
             stage = stages[index]

@@ -19,6 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from tasks import stopping
 from tasks.errors import AudioDecodeError, AudioTooLongError
 from tasks.models import Record
 
@@ -81,6 +82,7 @@ def timed(frames: Iterator[av.AudioFrame], path: Path, max_decode_s: float) -> I
     """The frames, AudioDecodeError once the time spent decoding them (not consuming them) passes `max_decode_s`."""
     spent_s = 0.0
     while True:
+        stopping.check(path.name)
         started = time.monotonic()
         frame = next(frames, None)
         spent_s += time.monotonic() - started

@@ -15,6 +15,7 @@ import urllib3
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks import stopping
 from tasks.audio import AUDIO_EXTENSIONS
 from tasks.errors import DownloadError, RetryableDownloadError
 from tasks.files import no_link, open_no_link, sha256_of
@@ -148,6 +149,7 @@ def _fetch_once(
             flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resumed else os.O_TRUNC)
             with os.fdopen(open_no_link(part.path, flags), "ab" if resumed else "wb") as file:
                 for chunk in _arriving(response):
+                    stopping.check(url)
                     written += len(chunk)
                     if written > settings.max_episode_bytes:
                         raise DownloadError(f"{url} is over the {settings.max_episode_bytes:,}-byte limit")
