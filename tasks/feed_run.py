@@ -4,13 +4,14 @@ the feed's ledger."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.episode_id import renamed_episode_ids
-from tasks.errors import PodflowError
 from tasks.models import Episode, Feed, FeedValidators, Settings
+from tasks.redaction import redact_urls
+from tasks.run_locks import RunLocks
 from tasks.store import FeedStore
 
 
@@ -43,15 +44,16 @@ def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Co
     Feeds are the same where their folders are: where their URLs are, up to blanks and the case of scheme and host.
     A URL listed twice is one feed; one with another token is another feed, with its own folder."""
     feeds: dict[Path, FeedRun] = {}
+    run_locks = locks.enter_context(closing(RunLocks(settings.output_dir.resolve())))
     for url in filter(None, (url.strip() for url in urls)):
         store = FeedStore.for_feed(settings.output_dir, url)
         if store.feed_dir in feeds:
             continue
         feed_run = feeds[store.feed_dir] = FeedRun(url, store, operator_url=url not in listed)
         try:
-            locks.enter_context(store.exclusive_run())
-        except PodflowError as exc:
-            feed_run.error = f"{type(exc).__name__}: {exc}"
+            locks.enter_context(store.exclusive_run(run_locks))
+        except Exception as exc:  # a folder that cannot be used fails its feed alone, whatever the reason
+            feed_run.error = redact_urls(f"{type(exc).__name__}: {exc}")
     return list(feeds.values())
 
 

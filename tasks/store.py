@@ -28,6 +28,7 @@ from tasks.errors import FeedBusyError, StorageError
 from tasks.files import no_link, open_no_link, write_record
 from tasks.models import AudioFile, Episode, Feed, FeedValidators, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
 from tasks.redaction import redact_credentials, redact_urls
+from tasks.run_locks import RunLocks
 
 SLUG_MAX_CHARS = 60
 
@@ -107,36 +108,44 @@ class FeedStore:
         return self.feed_dir
 
     @contextmanager
-    def exclusive_run(self) -> Iterator[None]:
-        """Held for a whole run: two runs of one feed at once would write the same episode files."""
-        lock = self._take_run_lock()
+    def exclusive_run(self, locks: RunLocks | None = None) -> Iterator[None]:
+        """Held for a whole run: two runs of one feed at once would write the same episode files. `locks`: the
+        run's locks on its output folder, where it holds many feeds; else the feed takes locks of its own."""
+        held = locks or RunLocks(self.feed_dir.parent)
         try:
-            self.remove_leftovers()
-            yield
-        finally:
-            os.close(lock)  # and with it the lock
-
-    def _take_run_lock(self) -> int:
-        """The open run lock, held; an older podflow's folder for the feed is first renamed to today's name, under
-        its own run lock (so no run of that podflow is using it), and everything done in it stays done."""
-        if self.old_dir is not None and not no_link(self.feed_dir).exists() and no_link(self.old_dir).is_dir():
+            held.hold(self.feed_dir, self.feed_url)
             try:
-                lock = self._lock(self.old_dir / ".run.lock")
-            except FileNotFoundError:  # another run took it over a moment ago
-                pass
-            else:
-                try:
-                    os.rename(self.old_dir, self.feed_dir)  # the lock, an open file, moves with it
-                except OSError as exc:
-                    os.close(lock)
-                    raise StorageError(
-                        f"{self.old_dir} could not be renamed to {self.feed_dir.name}: {exc.strerror or exc}"
-                    ) from exc
-                return lock
-        return self._lock(self._made_feed_dir() / ".run.lock")
+                self._take_over_old_folder()
+                self.remove_leftovers()
+                yield
+            finally:
+                held.release(self.feed_dir)
+        finally:
+            if held is not locks:
+                held.close()
+
+    def _take_over_old_folder(self) -> None:
+        """Rename an older podflow's folder for the feed to today's name, under its own run lock (so no run of that
+        podflow is using it); everything done in it stays done. The feed folder itself is made at its first write,
+        so a feed that cannot be fetched leaves none."""
+        if self.old_dir is None or no_link(self.feed_dir).exists() or not no_link(self.old_dir).is_dir():
+            return
+        try:
+            lock = self._lock(self.old_dir / ".run.lock")
+        except FileNotFoundError:  # another run took it over a moment ago
+            return
+        try:
+            os.rename(self.old_dir, self.feed_dir)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.old_dir} could not be renamed to {self.feed_dir.name}: {exc.strerror or exc}"
+            ) from exc
+        finally:
+            os.close(lock)
 
     def _lock(self, path: Path) -> int:
-        """The open lock file at `path`, held; FeedBusyError where another run holds it."""
+        """The open lock file at `path`, held (as older podflows lock their folders); FeedBusyError where another
+        run holds it."""
         lock = open_no_link(path, os.O_WRONLY | os.O_CREAT)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -3,10 +3,14 @@ it builds from the ledgers."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from tasks.feed_run import FeedRun, open_feeds, register
 from tasks.models import Episode, Feed, Settings, utc_now
@@ -46,6 +50,35 @@ def test_a_feed_given_twice_is_opened_once_and_a_held_folder_fails_alone(tmp_pat
             [busy] = open_feeds([URL], settings, other_locks, listed={URL})
         assert busy.error is not None and busy.error.startswith("FeedBusyError: ")
         assert not busy.operator_url
+
+
+TEN_THOUSAND_FEEDS = """
+import os, resource, sys
+from contextlib import ExitStack
+from tasks.feed_run import open_feeds
+from tasks.models import Settings
+resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+settings = Settings(output_dir=sys.argv[1])
+urls = [f"https://feeds{n}.example.org/feed.xml" for n in range(10_000)]
+with ExitStack() as locks, ExitStack() as other_run:
+    opened = open_feeds(urls, settings, locks)
+    refused = open_feeds(urls[:3] + ["https://feeds.example.org/another.xml"], settings, other_run)
+    print(sum(feed.error is None for feed in opened), [feed.error is None for feed in refused], os.listdir(sys.argv[1]))
+"""
+
+
+@pytest.mark.integration  # a subprocess, for its own file descriptor limit
+def test_a_run_of_ten_thousand_feeds_holds_their_locks_within_1024_file_descriptors(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", TEN_THOUSAND_FEEDS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[1],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # All held at once; another run gets none of them but its own feed; no folder is made before a feed is fetched.
+    assert result.stdout.strip() == "10000 [False, False, False, True] ['.run.lock']"
 
 
 @dataclass

@@ -19,6 +19,7 @@ from flows.ingest import ingest_feeds
 from flows.summary import markdown_text, summary_markdown
 from tasks.episode_id import normalise_url
 from tasks.models import STAGES, EpisodeOutcome, IngestReport, RunReport, Settings
+from tasks.run_locks import LOCK_FILE
 from tasks.store import FeedStore, slugify
 from tests.conftest import DEMO_EPISODES, DemoEpisode
 from tests.feeds import rss, rss_item
@@ -173,7 +174,7 @@ def test_a_feed_folder_an_older_podflow_named_is_taken_over_and_nothing_is_redon
     assert state.is_completed(), state.message
     assert report.feeds[0].status == "not modified"  # its ledger found, every episode in it complete
     assert audio_hits(server) == 1
-    assert os.listdir(settings.output_dir) == [store.feed_dir.name]
+    assert sorted(os.listdir(settings.output_dir)) == [LOCK_FILE, store.feed_dir.name]
 
 
 def test_a_feed_whose_folder_is_a_symbolic_link_fails_alone_and_nothing_goes_through_the_link(

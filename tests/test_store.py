@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import multiprocessing
@@ -18,6 +19,7 @@ from tasks.download import is_verified, sha256_of
 from tasks.errors import FeedBusyError, StorageError
 from tasks.files import atomic_write_text
 from tasks.models import STAGES, AudioFile, Episode
+from tasks.run_locks import LOCK_FILE
 from tasks.store import FeedStore, episode_folder_name, feed_folder_name, free_episode_folder_name, slugify
 from tasks.transcribe.stage import read_transcript
 
@@ -136,17 +138,23 @@ def test_a_feed_folder_named_the_old_way_is_taken_over_on_first_open(tmp_path: P
     other = FeedStore.for_feed(tmp_path, url.replace("abc", "xyz"))
     with other.exclusive_run():
         assert other.read_ledger().episodes == {}
-    assert sorted(os.listdir(tmp_path)) == sorted([store.feed_dir.name, other.feed_dir.name])
+    # ...made at its first write: a feed that is only locked (its fetch failed) leaves no folder behind.
+    assert sorted(os.listdir(tmp_path)) == sorted([LOCK_FILE, store.feed_dir.name])
 
 
 def test_an_old_folder_a_run_still_holds_is_left_where_it_is(tmp_path: Path) -> None:
     url = "https://feeds.example.org/feed.xml"
     old_dir = tmp_path / old_feed_folder_name(url, url)
-    with FeedStore(old_dir, url).exclusive_run():
+    old_dir.mkdir()
+    old_run = os.open(old_dir / ".run.lock", os.O_WRONLY | os.O_CREAT)  # as an older podflow locks its folder
+    try:
+        fcntl.flock(old_run, fcntl.LOCK_EX)
         with pytest.raises(FeedBusyError, match="another run is already ingesting"):
             with FeedStore.for_feed(tmp_path, url).exclusive_run():
                 pass
-        assert os.listdir(tmp_path) == [old_dir.name]
+        assert sorted(os.listdir(tmp_path)) == [LOCK_FILE, old_dir.name]
+    finally:
+        os.close(old_run)
 
 
 def test_atomic_write_leaves_no_temp_file_and_a_readable_mode(tmp_path: Path) -> None:
@@ -327,12 +335,13 @@ def test_a_link_at_a_written_file_is_replaced_not_followed(tmp_path: Path) -> No
     assert untouched(target)
 
 
-@pytest.mark.parametrize("name", [".run.lock", ".ledger.lock", "ledger.json"])
+@pytest.mark.parametrize("name", ["../.run.lock", ".ledger.lock", "ledger.json"])  # the run lock: the output's
 def test_linked_lock_files_and_ledgers_are_refused(tmp_path: Path, name: str) -> None:
     target = outside(tmp_path)
-    store = FeedStore(tmp_path / "feed", "https://example.org/feed.xml")
-    store.feed_dir.mkdir()
+    store = FeedStore(tmp_path / "out" / "feed", "https://example.org/feed.xml")
+    store.feed_dir.mkdir(parents=True)
     (store.feed_dir / name).symlink_to(target / "audio.mp3")
+    name = Path(name).name
 
     with pytest.raises(StorageError, match=f"{name} {LINK_REFUSED}"):
         with store.exclusive_run():
