@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.limits import limited_stage_tags, stage_tag
 from flows.pipeline import Progress, Stage, failure_message, run_pipeline
-from flows.summary import summary_markdown
+from flows.summary import summary_markdown, table_text
 from tasks.download import download
 from tasks.errors import FeedError, PodflowError
 from tasks.feed import fetch_feed_task
@@ -147,19 +147,24 @@ def publish(report: RunReport) -> None:
         key="podflow-episodes",
         table=[
             {
-                "feed": feed.feed_title,
-                "episode": e.title,
+                "feed": table_text(feed.feed_title),
+                "episode": table_text(e.title),
                 "published": e.published.date().isoformat() if e.published else "",
                 "status": e.status,
                 **{stage: e.stages.get(stage, "-") for stage in STAGES},
                 **{f"{stage} s": round(e.seconds[stage], 1) if stage in e.seconds else "" for stage in STAGES},
-                "error": e.error or "",
+                "error": table_text(e.error or ""),
             }
             for feed in report.feeds
             for e in feed.episodes
         ]
         + [
-            {"feed": feed.feed_title, "episode": "", "status": f"feed {feed.status}", "error": feed.error or ""}
+            {
+                "feed": table_text(feed.feed_title),
+                "episode": "",
+                "status": f"feed {feed.status}",
+                "error": table_text(feed.error or ""),
+            }
             for feed in report.feeds
             if feed.status != "fetched"
         ],

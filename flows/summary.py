@@ -8,11 +8,20 @@ from tasks.models import RunReport
 
 # Everything markdown could read as markup or HTML in a title or an error a feed controls.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~])")
+_LINK_FORMING = re.compile(r"([\]<:.])")
 
 
 def markdown_text(text: str) -> str:
     """`text` shown as written: on one line, every markdown and HTML character escaped."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def table_text(text: str) -> str:
+    """`text` for a cell of a table artifact, on one line and inert: Prefect's V1 UI renders a cell as markdown, its
+    V2 UI as plain text, so no backslash escape would read right in both. Instead a zero-width space follows each
+    character that could close a link's text, open an HTML tag or an autolink, or join a bare URL (`] < : .`): no
+    link, image or tag can form, and both UIs show the text as written."""
+    return _LINK_FORMING.sub("\\1\u200b", " ".join(text.split()))
 
 
 def _duration(seconds: float) -> str:

@@ -4,13 +4,16 @@ on the real Prefect engine, a real HTTP server and the real model."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
+from markdown_it import MarkdownIt
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.states import State
@@ -383,6 +386,44 @@ def test_the_ui_shows_named_task_runs_a_table_and_a_summary(server: FeedServer, 
     assert "### Failures (1)" in summary and "gone\\.xml returned HTTP 404" in summary
     assert any(a.type == "progress" and a.data == 100.0 for a in artifacts)
     assert report.feeds[0].episodes[0].audio_duration_s and report.feeds[0].episodes[0].seconds.keys() == set(STAGES)
+
+
+HOSTILE_MARKUP = [
+    "![](http://127.0.0.1:9/pixel.png) loads on view",
+    "[click](javascript:alert(1)) and [ref][x] <a href='javascript:alert(2)'>here</a>",
+    "<img src=x onerror=alert(3)> <script>alert(4)</script> <http://127.0.0.1:9/auto> www.example.org",
+    "[x]: http://127.0.0.1:9/defined &lt;img src=y&gt;",
+]
+
+
+def test_feed_strings_in_the_table_artifact_render_as_text_and_read_as_written(
+    server: FeedServer, settings: Settings
+) -> None:
+    """Prefect's V1 UI renders each table cell as markdown: rendered here as CommonMark with raw HTML allowed (the
+    most a renderer could make of it), no cell forms a link, an image or a tag."""
+    items = [
+        rss_item(title, guid=f"g{n}", enclosure=f"gone-{n}.mp3?<img src=z>") for n, title in enumerate(HOSTILE_MARKUP)
+    ]
+    feed_url = server.add("/feed.xml", rss(items, title=HOSTILE_MARKUP[0]))
+    state, report = run(settings, [feed_url])
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id(state)]))
+        )
+    (table,) = [artifact for artifact in artifacts if artifact.key == "podflow-episodes"]
+    assert isinstance(table.data, str)
+    rows = json.loads(table.data)
+    cells = [str(cell) for row in rows for cell in row.values()]
+    renderer = MarkdownIt("commonmark", {"html": True})
+    formatting = {"p", "ul", "ol", "li", "em", "strong", "code", "pre", "blockquote", "hr", "br"}
+    for cell in cells:
+        html = renderer.render(cell)
+        assert set(re.findall(r"</?([a-z][a-z0-9]*)", html)) <= formatting, (cell, html)  # no link, image or tag
+    titles = sorted(" ".join(e.title.split()) for e in report.feeds[0].episodes)  # as feedparser gave them
+    assert sorted(row["episode"].replace("\u200b", "") for row in rows) == titles
+    assert {row["feed"].replace("\u200b", "") for row in rows} == {HOSTILE_MARKUP[0]}
+    assert all("HTTP 404" in row["error"] for row in rows)
 
 
 def test_the_summary_shows_hostile_titles_as_text() -> None:
