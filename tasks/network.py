@@ -4,7 +4,9 @@ against the address rules, made to the address that was checked, and cut off at 
 A worker often sits inside a private network, so a feed, its media host or a transcript link could otherwise make
 podflow fetch (and store, and show) an internal service's answer. By default podflow connects only to public
 addresses; `allowed_networks` opens chosen ranges. A request for a URL the operator gave (a feed or OPML URL) may
-also reach that URL's own host:port wherever it resolves; every other URL, and any redirect to another host, obeys
+also reach that URL's own host:port wherever its first lookup resolves it, and only there: every hop of the request
+back to that host connects to the addresses of that lookup, so a resolver that answers again with another address
+cannot rebind a same-host redirect onto an internal service. Every other URL, and any redirect to another host, obeys
 the rules.
 """
 
@@ -98,14 +100,20 @@ class AddressPolicy:
 
     allowed_networks: tuple[IPNetwork, ...] = ()
     trusted_host: str | None = None
+    trusted_addresses: list[str] = field(default_factory=list, compare=False)  # its first lookup's, pinned
 
     def addresses(self, host: str, port: int) -> list[str]:
-        """The addresses of `host` that podflow may connect to, from one DNS lookup, in the resolver's order.
+        """The addresses of `host` that podflow may connect to, from one DNS lookup, in the resolver's order (for
+        the trusted host, from its first lookup).
 
         AddressRefusedError, naming the host and the rule, when there are none."""
+        trusted = join_host_port(host, port) == self.trusted_host
+        if trusted and self.trusted_addresses:
+            return list(self.trusted_addresses)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         resolved = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
-        if join_host_port(host, port) == self.trusted_host:
+        if trusted:
+            self.trusted_addresses.extend(resolved)
             return resolved
         permitted, refused = [], []
         for text in resolved:

@@ -136,6 +136,33 @@ def test_a_host_is_resolved_once_and_connected_to_at_the_address_checked(
         fetch_document(f"http://rebind.test:{port}/feed.xml", Settings(allowed_networks=("127.0.0.1/32",)), FeedError)
 
 
+def test_the_operators_host_is_pinned_to_its_first_lookup_for_every_hop(
+    monkeypatch: pytest.MonkeyPatch, second_host: FeedServer
+) -> None:
+    # The feed's host (the attacker's, at 127.0.0.2) redirects to itself; a rebinding resolver answers the second
+    # lookup with 127.0.0.1, where an internal service listens on the same port.
+    port = int(second_host.url("/").rsplit(":", 1)[1].strip("/"))
+    with FeedServer(port=port) as internal:
+        internal.add("/feed.xml", b"SECRET-INTERNAL-ANSWER", content_type="text/plain")
+        second_host.add("/start.xml", redirect_to=f"http://rebind.test:{port}/feed.xml")
+        second_host.add("/feed.xml", b"<rss/>")
+        real_getaddrinfo = socket.getaddrinfo
+        lookups: list[str] = []
+
+        def rebinding(host: str, *args: object, **kwargs: object) -> list:
+            if host != "rebind.test":
+                return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+            lookups.append(host)
+            address = "127.0.0.2" if len(lookups) == 1 else "127.0.0.1"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        fetched = fetch_document(f"http://rebind.test:{port}/start.xml", Settings(), FeedError, operator_url=True)
+
+    assert fetched.body == b"<rss/>" and [hit.path for hit in second_host.hits] == ["/start.xml", "/feed.xml"]
+    assert internal.count("/feed.xml") == 0 and lookups == ["rebind.test"]
+
+
 class StallingServer:
     """A raw TCP server that never finishes its answer: it sends `prefix`, then `repeat` every 0.1 s, until the
     client hangs up or 30 s pass."""
