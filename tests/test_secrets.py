@@ -27,6 +27,7 @@ from tests.feedserver import FeedServer
 
 PASSWORD, TOKEN = "pa55-w0rd-secret", "t0ken-secret-4711"
 PATH_TOKEN = "aB3dE5gH7jK9mN1pQ3rS5tU7"  # a private feed's token in its path, as some hosts give them
+RANDOM_VALUE, SHA1, PRIVATE = "Zq81mWx04bLr7TeY", "da39a3ee5e6b4b0d3255bfef95601890afd80709", "s3cr3t-feed"
 
 
 @pytest.mark.parametrize(
@@ -106,9 +107,9 @@ def test_ordinary_paths_slugs_dates_ids_and_file_names_are_kept(url: str) -> Non
     [
         ("https://x.org/f.xml?private=s3cr3t", "https://x.org/f.xml?private=***"),
         ("https://x.org/f.xml?access=abc&hash=def", "https://x.org/f.xml?access=***&hash=***"),
-        ("https://x.org/f.xml?k=Zq81mWx04bLr7TeY", "https://x.org/f.xml?k=***"),  # random-looking, whatever the name
+        (f"https://x.org/f.xml?k={RANDOM_VALUE}", "https://x.org/f.xml?k=***"),  # random-looking, whatever the name
         ("https://x.org/f.xml?p=Vb3nQ7%2BxL0aR9kT2mE5w%3D", "https://x.org/f.xml?p=***"),  # base64, percent-encoded
-        (f"https://x.org/a.mp3?id={'da39a3ee5e6b4b0d3255bfef95601890afd80709'}", "https://x.org/a.mp3?id=***"),
+        (f"https://x.org/a.mp3?id={SHA1}", "https://x.org/a.mp3?id=***"),
         ("https://x.org/a.mp3?u=0a1b2c3d-4e5f-6789-abcd-ef0123456789", "https://x.org/a.mp3?u=***"),
         ("https://x.org/?p=123&v=1.2.3-beta4&t=2026-11-20", "https://x.org/?p=123&v=1.2.3-beta4&t=2026-11-20"),
         ("https://x.org/a.mp3?utm_campaign=spring2026sale", "https://x.org/a.mp3?utm_campaign=spring2026sale"),
@@ -164,16 +165,17 @@ def test_nothing_a_run_writes_or_reports_holds_a_credential(server: FeedServer, 
                 rss_item(
                     "Refused", guid="refused", enclosure=f"http://127.0.0.1:9/a.mp3?token={TOKEN}"
                 ),  # nothing listens
+                rss_item("Keyed", guid="keyed", enclosure=f"gone.mp3?k={RANDOM_VALUE}&id={SHA1}"),  # secret by look
             ]
         ),
     )
-    feed_url = feed_path.replace("http://", f"http://listener:{PASSWORD}@") + f"?auth={TOKEN}"
+    feed_url = feed_path.replace("http://", f"http://listener:{PASSWORD}@") + f"?auth={TOKEN}&private={PRIVATE}"
 
     state = ingest_feed(feed_url, settings, return_state=True)
     report = state.result(raise_on_failure=False)
 
     assert isinstance(report, IngestReport) and state.is_failed()
-    assert [e.status for e in report.episodes] == ["complete", "failed", "failed"]
+    assert [e.status for e in report.episodes] == ["complete", "failed", "failed", "failed"]
     written = {path: path.read_bytes() for path in Path(settings.output_dir).rglob("*") if path.is_file()}
     assert any(b"token=***" in body for body in written.values())  # the URLs are there, masked
     with get_client(sync_client=True) as client:
@@ -191,9 +193,10 @@ def test_nothing_a_run_writes_or_reports_holds_a_credential(server: FeedServer, 
         *(log.message for log in logs),
         *(str(artifact.data) for artifact in artifacts),
         *(str(r.state.message) for r in task_runs if r.state),
+        *(r.name for r in task_runs),
     ]
     assert any("gone.mp3?token=***" in text for text in reported)  # the failure names the URL, masked
-    for secret in (PASSWORD, TOKEN, PATH_TOKEN, slugify(PATH_TOKEN)):
+    for secret in (PASSWORD, TOKEN, PATH_TOKEN, slugify(PATH_TOKEN), RANDOM_VALUE, SHA1, PRIVATE):
         leaks = [str(path) for path, body in written.items() if secret.encode() in body or secret in str(path)]
         leaks += [text[:200] for text in reported if secret in text]
         assert leaks == [], secret
