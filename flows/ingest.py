@@ -23,7 +23,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.limits import limited_stage_tags, stage_tag
-from flows.pipeline import Progress, Stage, failure_message, run_pipeline
+from flows.pipeline import Progress, Stage, failure_message, run_pipeline, stopping_on_termination
 from flows.summary import summary_markdown, table_text
 from tasks.download import download
 from tasks.errors import FeedError, PodflowError
@@ -35,7 +35,6 @@ from tasks.opml import read_opml
 from tasks.redaction import redact_url, redact_urls
 from tasks.report import StagesRun, feed_report
 from tasks.selection import selected_episodes, unique_episodes
-from tasks.stopping import stopping_on_termination
 from tasks.transcribe.base import on_cluster, runs_in_processes
 from tasks.transcribe.stage import transcribe
 

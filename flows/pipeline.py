@@ -12,17 +12,18 @@ from __future__ import annotations
 import queue
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from prefect import Task
+from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from tasks.stopping import stopping_on_termination
+from tasks import stopping
 
 Item = TypeVar("Item")
 
@@ -66,6 +67,17 @@ class Progress:
     settled: int  # items that will not move again: through every stage, or failed
     done: Mapping[str, int]
     failed: Mapping[str, int]
+
+
+@contextmanager
+def stopping_on_termination() -> Iterator[None]:
+    """Around the flow thread's waits on stage threads: on SIGTERM (Prefect's TerminationSignal) or Ctrl-C there,
+    stop them (tasks/stopping.py), then go on raising."""
+    try:
+        yield
+    except (TerminationSignal, KeyboardInterrupt):
+        stopping.stop()
+        raise
 
 
 def failure_message(future: PrefectFuture[Any]) -> str | None:

@@ -2,8 +2,9 @@
 
 Prefect turns SIGTERM into a TerminationSignal raised in the flow's own thread, but the stage threads go on until
 their task returns, and the task runner waits for them before the process may exit: a parse or a decode could so
-hold a stopped run for hours. So the flow's thread, on that signal, stops them: parses in flight are killed, and
-decoding and downloading stop at their next frame or chunk. Past STOP_GRACE_S the process exits whatever a thread is
+hold a stopped run for hours. So the flow's thread, on that signal, calls `stop()` (flows/pipeline.py's
+`stopping_on_termination`): parses in flight are killed, and decoding and downloading stop at their next frame or
+chunk. Past STOP_GRACE_S the process exits whatever a thread is
 still doing (a request in flight, a model's forward pass), its child processes told to stop first. Files are written
 atomically (temp file and rename) and folders locked by the kernel, so the next run finds the ledger consistent, no
 lock held, and resumes a download's `.part` where it ended.
@@ -14,11 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-from prefect.exceptions import TerminationSignal
 
 from tasks.errors import PodflowError
 from tasks.isolation import kill_children
@@ -66,13 +63,3 @@ def _child_pids() -> set[int]:
         except OSError:  # the thread ended meanwhile
             continue
     return pids
-
-
-@contextmanager
-def stopping_on_termination() -> Iterator[None]:
-    """Around the flow thread's waits on stage threads: on SIGTERM or Ctrl-C there, stop them, then go on raising."""
-    try:
-        yield
-    except (TerminationSignal, KeyboardInterrupt):
-        stop()
-        raise
