@@ -3,7 +3,8 @@ to cost more than they weigh.
 
 Ordinary documents are parsed both ways, in this process and through tasks/isolation.py, rounds interleaved; the
 hostile ones only isolated, as podflow parses them. "kept" is the peak of what this process allocated (tracemalloc):
-what the document left here, its parse's memory being the child's.
+what the document left here, its parse's memory being the child's (measured on a second call: tracemalloc
+slows allocation too much to time under).
 Run: `.venv/bin/python bench/parsing.py [--rounds 20]`.
 """
 
@@ -43,18 +44,24 @@ def feed_of(items: list[str]) -> bytes:
 
 
 def timed(call: Callable[[], Any]) -> tuple[float, int, str]:
-    """Seconds, peak bytes allocated here, and what came of it."""
-    tracemalloc.start()
+    """Seconds; the peak this process allocated, from a second call under tracemalloc (which slows allocation
+    too much to time under); and what came of it."""
     started = time.perf_counter()
-    try:
-        outcome = call()
-        what = f"{len(outcome.episodes):,} episodes" if hasattr(outcome, "episodes") else "parsed"
-    except PodflowError as exc:
-        what = f"refused: {str(exc)[-60:]}"
+    what = outcome(call)
     seconds = time.perf_counter() - started
+    tracemalloc.start()
+    outcome(call)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return seconds, peak, what
+
+
+def outcome(call: Callable[[], Any]) -> str:
+    try:
+        result = call()
+    except PodflowError as exc:
+        return f"refused: {str(exc)[-60:]}"
+    return f"{len(result.episodes):,} episodes" if hasattr(result, "episodes") else "parsed"
 
 
 def main() -> None:
@@ -77,8 +84,10 @@ def main() -> None:
     page(DEMO_FEED, True)()  # the fork server starts once per process: not counted
     inline, isolated = [], []
     for _ in range(args.rounds):
-        inline.append(timed(page(DEMO_FEED, False))[0])
-        isolated.append(timed(page(DEMO_FEED, True))[0])
+        for parse, seconds in ((page(DEMO_FEED, False), inline), (page(DEMO_FEED, True), isolated)):
+            started = time.perf_counter()
+            parse()
+            seconds.append(time.perf_counter() - started)
     small = statistics.median(inline)
     table.add_row("demo feed, 4 items", "here", f"{small * 1000:.1f} ms", "1.00", "", "median")
     table.add_row(

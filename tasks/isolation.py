@@ -9,14 +9,17 @@ back, so this process holds what the document yields, not what parsing it took.
 
 from __future__ import annotations
 
+import io
 import math
 import multiprocessing
+import os
 import resource
 import signal
 import threading
 from collections.abc import Callable
+from multiprocessing import forkserver, popen_forkserver, process, reduction, spawn, util
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
+from multiprocessing.context import set_spawning_popen
 from typing import Any, TypeVar
 
 from tasks.errors import PodflowError
@@ -27,7 +30,41 @@ T = TypeVar("T")
 PARSERS = ["tasks.feed_parse", "tasks.opml", "tasks.transcribe.published_parse"]
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(PARSERS)
-_children: set[BaseProcess] = set()
+
+
+class _ParserPopen(popen_forkserver.Popen):
+    """multiprocessing's fork-server launch, less the parent's `__main__`: a child would import it first (for
+    `podflow`, the CLI and Prefect; for a deployment's `python -m prefect.engine`, Prefect), a second or more of
+    every parse, and a parse needs only the preloaded parsers. The rest is CPython's own `_launch`."""
+
+    def _launch(self, process_obj: process.BaseProcess) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)  # type: ignore[attr-defined]
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
+        parent_w = os.dup(w)
+        self.finalizer = util.Finalize(self, util.close_fds, (parent_w, self.sentinel))  # type: ignore[attr-defined]
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)  # type: ignore[attr-defined]
+
+
+class _ParserProcess(process.BaseProcess):
+    _start_method = "forkserver"
+
+    @staticmethod
+    def _Popen(process_obj: process.BaseProcess) -> _ParserPopen:
+        return _ParserPopen(process_obj)
+
+
+_children: set[process.BaseProcess] = set()
 _children_lock = threading.Lock()
 
 
@@ -37,7 +74,7 @@ def parse_isolated(
     """`parse(*args)` in a child process; `error` naming `what` and the limit when it runs past `max_parse_s` or
     needs more than `max_parse_bytes`. A PodflowError the parser raises comes back as `error` with its message."""
     receiver, sender = _context.Pipe(duplex=False)
-    child = _context.Process(
+    child = _ParserProcess(
         target=_run_child, args=(sender, parse, args, settings.max_parse_s, settings.max_parse_bytes), daemon=True
     )
     with _children_lock:

@@ -4,6 +4,9 @@ than its limit."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +134,36 @@ def test_a_transcript_within_max_transcript_segments_is_taken(
     audio: AudioFile = live_audio(tmp_path, 10)
     transcript = published_transcript(episode, audio, published_settings(settings, max_transcript_segments=500))
     assert transcript is not None and len(transcript.segments) == 500
+
+
+MAIN_SCRIPT = """
+import sys
+from pathlib import Path
+with open(sys.argv[1], "a") as marker:
+    marker.write("imported\\n")  # once, by this process: a parse child must not import the parent's __main__
+from tasks.errors import FeedError
+from tasks.feed_parse import parse_page
+from tasks.isolation import parse_isolated
+from tasks.models import Settings
+if __name__ == "__main__":
+    url = "https://feeds.example.org/feed.xml"
+    body = Path("flows/demo/feed.xml").read_bytes()
+    pages = [parse_isolated(parse_page, (body, url, url, {}, 10), Settings(), url, FeedError) for _ in range(3)]
+    print(len(pages[-1].episodes))
+"""
+
+
+@pytest.mark.integration  # a subprocess with a __main__ of its own
+def test_a_parse_child_starts_from_the_preloaded_parsers_not_the_parents_main(tmp_path: Path) -> None:
+    script, marker = tmp_path / "main.py", tmp_path / "imports"
+    script.write_text(MAIN_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, str(script), str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert result.stdout.strip() == "4", result.stderr[-2000:]
+    assert marker.read_text() == "imported\n"
