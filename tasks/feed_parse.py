@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 from xml.sax import SAXParseException
@@ -33,6 +34,8 @@ PODCAST_NAMESPACES = (
     "https://github.com/Podcastindex-org/podcast-namespace/blob/main/docs/1.0.md",
     "http://podcastindex.org/namespace/1.0",
 )
+# Real items link one to four transcripts; a hostile one could link a million, each kept in the ledger.
+MAX_TRANSCRIPT_LINKS = 16
 TRANSCRIPT_TAGS = {f"{{{namespace}}}transcript" for namespace in PODCAST_NAMESPACES}
 ATOM = "http://www.w3.org/2005/Atom"
 RSS_1 = "http://purl.org/rss/1.0/"
@@ -126,15 +129,20 @@ def _next_page_href(links: Iterable[Mapping[str, str]]) -> str | None:
 
 
 def _transcript_links(root: ET.Element, base_url: str) -> list[tuple[TranscriptLink, ...]]:
-    """Every item's `<podcast:transcript>` links, in item order.
+    """Every item's `<podcast:transcript>` links, in item order, the first MAX_TRANSCRIPT_LINKS of each.
 
     feedparser keeps only the last such element per item, without its language or rel.
     """
     return [
         tuple(
-            _transcript_link(base_url, link.attrib)
-            for link in item.iter()
-            if link.tag in TRANSCRIPT_TAGS and link.get("url")
+            islice(
+                (
+                    _transcript_link(base_url, link.attrib)
+                    for link in item.iter()
+                    if link.tag in TRANSCRIPT_TAGS and link.get("url")
+                ),
+                MAX_TRANSCRIPT_LINKS,
+            )
         )
         for item in root.iter()
         if item.tag in ITEM_TAGS

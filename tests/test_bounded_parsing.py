@@ -13,6 +13,7 @@ import pytest
 
 from tasks.errors import FeedError, TranscriptionError
 from tasks.feed import fetch_feed
+from tasks.feed_parse import MAX_TRANSCRIPT_LINKS
 from tasks.isolation import parse_isolated
 from tasks.models import AudioFile, Episode, Settings, TranscriptLink
 from tasks.opml import read_opml
@@ -167,3 +168,14 @@ def test_a_parse_child_starts_from_the_preloaded_parsers_not_the_parents_main(tm
     )
     assert result.stdout.strip() == "4", result.stderr[-2000:]
     assert marker.read_text() == "imported\n"
+
+
+def test_an_item_keeps_at_most_max_transcript_links_of_its_transcript_links(
+    server: FeedServer, settings: Settings
+) -> None:
+    links = "".join(f'<podcast:transcript url="t/{n}.vtt" type="text/vtt"/>' for n in range(10_000))
+    url = server.add("/feed.xml", rss([rss_item("One", guid="one", enclosure="a.mp3", extra=links)]))
+    _, [episode] = fetch_feed(url, settings)
+    assert [link.url for link in episode.transcripts] == [
+        server.url(f"/t/{n}.vtt") for n in range(MAX_TRANSCRIPT_LINKS)
+    ]
