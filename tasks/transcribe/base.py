@@ -12,6 +12,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from tasks import audio as audio_codec
+from tasks import stopping
 from tasks.errors import AudioDecodeError, AudioTooLongError, TranscriptionError
 from tasks.models import AudioFile, Episode, Segment, Settings, Transcript
 from tasks.transcribe.windows import shifted, windows
@@ -78,10 +79,11 @@ class SampleBackend(ABC):
                 if number == 0:
                     detected = window_detected
                 for segment in produced:
+                    stopping.check(audio.path.name)  # between the engine's batches: a stop waits for one at most
                     heard.append(shifted(segment, window.start_s))
                     progress.on_segment(heard[-1].end, max(declared_s or 0.0, heard[-1].end))
                 heard_s = window.start_s + window.samples.size / audio_codec.SAMPLE_RATE
-        except (AudioDecodeError, AudioTooLongError):
+        except (AudioDecodeError, AudioTooLongError, stopping.StoppedError):
             raise
         except Exception as exc:
             raise TranscriptionError(f"{settings.transcriber} failed on {audio.path.name}: {exc}") from exc
