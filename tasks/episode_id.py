@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tasks.audio import AUDIO_EXTENSIONS
 from tasks.models import Episode
-from tasks.redaction import redact_url
+from tasks.redaction import redact_url, redact_urls_0_2
 
 # `scheme://` anywhere, or a bare `host.tld/` at the start: how redirect services carry their target in a query.
 EMBEDDED_URL = re.compile(r"://|^(?:[a-z0-9-]+\.)+[a-z]{2,}/", re.IGNORECASE)
 TRACKING_PARAMS = {"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "_ga", "igshid", "ref", "source"}
+
+MASKED_HASH = " sha256:"  # between a masked GUID and the hash of the whole GUID, in its id
 
 
 def normalise_url(url: str) -> str:
@@ -61,21 +63,31 @@ def legacy_episode_id(episode: Episode) -> str | None:
     return legacy if legacy != episode.episode_id else None
 
 
-def guid_episode_id(guid: str) -> str:
+def guid_episode_id(guid: str, redact: Callable[[str], str] = redact_url) -> str:
     """The GUID as the episode's id; where it holds a credential (`…?token=…`), masked, with a hash of the whole
     GUID so that GUIDs differing only there stay apart: the id is written to the ledger and every episode file."""
-    masked = redact_url(guid)
+    masked = redact(guid)
     if masked == guid:
         return guid
-    return f"{masked} sha256:{hashlib.sha256(guid.encode('utf-8')).hexdigest()[:16]}"
+    return f"{masked}{MASKED_HASH}{hashlib.sha256(guid.encode('utf-8')).hexdigest()[:16]}"
 
 
 def renamed_episode_ids(episodes: list[Episode], ledger_ids: Iterable[str]) -> dict[str, str]:
     """The ids an older podflow gave, mapped to today's, for re-keying its ledger: GUID-less episodes' (see
     `legacy_episode_id`), and GUIDs holding a credential, which were stored unmasked. The latter come from the
     ledger itself, since an Episode keeps no unmasked GUID; today's ids map to themselves and are left out."""
+    ledger_ids = list(ledger_ids)
     renamed = {old: episode.episode_id for episode in episodes if (old := legacy_episode_id(episode))}
     renamed.update({old: new for old in ledger_ids if (new := guid_episode_id(old)) != old})
+    # GUIDs podflow 0.2 masked otherwise: found by the whole GUID where today's id is it, else by its hash.
+    masked_by_hash = {old.rpartition(MASKED_HASH)[2]: old for old in ledger_ids if MASKED_HASH in old}
+    for new in (episode.episode_id for episode in episodes):
+        if MASKED_HASH in new:
+            old = masked_by_hash.get(new.rpartition(MASKED_HASH)[2], new)
+        else:
+            old = guid_episode_id(new, redact_urls_0_2)
+        if old != new:
+            renamed[old] = new
     return renamed
 
 

@@ -45,6 +45,10 @@ class AudioTooLongError(PodflowError):
     """The audio runs past the settings' maximum duration."""
 
 
+class StoppedError(PodflowError):
+    """The run is stopping (SIGTERM, Ctrl-C): the work in hand is left, to be done by the next run."""
+
+
 class TranscriptionError(PodflowError):
     """The transcriber failed on decodable audio."""
 

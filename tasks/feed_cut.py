@@ -17,13 +17,14 @@ def first_items(body: bytes, max_items: int) -> tuple[bytes, bool]:
     anything was cut. A document expat cannot read that far is returned whole: feedparser's lenient parser has it."""
     parser = xml.parsers.expat.ParserCreate()  # no namespace processing: names as written, to close them as written
     open_elements: list[str] = []
-    items = 0
+    items, cut_at = 0, 0
 
     def start(name: str, attributes: dict[str, str]) -> None:
-        nonlocal items
+        nonlocal items, cut_at
         if name.rpartition(":")[2].lower() in ITEMS:
             items += 1
             if items > max_items:
+                cut_at = parser.CurrentByteIndex  # here, at its `<`: once Parse unwinds, expat has moved on
                 raise _Cut
         open_elements.append(name)
 
@@ -33,7 +34,7 @@ def first_items(body: bytes, max_items: int) -> tuple[bytes, bool]:
         parser.Parse(body, True)
     except _Cut:
         closing = "".join(f"</{name}>" for name in reversed(open_elements))
-        return body[: parser.CurrentByteIndex] + closing.encode(), True
+        return body[:cut_at] + closing.encode(), True
     except (xml.parsers.expat.ExpatError, LookupError):  # malformed, or in an encoding Python has no codec for
         pass
     return body, False

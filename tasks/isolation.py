@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import set_spawning_popen
 from typing import Any, TypeVar
 
-from tasks.errors import PodflowError
+from tasks.errors import PodflowError, StoppedError
 from tasks.models import Settings
 
 T = TypeVar("T")
@@ -66,6 +66,7 @@ class _ParserProcess(process.BaseProcess):
 
 _children: set[process.BaseProcess] = set()
 _children_lock = threading.Lock()
+_stopped = threading.Event()
 
 
 def parse_isolated(
@@ -73,27 +74,36 @@ def parse_isolated(
 ) -> T:
     """`parse(*args)` in a child process; `error` naming `what` and the limit when it runs past `max_parse_s` or
     needs more than `max_parse_bytes`. A PodflowError the parser raises comes back as `error` with its message."""
+    too_slow = f"{what} was not parsed within the max_parse_s={settings.max_parse_s:g} limit"
     receiver, sender = _context.Pipe(duplex=False)
     child = _ParserProcess(
         target=_run_child, args=(sender, parse, args, settings.max_parse_s, settings.max_parse_bytes), daemon=True
     )
     with _children_lock:
-        child.start()
-        _children.add(child)
+        if not _stopped.is_set():
+            child.start()
+            _children.add(child)
     sender.close()
+    if child.pid is None:
+        receiver.close()
+        raise StoppedError(f"{what} was left: the run is stopping")
     try:
         if not receiver.poll(settings.max_parse_s):
-            raise error(f"{what} was not parsed within the max_parse_s={settings.max_parse_s:g} limit")
+            raise error(too_slow)
         try:
             outcome, value = receiver.recv()
-        except EOFError:  # killed: by its CPU limit, by the memory limit inside C code, or by a stop
+        except (EOFError, OSError):  # died, mid-answer or before: its CPU limit, memory inside C code, or a stop
             child.join()
+            if _stopped.is_set():
+                raise StoppedError(f"{what} was left: the run is stopping") from None
             if child.exitcode == -signal.SIGXCPU:
-                raise error(f"{what} was not parsed within the max_parse_s={settings.max_parse_s:g} limit") from None
+                raise error(too_slow) from None
             raise error(f"{what} could not be parsed: the parser died ({_exit_reason(child.exitcode)})") from None
     finally:
-        child.kill()
+        if child.exitcode is None:  # not once it has ended: its pid may be another process's by now
+            child.kill()
         child.join()
+        child.close()
         receiver.close()
         with _children_lock:
             _children.discard(child)
@@ -106,9 +116,10 @@ def parse_isolated(
     return value  # type: ignore[no-any-return]
 
 
-def kill_children() -> None:
-    """Kill every parse in flight, from any thread: each waiting caller then raises at once."""
+def stop_parsing() -> None:
+    """Kill every parse in flight and start no more, from any thread: each caller raises StoppedError at once."""
     with _children_lock:
+        _stopped.set()
         for child in _children:
             child.kill()
 
@@ -119,18 +130,21 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"exit status {exitcode}"
 
 
-def _lower_limit(kind: int, value: int) -> None:
-    """Set a resource limit to `value`, or keep the lower one this process already has (it cannot be raised)."""
-    hard = resource.getrlimit(kind)[1]
-    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-    resource.setrlimit(kind, (value, value))
+def _lower_limit(kind: int, soft: int, hard: int) -> None:
+    """Set a resource limit, keeping a lower one this process already has (a hard limit cannot be raised)."""
+    current = resource.getrlimit(kind)[1]
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    resource.setrlimit(kind, (soft, hard))
 
 
 def _run_child(
     sender: Connection, parse: Callable[..., Any], args: tuple[Any, ...], max_s: float, max_bytes: int
 ) -> None:
-    _lower_limit(resource.RLIMIT_CPU, math.ceil(max_s) + 1)
-    _lower_limit(resource.RLIMIT_AS, max_bytes)
+    cpu_s = math.ceil(max_s) + 1
+    _lower_limit(resource.RLIMIT_CPU, cpu_s, cpu_s + 1)  # SIGXCPU at the soft limit; SIGKILL at the hard one
+    _lower_limit(resource.RLIMIT_AS, max_bytes, max_bytes)
+    _lower_limit(resource.RLIMIT_CORE, 0, 0)  # SIGXCPU would dump the child's core, up to max_parse_bytes
     try:
         outcome: tuple[str, Any] = ("ok", parse(*args))
     except PodflowError as exc:

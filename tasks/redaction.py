@@ -6,7 +6,7 @@ A query (or fragment) value is masked when its parameter's name says it is a cre
 `X-Amz-Signature`, `private`, `hash`, ...), or when the value itself looks random, whatever the name (`?k=`, `?p=`).
 A path segment is masked when it looks random. A value looks random when it holds a UUID, or it is made of
 A-Z a-z 0-9 and `-_.~+/=` only, mixes letters and digits, and either
-- is 20 or more hex digits in one case, except a MongoDB ObjectId (24 hex digits whose first 8 are a time between
+- is 20 or more hex digits in one case (hex is judged by this rule alone), except a MongoDB ObjectId (24 hex digits whose first 8 are a time between
   2009 and 2038: a database's id, as in `/article/54e703933058540300000069`), or
 - is 16 (query values) or 20 (path segments) characters or more with a part (split at `-_.~+/=`) that is no ordinary
   word. Ordinary are a word, a number, a word and a number run together (`ep12`, `1080p`), and up to 16 characters
@@ -92,12 +92,7 @@ def is_secret_name(name: str) -> bool:
 
 def is_secret_parameter(name: str) -> bool:
     """Whether a query parameter of this name holds a credential: by its words, or run together (`accesstoken`)."""
-    words = {word.lower() for word in NAME_WORDS.findall(name)}
-    return (
-        is_secret_name(name)
-        or bool(words & PRIVATE_WORDS)
-        or re.sub("[-_.]", "", name.lower()).endswith(SECRET_SUFFIXES)
-    )
+    return is_secret_name(name) or re.sub("[-_.]", "", name.lower()).endswith(SECRET_SUFFIXES)
 
 
 def is_object_id(value: str) -> bool:
@@ -122,7 +117,16 @@ def is_path_token(segment: str) -> bool:
 
 
 def is_secret_value(name: str, value: str) -> bool:
-    return is_secret_parameter(name) or looks_random(unquote(value), MIN_RANDOM_VALUE)
+    private_name = bool({word.lower() for word in NAME_WORDS.findall(name)} & PRIVATE_WORDS)
+    return is_secret_parameter(name) or private_name or looks_random(unquote(value), MIN_RANDOM_VALUE)
+
+
+def was_path_token(segment: str) -> bool:
+    """A path token as podflow 0.2 told one (20+ characters mixing letters and digits, with a UUID or a part that is
+    no ordinary word), which its folder names and GUID ids were made of."""
+    if not (re.search("[A-Za-z]", segment) and re.search("[0-9]", segment)):
+        return False
+    return bool(UUID.search(segment)) or not all(map(ORDINARY_PART.fullmatch, re.split("[-_]", segment)))
 
 
 def _masked(text: str, userinfo: re.Pattern[str], is_secret: Callable[[str, str], bool]) -> str:
@@ -134,6 +138,13 @@ def redact_credentials(text: str) -> str:
     """`text` as podflow 0.1 masked it (passwords, query values of secret-named parameters), which older folder
     names were made of; not for anything shown or stored."""
     return _masked(text, USERINFO, lambda name, value: is_secret_name(name))
+
+
+def redact_urls_0_2(text: str) -> str:
+    """`text` as podflow 0.2 masked it (by parameter names only, path tokens by `was_path_token`), which its folder
+    names and GUID ids were made of: runs today take those over; not for anything shown or stored."""
+    masked = _masked(text, USERINFO_TO_LAST_AT, lambda name, value: is_secret_parameter(name))
+    return PATH_SEGMENT.sub(lambda m: MASK if was_path_token(m[0]) else m[0], masked)
 
 
 def redact_urls(text: str) -> str:

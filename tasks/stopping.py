@@ -17,16 +17,12 @@ import signal
 import threading
 from pathlib import Path
 
-from tasks.errors import PodflowError
-from tasks.isolation import kill_children
+from tasks.errors import StoppedError
+from tasks.isolation import stop_parsing
 
 STOP_GRACE_S = 3.0
 EXIT_STATUS = 128 + signal.SIGTERM  # what a process killed by SIGTERM reports
 _stopping = threading.Event()
-
-
-class StoppedError(PodflowError):
-    """The run is stopping: the work in hand is left, to be done by the next run."""
 
 
 def check(what: str) -> None:
@@ -40,7 +36,7 @@ def stop() -> None:
     if _stopping.is_set():
         return
     _stopping.set()
-    kill_children()
+    stop_parsing()
     threading.Thread(target=_exit_after_grace, name="podflow-stop", daemon=True).start()
 
 

@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from tasks.errors import FeedBusyError, StorageError
 from tasks.files import no_link, open_no_link, write_record
 from tasks.models import AudioFile, Episode, Feed, FeedValidators, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
-from tasks.redaction import redact_credentials, redact_urls
+from tasks.redaction import redact_credentials, redact_urls, redact_urls_0_2
 from tasks.run_locks import RunLocks
 
 SLUG_MAX_CHARS = 60
@@ -46,7 +46,7 @@ def short_hash(text: str, chars: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:chars]
 
 
-def feed_folder_name(feed_url: str) -> str:
+def feed_folder_name(feed_url: str, redact: Callable[[str], str] = redact_urls) -> str:
     """Named from the URL podflow was given, which (unlike a feed's title) a publisher cannot change under us.
 
     The hash covers the whole URL, credentials included: feeds that differ only in a token are different feeds, so
@@ -55,7 +55,12 @@ def feed_folder_name(feed_url: str) -> str:
     parts = urlsplit(feed_url.strip())
     userinfo, at, host = parts.netloc.rpartition("@")
     identity = urlunsplit((parts.scheme.lower(), userinfo + at + host.lower(), parts.path, parts.query, parts.fragment))
-    return f"{slugify(host + ' ' + redact_urls(parts.path), 40)}-{short_hash(identity)}"
+    return f"{slugify(host + ' ' + redact(parts.path), 40)}-{short_hash(identity)}"
+
+
+def feed_folder_name_0_2(feed_url: str) -> str:
+    """The folder podflow 0.2 gave the feed: today's name, its path masked by that release's rule."""
+    return feed_folder_name(feed_url, redact_urls_0_2)
 
 
 def old_feed_folder_name(feed_url: str) -> str:
@@ -82,16 +87,17 @@ def free_episode_folder_name(episode: Episode, taken: set[str]) -> str:
 class FeedStore:
     """One feed's folder. Safe to use from many threads and processes at once: ledger updates hold a file lock."""
 
-    def __init__(self, feed_dir: Path, feed_url: str, old_dir: Path | None = None):
+    def __init__(self, feed_dir: Path, feed_url: str, old_dirs: tuple[Path, ...] = ()):
         self.feed_dir = feed_dir
         self.feed_url = feed_url
-        self.old_dir = old_dir  # the folder an older podflow named for the feed: taken over by the first run
+        self.old_dirs = old_dirs  # the folders older podflows named for the feed: the first run takes one over
 
     @classmethod
     def for_feed(cls, output_dir: Path, feed_url: str) -> FeedStore:
         # Absolute, so records that hold paths mean the same file to every thread, process and later run.
         output = output_dir.resolve()
-        return cls(output / feed_folder_name(feed_url), feed_url, output / old_feed_folder_name(feed_url))
+        old_dirs = (output / feed_folder_name_0_2(feed_url), output / old_feed_folder_name(feed_url))
+        return cls(output / feed_folder_name(feed_url), feed_url, old_dirs)
 
     @property
     def ledger_path(self) -> Path:
@@ -125,33 +131,40 @@ class FeedStore:
                 held.close()
 
     def _take_over_old_folder(self) -> None:
-        """Rename an older podflow's folder for the feed to today's name, under its own run lock (so no run of that
-        podflow is using it); everything done in it stays done. The feed folder itself is made at its first write,
-        so a feed that cannot be fetched leaves none."""
-        if self.old_dir is None or no_link(self.feed_dir).exists() or not no_link(self.old_dir).is_dir():
+        """Rename a folder an older podflow named for the feed to today's name; everything done in it stays done.
+        A folder a run of an older podflow still holds (by flock on its own `.run.lock`) is FeedBusyError. The feed
+        folder itself is made at its first write, so a feed that cannot be fetched leaves none."""
+        if no_link(self.feed_dir).exists():
+            if (lock := self._older_run_lock(self.feed_dir)) is not None:
+                os.close(lock)
             return
-        try:
-            lock = self._lock(self.old_dir / ".run.lock")
-        except FileNotFoundError:  # another run took it over a moment ago
+        for old_dir in self.old_dirs:
+            if old_dir == self.feed_dir or not no_link(old_dir).is_dir():
+                continue
+            lock = self._older_run_lock(old_dir)
+            try:
+                os.rename(old_dir, self.feed_dir)
+            except OSError as exc:
+                raise StorageError(
+                    f"{old_dir} could not be renamed to {self.feed_dir.name}: {exc.strerror or exc}"
+                ) from exc
+            finally:
+                if lock is not None:
+                    os.close(lock)
             return
-        try:
-            os.rename(self.old_dir, self.feed_dir)
-        except OSError as exc:
-            raise StorageError(
-                f"{self.old_dir} could not be renamed to {self.feed_dir.name}: {exc.strerror or exc}"
-            ) from exc
-        finally:
-            os.close(lock)
 
-    def _lock(self, path: Path) -> int:
-        """The open lock file at `path`, held (as older podflows lock their folders); FeedBusyError where another
-        run holds it."""
-        lock = open_no_link(path, os.O_WRONLY | os.O_CREAT)
+    def _older_run_lock(self, folder: Path) -> int | None:
+        """The `.run.lock` an older podflow keeps in the folder, flocked, if there is one; FeedBusyError where a
+        run of it holds the folder now."""
+        try:
+            lock = open_no_link(folder / ".run.lock", os.O_WRONLY)
+        except FileNotFoundError:
+            return None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(lock)
-            raise FeedBusyError(f"another run is already ingesting {self.feed_url} into {path.parent}") from None
+            raise FeedBusyError(f"another run is already ingesting {self.feed_url} into {folder}") from None
         return lock
 
     def remove_leftovers(self) -> None:

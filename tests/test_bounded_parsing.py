@@ -7,13 +7,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from tasks.errors import FeedError, TranscriptionError
 from tasks.feed import fetch_feed
-from tasks.feed_parse import MAX_TRANSCRIPT_LINKS
+from tasks.feed_cut import first_items
+from tasks.feed_parse import MAX_TRANSCRIPT_LINKS, parse_page
 from tasks.isolation import parse_isolated
 from tasks.models import AudioFile, Episode, Settings, TranscriptLink
 from tasks.opml import read_opml
@@ -179,3 +181,17 @@ def test_an_item_keeps_at_most_max_transcript_links_of_its_transcript_links(
     assert [link.url for link in episode.transcripts] == [
         server.url(f"/t/{n}.vtt") for n in range(MAX_TRANSCRIPT_LINKS)
     ]
+
+
+@pytest.mark.parametrize("max_items", [1, 2, 2_999])
+def test_a_cut_feed_is_well_formed_and_keeps_what_its_items_hold(max_items: int) -> None:
+    links = (
+        '<podcast:transcript url="t.vtt" type="text/vtt"/><podcast:transcript url="t.json" type="application/json"/>'
+    )
+    body = rss([rss_item(f"E{n}", guid=f"g{n}", enclosure=f"{n}.mp3", extra=links) for n in range(3_000)])
+    cut, left_out = first_items(body, max_items)
+    assert left_out and len(ET.fromstring(cut).findall("./channel/item")) == max_items  # well-formed, cut right
+    page = parse_page(body, "https://x.org/f.xml", "https://x.org/f.xml", {}, max_items)
+    assert [e.title for e in page.episodes] == [f"E{n}" for n in range(max_items)] and page.items_left_out
+    assert all(len(e.transcripts) == 2 for e in page.episodes)  # read by the XML tree, which a malformed cut loses
+    assert first_items(body, 3_000) == (body, False)

@@ -16,11 +16,20 @@ from urllib.parse import urlsplit
 import pytest
 
 from tasks.download import is_verified, sha256_of
+from tasks.episode_id import guid_episode_id, renamed_episode_ids
 from tasks.errors import FeedBusyError, StorageError
 from tasks.files import atomic_write_text
 from tasks.models import STAGES, AudioFile, Episode
+from tasks.redaction import redact_urls_0_2
 from tasks.run_locks import LOCK_FILE
-from tasks.store import FeedStore, episode_folder_name, feed_folder_name, free_episode_folder_name, slugify
+from tasks.store import (
+    FeedStore,
+    episode_folder_name,
+    feed_folder_name,
+    feed_folder_name_0_2,
+    free_episode_folder_name,
+    slugify,
+)
 from tasks.transcribe.stage import read_transcript
 
 LINK_REFUSED = "is a symbolic link; podflow never follows links inside its output folder"
@@ -383,3 +392,27 @@ def test_a_finished_file_that_is_a_link_is_refused_not_read(tmp_path: Path) -> N
         is_verified(audio)
     with pytest.raises(StorageError, match="transcript.json is a symbolic link"):
         read_transcript(folder, audio)
+
+
+def test_a_folder_and_episode_ids_podflow_0_2_masked_otherwise_are_taken_over(tmp_path: Path) -> None:
+    """0.2 masked ObjectIds in paths and GUIDs, and kept random-looking values under ordinary names: its folder and
+    its ledger's ids are taken over, so nothing done then is done again."""
+    url = "https://feeds.example.org/public/shows/5e7b777ba085cbe7192b0607"  # an ObjectId, readable today
+    old_dir = tmp_path / feed_folder_name_0_2(url)
+    assert old_dir.name != feed_folder_name(url)
+    guids = ["https://www.narro.co/article/54e703933058540300000069", "https://x.org/a.mp3?k=Zq81mWx04bLr7TeY&token=1"]
+    old_ids = [guid_episode_id(guid, redact_urls_0_2) for guid in guids]
+    before = FeedStore(old_dir, url).register(
+        [Episode(episode_id=i, title=i, enclosure_url="https://x/a.mp3") for i in old_ids]
+    )
+
+    store = FeedStore.for_feed(tmp_path, url)
+    with store.exclusive_run():
+        episodes = [
+            Episode(episode_id=guid_episode_id(guid), title=guid, enclosure_url="https://x/a.mp3") for guid in guids
+        ]
+        renamed = renamed_episode_ids(episodes, store.read_ledger().episodes)
+        entries = store.register(episodes, renamed=renamed)
+    assert not old_dir.exists() and store.feed_dir.name == feed_folder_name(url)
+    assert set(entries) == {e.episode_id for e in episodes} and episodes[0].episode_id == guids[0]
+    assert [entries[e.episode_id].folder for e in episodes] == [before[i].folder for i in old_ids]  # kept

@@ -13,7 +13,7 @@ import numpy as np
 
 from tasks import audio as audio_codec
 from tasks import stopping
-from tasks.errors import AudioDecodeError, AudioTooLongError, TranscriptionError
+from tasks.errors import AudioDecodeError, AudioTooLongError, StoppedError, TranscriptionError
 from tasks.models import AudioFile, Episode, Segment, Settings, Transcript
 from tasks.transcribe.windows import shifted, windows
 from tasks.transcribers import BACKENDS
@@ -83,7 +83,7 @@ class SampleBackend(ABC):
                     heard.append(shifted(segment, window.start_s))
                     progress.on_segment(heard[-1].end, max(declared_s or 0.0, heard[-1].end))
                 heard_s = window.start_s + window.samples.size / audio_codec.SAMPLE_RATE
-        except (AudioDecodeError, AudioTooLongError, stopping.StoppedError):
+        except (AudioDecodeError, AudioTooLongError, StoppedError):
             raise
         except Exception as exc:
             raise TranscriptionError(f"{settings.transcriber} failed on {audio.path.name}: {exc}") from exc
