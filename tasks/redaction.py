@@ -6,8 +6,9 @@ A query (or fragment) value is masked when its parameter's name says it is a cre
 `X-Amz-Signature`, `private`, `hash`, ...), or when the value itself looks random, whatever the name (`?k=`, `?p=`).
 A path segment is masked when it looks random. A value looks random when it holds a UUID, or it is made of
 A-Z a-z 0-9 and `-_.~+/=` only, mixes letters and digits, and either
-- is 20 or more hex digits in one case (hex is judged by this rule alone), except a MongoDB ObjectId (24 hex digits whose first 8 are a time between
-  2009 and 2038: a database's id, as in `/article/54e703933058540300000069`), or
+- is 20 or more hex digits in one case (hex is judged by this rule alone), except a MongoDB ObjectId (24 hex
+  digits whose first 8 are a time between 2009 and 2038: a database's id, as in
+  `/article/54e703933058540300000069`), or
 - is 16 (query values) or 20 (path segments) characters or more with a part (split at `-_.~+/=`) that is no ordinary
   word. Ordinary are a word, a number, a word and a number run together (`ep12`, `1080p`), and up to 16 characters
   in one case (`s01e02`, `h264`, the 16-hex hashes in podflow's own folder names).
