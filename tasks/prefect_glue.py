@@ -11,9 +11,9 @@ from prefect.states import Failed, State
 from prefect.tasks import TaskRunNameCallbackWithParameters
 
 from tasks.errors import PodflowError
+from tasks.folder_names import slugify
 from tasks.models import Episode, StageName
 from tasks.redaction import redact_url
-from tasks.store import slugify
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -21,9 +21,10 @@ from prefect.states import State
 from flows.ingest import ingest_feeds
 from flows.summary import markdown_text, summary_markdown
 from tasks.episode_id import normalise_url
+from tasks.folder_names import slugify
 from tasks.models import STAGES, EpisodeOutcome, IngestReport, RunReport, Settings
 from tasks.run_locks import LOCK_FILE
-from tasks.store import FeedStore, slugify
+from tasks.store import FeedStore
 from tests.conftest import DEMO_EPISODES, DemoEpisode
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer

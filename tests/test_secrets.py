@@ -18,9 +18,9 @@ from prefect.client.schemas.filters import (
 
 from flows.ingest import ingest_feed
 from tasks.errors import FeedError
+from tasks.folder_names import feed_folder_name, slugify
 from tasks.models import IngestReport, Ledger, Settings
 from tasks.redaction import redact_url, redact_urls
-from tasks.store import feed_folder_name, slugify
 from tests.conftest import DEMO_EPISODES
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer

@@ -19,17 +19,17 @@ from tasks.download import is_verified, sha256_of
 from tasks.episode_id import guid_episode_id, renamed_episode_ids
 from tasks.errors import FeedBusyError, StorageError
 from tasks.files import atomic_write_text
-from tasks.models import STAGES, AudioFile, Episode
-from tasks.redaction import redact_urls_0_2
-from tasks.run_locks import LOCK_FILE
-from tasks.store import (
-    FeedStore,
+from tasks.folder_names import (
     episode_folder_name,
     feed_folder_name,
     feed_folder_name_0_2,
     free_episode_folder_name,
     slugify,
 )
+from tasks.models import STAGES, AudioFile, Episode
+from tasks.redaction import redact_urls_0_2
+from tasks.run_locks import LOCK_FILE
+from tasks.store import FeedStore
 from tasks.transcribe.stage import read_transcript
 
 LINK_REFUSED = "is a symbolic link; podflow never follows links inside its output folder"
