@@ -108,12 +108,9 @@ def test_every_redirect_hop_obeys_the_rules(server: FeedServer, second_host: Fee
     assert fetch_document(hop, allowed, FeedError, operator_url=True).body == b"SECRET-INTERNAL-ANSWER"
 
 
-def test_a_host_is_resolved_once_and_connected_to_at_the_address_checked(
-    server: FeedServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # No DNS server can run here, so the resolver is replaced: a rebinding one that answers an allowed address
-    # first and a forbidden one (127.0.0.2, where nothing listens) on any later lookup.
-    port = int(server.url("/").rsplit(":", 1)[1].strip("/"))
+def rebinding_resolver(monkeypatch: pytest.MonkeyPatch, port: int, first: str, then: str) -> list[str]:
+    """No DNS server can run here, so the resolver is replaced: `rebind.test` resolves to `first` on its first
+    lookup and to `then` on every later one. The lookups made, to inspect or to edit."""
     real_getaddrinfo = socket.getaddrinfo
     lookups: list[str] = []
 
@@ -121,10 +118,18 @@ def test_a_host_is_resolved_once_and_connected_to_at_the_address_checked(
         if host != "rebind.test":
             return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
         lookups.append(host)
-        address = "127.0.0.1" if len(lookups) == 1 else "127.0.0.2"
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (first if len(lookups) == 1 else then, port))]
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    return lookups
+
+
+def test_a_host_is_resolved_once_and_connected_to_at_the_address_checked(
+    server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A forbidden address (127.0.0.2, where nothing listens) on any lookup after the first.
+    port = int(server.url("/").rsplit(":", 1)[1].strip("/"))
+    lookups = rebinding_resolver(monkeypatch, port, first="127.0.0.1", then="127.0.0.2")
     server.add("/feed.xml", b"<rss/>")
     fetched = fetch_document(
         f"http://rebind.test:{port}/feed.xml", Settings(allowed_networks=("127.0.0.1/32",)), FeedError
@@ -146,17 +151,7 @@ def test_the_operators_host_is_pinned_to_its_first_lookup_for_every_hop(
         internal.add("/feed.xml", b"SECRET-INTERNAL-ANSWER", content_type="text/plain")
         second_host.add("/start.xml", redirect_to=f"http://rebind.test:{port}/feed.xml")
         second_host.add("/feed.xml", b"<rss/>")
-        real_getaddrinfo = socket.getaddrinfo
-        lookups: list[str] = []
-
-        def rebinding(host: str, *args: object, **kwargs: object) -> list:
-            if host != "rebind.test":
-                return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
-            lookups.append(host)
-            address = "127.0.0.2" if len(lookups) == 1 else "127.0.0.1"
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
-
-        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        lookups = rebinding_resolver(monkeypatch, port, first="127.0.0.2", then="127.0.0.1")
         fetched = fetch_document(f"http://rebind.test:{port}/start.xml", Settings(), FeedError, operator_url=True)
 
     assert fetched.body == b"<rss/>" and [hit.path for hit in second_host.hits] == ["/start.xml", "/feed.xml"]
