@@ -252,7 +252,9 @@ def ingest_feeds(
     feeds: list[str] | None = None, opml: str | None = None, settings: Settings = Settings()
 ) -> RunReport | State:
     """Ingest every new episode of each feed listed, and of each feed in the OPML file or URL, in one pipeline."""
-    urls, listed, source_errors = list(feeds or []), list[str](), list[str]()
+    urls: list[str] = list(feeds or [])
+    listed: list[str] = []
+    source_errors: list[str] = []
     if opml:
         try:
             listed, left_out = read_opml(opml, settings)
