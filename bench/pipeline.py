@@ -192,12 +192,14 @@ def podflow_wiring(workload: Workload, on_cluster: bool = False) -> None:
             cluster_transcribe if on_cluster else fake_transcribe,
             stage_workers(workload.transcribe_limit) if on_cluster else workload.transcribe_limit,
             lambda e, done: {"episode": e, "upstream": done["download"], "seconds": s[e][1]},
+            after=("download",),
         ),
         Stage(
             "metadata",
             fake_metadata,
             LIMITS["metadata"],
             lambda e, done: {"episode": e, "upstream": done["transcribe"], "seconds": s[e][2]},
+            after=("transcribe",),
         ),
     ]
     run_pipeline(list(range(workload.episodes)), stages)

@@ -32,7 +32,8 @@ from flows.ingest import ingest_feeds, listening  # noqa: E402
 from flows.limits import limits_app  # noqa: E402
 from tasks.errors import TranscriptionError  # noqa: E402
 from tasks.metadata import metadata_json_schema  # noqa: E402
-from tasks.models import STAGES, IngestReport, RunReport, Settings  # noqa: E402
+from tasks.models import IngestReport, RunReport, Settings  # noqa: E402
+from tasks.stages import STAGES  # noqa: E402
 from tasks.transcribe.base import hears_audio  # noqa: E402
 
 DEMO_DIR = Path(__file__).parent / "demo"

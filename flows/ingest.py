@@ -1,5 +1,5 @@
-"""The flows: `ingest_feeds(feeds, opml, settings)` takes every new episode of many feeds through download,
-transcribe and metadata as one true pipeline, its stage limits shared by all the feeds; `ingest_feed(feed_url,
+"""The flows: `ingest_feeds(feeds, opml, settings)` takes every new episode of many feeds through the registered
+stages (tasks/stages.py) as one true pipeline, its stage limits shared by all the feeds; `ingest_feed(feed_url,
 settings)` does the same for one feed."""
 
 from __future__ import annotations
@@ -22,21 +22,20 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.limits import limited_stage_tags, stage_tag
+from flows.limits import limited_stage_tags
 from flows.pipeline import Progress, Stage, failure_message, run_pipeline, stopping_on_termination
 from flows.summary import summary_markdown, table_text
-from tasks.download import download
 from tasks.errors import FeedError, PodflowError
 from tasks.feed import fetch_feed_task
 from tasks.feed_run import FeedEpisode, FeedRun, open_feeds, register
-from tasks.metadata import metadata
-from tasks.models import STAGES, IngestReport, RunReport, Settings, utc_now
+from tasks.models import IngestReport, RunReport, Settings, utc_now
 from tasks.opml import read_opml
+from tasks.prefect_glue import Stored
 from tasks.redaction import redact_url, redact_urls
 from tasks.report import StagesRun, feed_report
 from tasks.selection import selected_episodes, unique_episodes
-from tasks.transcribe.base import on_cluster, runs_in_processes
-from tasks.transcribe.stage import transcribe
+from tasks.stages import STAGES, load, stage_tag
+from tasks.transcribe.base import on_cluster
 
 _progress_listeners: list[Callable[[Progress], None]] = []
 
@@ -60,33 +59,27 @@ def tagged(task: Task[..., Any], stage: str, limited: set[str]) -> Task[..., Any
     return task.with_options(tags={stage_tag(stage)}) if stage_tag(stage) in limited else task
 
 
-def episode_stages(settings: Settings, limited: set[str], transcribe_workers: int) -> list[Stage[FeedEpisode]]:
-    def download_parameters(item: FeedEpisode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
-        return {"episode": item.episode, "store": item.store, "settings": settings}
+def pipeline_stage(name: str, settings: Settings, limited: set[str], workers: int) -> Stage[FeedEpisode]:
+    """The registered stage `name` (tasks/stages.py) wired for this run: each upstream it takes is the future of
+    the episode's run of that stage, or, where an earlier run did it, read back from the folder."""
+    info = STAGES[name]
 
-    def transcribe_parameters(item: FeedEpisode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
-        return {"episode": item.episode, "audio": upstream["download"], "store": item.store, "settings": settings}
-
-    def metadata_parameters(item: FeedEpisode, upstream: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
-        return {
-            "feed": item.feed,
-            "episode": item.episode,
-            "audio": upstream["download"],
-            "transcript": upstream["transcribe"],
-            "store": item.store,
-            "settings": settings,
+    def parameters(item: FeedEpisode, finished: Mapping[str, PrefectFuture[Any]]) -> dict[str, Any]:
+        takes = {
+            param: finished[upstream] if upstream in finished else Stored(upstream)
+            for param, upstream in info.takes.items()
         }
+        return {"job": item, "settings": settings, **takes}
 
+    in_processes = bool(info.in_processes and load(info.in_processes)(settings))
+    return Stage(name, tagged(load(info.task), name, limited), workers, parameters, info.upstream, in_processes)
+
+
+def pipeline_stages(settings: Settings, limited: set[str], workers: Mapping[str, int]) -> list[Stage[FeedEpisode]]:
+    """Every registered stage, in order; `workers` overrides a stage's setting (the transcribe cluster's slots)."""
     return [
-        Stage("download", tagged(download, "download", limited), settings.download_workers, download_parameters),
-        Stage(
-            "transcribe",
-            tagged(transcribe, "transcribe", limited),
-            transcribe_workers,
-            transcribe_parameters,
-            in_processes=runs_in_processes(settings),
-        ),
-        Stage("metadata", tagged(metadata, "metadata", limited), settings.metadata_workers, metadata_parameters),
+        pipeline_stage(name, settings, limited, workers.get(name) or getattr(settings, info.workers))
+        for name, info in STAGES.items()
     ]
 
 
@@ -188,12 +181,12 @@ def ingest(
     for error in source_errors:
         logger.error("%s", error)
     started = utc_now()
-    transcribe_workers = settings.transcribe_workers
+    workers: dict[str, int] = {}
     if on_cluster(settings):  # before any download: a cluster that cannot be reached fails the run here
         from tasks.transcribe.cluster import cluster_slots, stage_workers  # Dask is an optional extra
 
         slots = cluster_slots(settings)
-        transcribe_workers = stage_workers(slots)
+        workers["transcribe"] = stage_workers(slots)
         logger.info("Transcribing on the Dask cluster at %s: %d slots", settings.transcribe_cluster, slots)
     with ExitStack() as locks:
         feeds = open_feeds(urls, settings, locks, listed)
@@ -239,7 +232,8 @@ def ingest(
         limited = limited_stage_tags()
         if limited:
             logger.info("Stage limits across runs apply to: %s", ", ".join(sorted(limited)))
-        runs = run_pipeline(todo, episode_stages(settings, limited, transcribe_workers), on_progress)
+        stages = pipeline_stages(settings, limited, workers)
+        runs = run_pipeline(todo, stages, on_progress, stages_of=lambda item: item.stages)
         by_episode = {(run.item.store.feed_dir, run.item.episode.episode_id): run for run in runs}
         reports = tuple(reported(feed_run, by_episode, started) for feed_run in feeds)
     report = RunReport(started=started, ended=utc_now(), feeds=reports, source_errors=tuple(source_errors))
@@ -272,7 +266,7 @@ def ingest_feeds(
 
 @flow(name="ingest-feed")
 def ingest_feed(feed_url: str, settings: Settings = Settings()) -> IngestReport | State:
-    """Fetch a feed and take each episode not yet complete through download -> transcribe -> metadata."""
+    """Fetch a feed and take each episode through the stages it has not done."""
     run_report = ingest([feed_url], settings)
     report = run_report.feeds[0]
     if report.status == "failed":

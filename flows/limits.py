@@ -8,6 +8,7 @@ each run (`limited_stage_tags`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,14 +22,9 @@ from prefect.exceptions import ObjectNotFound
 from rich.console import Console
 from rich.table import Table
 
-from tasks.models import STAGES, StageName
+from tasks.stages import STAGES, StageName, registered_stage, stage_tag
 
 console = Console()
-
-
-def stage_tag(stage: str) -> str:
-    """The tag a stage's task runs carry where a limit bounds the stage."""
-    return f"podflow-{stage}"
 
 
 def limit_name(stage: StageName) -> str:
@@ -45,13 +41,8 @@ class StageLimit:
     active: bool  # a limit disabled in Prefect (`prefect gcl disable`) is kept but bounds nothing
 
 
-def _check_stage(stage: str) -> None:
-    if stage not in STAGES:
-        raise ValueError(f"{stage!r} is not a podflow stage ({', '.join(STAGES)})")
-
-
 def _check(stage: str, limit: int) -> None:
-    _check_stage(stage)
+    registered_stage(stage)
     # Prefect fails (not delays) every task run of a tag limited to 0, and its v1 API stores negatives unchecked.
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(
@@ -103,11 +94,11 @@ def limited_stage_tags() -> set[str]:
     return limited
 
 
-def remove_limits(stages: Iterable[StageName] = STAGES) -> None:
+def remove_limits(stages: Iterable[StageName] = tuple(STAGES)) -> None:
     """Delete the stages' tag limits; a stage without one is left as it is."""
     stages = list(stages)
     for stage in stages:
-        _check_stage(stage)
+        registered_stage(stage)
     with get_client(sync_client=True) as client:
         for stage in stages:
             try:
@@ -132,7 +123,7 @@ StageChoice = Enum("StageChoice", {stage: stage for stage in STAGES}, type=str) 
 def _across_runs(stage: str) -> str:
     return (
         f"Most {stage} tasks running at once (at least 1) across ALL runs sharing this Prefect API "
-        f"(tag {stage_tag(stage)}); --{stage}-workers bounds one run."
+        f"(tag {stage_tag(stage)}); --{STAGES[stage].workers.replace('_', '-')} bounds one run."
     )
 
 
@@ -161,23 +152,32 @@ def _reaching_prefect() -> Iterator[None]:
         raise typer.Exit(1) from exc
 
 
-@limits_app.command()
-def apply(
-    download: Annotated[int | None, typer.Option(help=_across_runs("download"))] = None,
-    transcribe: Annotated[int | None, typer.Option(help=_across_runs("transcribe"))] = None,
-    metadata: Annotated[int | None, typer.Option(help=_across_runs("metadata"))] = None,
-) -> None:
+def apply(**given: int | None) -> None:
     """Create or change the stage limits given; stages not named keep theirs."""
-    given: dict[StageName, int | None] = {"download": download, "transcribe": transcribe, "metadata": metadata}
     limits = {stage: limit for stage, limit in given.items() if limit is not None}
     if not limits:
-        raise typer.BadParameter("give at least one of --download, --transcribe, --metadata")
+        raise typer.BadParameter(f"give at least one of {', '.join('--' + stage for stage in STAGES)}")
     with _reaching_prefect():
         try:
             apply_limits(limits)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
         _print_limits()
+
+
+# One option per registered stage: typer reads them from the signature.
+apply.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter(
+            stage,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[int | None, typer.Option(f"--{stage.replace('_', '-')}", help=_across_runs(stage))],
+        )
+        for stage in STAGES
+    ]
+)
+limits_app.command()(apply)
 
 
 @limits_app.command()

@@ -30,16 +30,18 @@ Item = TypeVar("Item")
 
 @dataclass(frozen=True)
 class Stage(Generic[Item]):
-    """One stage: its task, how many of its tasks may run at once, and how to call it for an item.
+    """One stage: its task, how many of its tasks may run at once, the stages it waits for, and how to call it.
 
-    `parameters(item, upstream)` gets the finished futures of the item's earlier stages by stage name; passing
-    them (not their results) as task parameters is what lets the Prefect UI draw each episode's lineage.
+    `parameters(item, finished)` gets the item's finished upstream futures by stage name; passing them (not their
+    results) as task parameters is what lets the Prefect UI draw each episode's lineage. `after` names the stages
+    whose results it takes: the stages form a graph, and a stage starts the moment the last of those resolves.
     """
 
     name: str
     task: Task[..., Any]
     workers: int
     parameters: Callable[[Item, Mapping[str, PrefectFuture[Any]]], dict[str, Any]]
+    after: tuple[str, ...] = ()
     in_processes: bool = False  # worker processes for work that holds the GIL; threads otherwise
 
     def task_runner(self) -> TaskRunner[Any]:
@@ -49,24 +51,39 @@ class Stage(Generic[Item]):
 
 @dataclass
 class ItemRun(Generic[Item]):
-    """One item's way through the stages: where and why it failed, if it did.
+    """One item's way through its stages: where and why it failed, if it did.
 
     `finished` holds the futures of its finished stages only while the item is in flight; they are dropped once it
     settles, so a run's memory does not grow with its results (a transcript per episode).
     """
 
     item: Item
+    stages: tuple[str, ...]  # the stages it runs, in order; a stage of `after` not among them was done before
     finished: dict[str, PrefectFuture[Any]] = field(default_factory=dict)
+    running: set[str] = field(default_factory=set)
     failed_stage: str | None = None
     error: str | None = None
+
+    def ready(self, stages: Mapping[str, Stage[Item]]) -> list[str]:
+        """Its stages that may start now: not started, each stage they wait for that it runs finished."""
+        if self.failed_stage is not None:
+            return []
+        return [
+            name
+            for name in self.stages
+            if name not in self.finished
+            and name not in self.running
+            and all(up in self.finished or up not in self.stages for up in stages[name].after)
+        ]
 
 
 @dataclass(frozen=True)
 class Progress:
     total: int
-    settled: int  # items that will not move again: through every stage, or failed
+    settled: int  # items that will not move again: through all their stages, or failed
     done: Mapping[str, int]
     failed: Mapping[str, int]
+    planned: Mapping[str, int]  # items that run each stage
 
 
 @contextmanager
@@ -90,57 +107,68 @@ def run_pipeline(
     items: Sequence[Item],
     stages: Sequence[Stage[Item]],
     on_progress: Callable[[Progress], None] = lambda progress: None,
+    stages_of: Callable[[Item], Sequence[str]] | None = None,
 ) -> list[ItemRun[Item]]:
-    """Run every item through every stage, each stage bounded by its workers; returns when all items settle.
+    """Run every item through its stages (`stages_of(item)`, default all), each stage bounded by its workers; returns
+    when all items settle.
 
-    Must be called inside a flow run. A failed task ends its item's run; the other items go on.
+    Must be called inside a flow run. A failed task ends its item's run (stages of it already running finish); the
+    other items go on.
     """
-    runs = [ItemRun(item) for item in items]
+    by_name = {stage.name: stage for stage in stages}
+    runs = [ItemRun(item, tuple(stages_of(item)) if stages_of else tuple(by_name)) for item in items]
+    planned = Counter(name for run in runs for name in run.stages)
     done: Counter[str] = Counter({stage.name: 0 for stage in stages})
     failed: Counter[str] = Counter()
     settled = 0
-    in_flight: dict[uuid.UUID, tuple[ItemRun[Item], int, TaskRunner[Any]]] = {}
+    in_flight: dict[uuid.UUID, tuple[ItemRun[Item], str, TaskRunner[Any]]] = {}
     # Runner threads only signal here; the flow's own thread submits, so every task run keeps its flow run.
     resolved: queue.SimpleQueue[PrefectFuture[Any]] = queue.SimpleQueue()
 
+    def progress() -> Progress:
+        return Progress(len(runs), settled, dict(done), dict(failed), dict(planned))
+
     with ExitStack() as stack:
-        runners = [stack.enter_context(stage.task_runner()) for stage in stages]
+        runners = {stage.name: stack.enter_context(stage.task_runner()) for stage in stages}
         stack.enter_context(stopping_on_termination())  # exited first: stops the stage threads the runners await
 
-        def submit(run: ItemRun[Item], index: int) -> None:
-            stage = stages[index]
-            future = runners[index].submit(stage.task, stage.parameters(run.item, run.finished))
-            in_flight[future.task_run_id] = (run, index, runners[index])
-            future.add_done_callback(resolved.put)
+        def submit_ready(run: ItemRun[Item]) -> None:
+            for name in run.ready(by_name):
+                stage = by_name[name]
+                future = runners[name].submit(stage.task, stage.parameters(run.item, run.finished))
+                run.running.add(name)
+                in_flight[future.task_run_id] = (run, name, runners[name])
+                future.add_done_callback(resolved.put)
 
         for run in runs:
-            submit(run, 0)
-        on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
+            submit_ready(run)
+        settled = sum(1 for run in runs if not run.stages)
+        on_progress(progress())
         while in_flight:
             future = resolved.get()
-            run, index, runner = in_flight.pop(future.task_run_id)
-            stage = stages[index]
+            run, name, runner = in_flight.pop(future.task_run_id)
+            run.running.discard(name)
             try:
                 future.wait()  # syncs the future's final state from the finished worker
             except BrokenProcessPool as exc:
                 # A worker process died (killed, out of memory) and took its pool down: every task queued on
                 # that pool fails, and later ones go to a new pool.
-                if runners[index] is runner:
-                    runners[index] = stack.enter_context(stage.task_runner())
-                failed[stage.name] += 1
-                run.failed_stage, run.error = stage.name, f"the worker process died: {type(exc).__name__}: {exc}"
+                if runners[name] is runner:
+                    runners[name] = stack.enter_context(by_name[name].task_runner())
+                failed[name] += 1
+                if run.failed_stage is None:
+                    run.failed_stage, run.error = name, f"the worker process died: {type(exc).__name__}: {exc}"
             else:
                 if future.state.is_completed():
-                    done[stage.name] += 1
-                    run.finished[stage.name] = future
-                    if index + 1 < len(stages):
-                        submit(run, index + 1)
-                        on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
-                        continue
+                    done[name] += 1
+                    run.finished[name] = future
+                    submit_ready(run)
                 else:
-                    failed[stage.name] += 1
-                    run.failed_stage, run.error = stage.name, failure_message(future)
-            settled += 1
-            run.finished.clear()
-            on_progress(Progress(len(runs), settled, dict(done), dict(failed)))
+                    failed[name] += 1
+                    if run.failed_stage is None:
+                        run.failed_stage, run.error = name, failure_message(future)
+            if not run.running and (run.failed_stage is not None or len(run.finished) == len(run.stages)):
+                settled += 1
+                run.finished.clear()
+            on_progress(progress())
     return runs

@@ -12,19 +12,18 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tasks import stopping
 from tasks.audio import AUDIO_EXTENSIONS
 from tasks.errors import DownloadError, RetryableDownloadError
+from tasks.feed_run import FeedEpisode
 from tasks.files import no_link, open_no_link, sha256_of
 from tasks.http import GuardedSession, failure_detail, retry_after_s, status_line
 from tasks.models import AudioFile, Episode, Settings
 from tasks.network import AddressRefusedError, DeadlineExceededError
-from tasks.prefect_glue import episode_run_name, fail_quietly
+from tasks.prefect_glue import stage_task
 from tasks.retrying import GaveUp, retrying
-from tasks.store import FeedStore
+from tasks.store import StageRecording
 
 CHUNK_BYTES = 256 * 1024
 
@@ -230,13 +229,12 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
         part.discard()
 
 
-@task(name="download", cache_policy=NO_CACHE, task_run_name=episode_run_name("download"))
-@fail_quietly
-def download(episode: Episode, store: FeedStore, settings: Settings) -> AudioFile:
-    entry = store.read_ledger().episodes[episode.episode_id]
-    episode_dir = store.episode_dir(entry)
-    # The recorded path is re-based on today's episode folder, so a moved output folder is still recognised.
-    previous = entry.audio.model_copy(update={"path": episode_dir / entry.audio.path.name}) if entry.audio else None
-    with store.recording(episode.episode_id, "download") as recording:
-        recording.audio = download_episode(episode, episode_dir, settings, previous)
+def stored_audio(job: FeedEpisode) -> AudioFile | None:
+    """The audio an earlier run downloaded, where it is still in the episode folder."""
+    return job.folder.audio
+
+
+@stage_task("download")
+def download(job: FeedEpisode, settings: Settings, recording: StageRecording) -> AudioFile:
+    recording.audio = download_episode(job.episode, job.folder.path, settings, job.folder.audio)
     return recording.audio

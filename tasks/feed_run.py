@@ -8,10 +8,12 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tasks.episode_folder import EpisodeFolder
 from tasks.episode_id import renamed_episode_ids
 from tasks.models import Episode, Feed, FeedValidators, Settings
 from tasks.redaction import redact_urls
 from tasks.run_locks import RunLocks
+from tasks.stages import StageName
 from tasks.store import FeedStore
 
 
@@ -30,11 +32,14 @@ class FeedRun:
 
 @dataclass(frozen=True)
 class FeedEpisode:
-    """One episode in the pipeline, with the feed it came from and the folder it goes to."""
+    """One episode in the pipeline: the feed it came from, its feed's store, its folder, and the stages it runs
+    (tasks/stages.py order; those already done in an earlier run are left out)."""
 
     feed: Feed
     store: FeedStore
     episode: Episode
+    folder: EpisodeFolder
+    stages: tuple[StageName, ...]
 
 
 def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Collection[str] = ()) -> list[FeedRun]:
@@ -58,10 +63,10 @@ def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Co
 
 
 def register(feed_run: FeedRun, settings: Settings) -> list[FeedEpisode]:
-    """Record the feed and its chosen episodes; return the episodes not yet settled."""
+    """Record the feed and its chosen episodes; return those with stages to run."""
     feed, store = feed_run.feed, feed_run.store
     assert feed is not None
-    first_run = not store.ledger_path.exists()  # not "no episodes": a feed may start out empty
+    first_run = not store.ledger.exists()  # not "no episodes": a feed may start out empty
     renamed = renamed_episode_ids(feed_run.episodes, store.read_ledger().episodes)
     entries = store.register(feed_run.episodes, mark_seen=settings.skip_back_catalogue and first_run, renamed=renamed)
     store.save_feed(feed)
@@ -72,4 +77,11 @@ def register(feed_run: FeedRun, settings: Settings) -> list[FeedEpisode]:
         if feed.paging_error
         else FeedValidators(etag=feed.etag, last_modified=feed.last_modified, selection=settings.selection())
     )
-    return [FeedEpisode(feed, store, e) for e in feed_run.episodes if not store.is_settled(entries[e.episode_id])]
+    chosen = []
+    for episode in feed_run.episodes:
+        entry = entries[episode.episode_id]
+        if entry.skipped is None and entry.marked_seen is None:
+            folder = store.folder(entry)
+            if stages := tuple(folder.stages_to_run()):
+                chosen.append(FeedEpisode(feed, store, episode, folder, stages))
+    return chosen

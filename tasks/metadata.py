@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from tasks import audio as audio_codec
 from tasks.audio import AudioProbe
 from tasks.enrich import enrich
+from tasks.episode_folder import METADATA, TRANSCRIPT_FILES
+from tasks.feed_run import FeedEpisode
 from tasks.files import write_record
 from tasks.models import (
     AudioFacts,
@@ -26,9 +27,8 @@ from tasks.models import (
     TranscriptFacts,
     utc_now,
 )
-from tasks.prefect_glue import episode_run_name, fail_quietly
-from tasks.store import FeedStore
-from tasks.transcribe.stage import TRANSCRIPT_FILES
+from tasks.prefect_glue import stage_task
+from tasks.store import StageRecording
 
 
 def build_metadata(
@@ -77,38 +77,33 @@ def metadata_json_schema() -> str:
     return json.dumps(EpisodeMetadata.model_json_schema(), indent=2) + "\n"
 
 
-@task(name="metadata", cache_policy=NO_CACHE, task_run_name=episode_run_name("metadata"))
-@fail_quietly
+def stored_metadata(job: FeedEpisode) -> EpisodeMetadata | None:
+    """The metadata.json an earlier run wrote for the episode."""
+    path = job.folder.file(METADATA)
+    return EpisodeMetadata.model_validate_json(path.read_bytes()) if path.is_file() else None
+
+
+@stage_task("metadata")
 def metadata(
-    feed: Feed, episode: Episode, audio: AudioFile, transcript: Transcript, store: FeedStore, settings: Settings
+    job: FeedEpisode, settings: Settings, audio: AudioFile, transcript: Transcript, recording: StageRecording
 ) -> EpisodeMetadata:
     """Write metadata.json. With enrich=openai an EnrichmentError (the API refused, or gave no valid answer) fails
     the stage, so the next run asks again rather than leaving the episode complete without what was asked for."""
     logger = get_run_logger()
-    with store.recording(episode.episode_id, "metadata") as recording:
-        probe = audio_codec.probe(audio.path)
-        enrichment = enrich(transcript, episode, feed, settings, on_retry=logger.warning)
-        if enrichment is not None and enrichment.usage is not None:
-            logger.info(
-                "Enriched by %s: %d part(s), %d requests, %d tokens",
-                enrichment.model,
-                enrichment.parts,
-                enrichment.usage.requests,
-                enrichment.usage.total_tokens,
-            )
-        stages = store.read_ledger().episodes[episode.episode_id].stages
-        timings = {
-            name: StageTiming(started=o.started, ended=o.ended) for name, o in stages.items() if o.status == "done"
-        }
-        timings["metadata"] = StageTiming(started=recording.started, ended=utc_now())
-        document = build_metadata(
-            feed,
-            episode,
-            audio,
-            probe,
-            transcript,
-            ProcessingFacts(flow_run_id=flow_run.id, stages=timings),
-            enrichment,
+    probe = audio_codec.probe(audio.path)
+    enrichment = enrich(transcript, job.episode, job.feed, settings, on_retry=logger.warning)
+    if enrichment is not None and enrichment.usage is not None:
+        logger.info(
+            "Enriched by %s: %d part(s), %d requests, %d tokens",
+            enrichment.model,
+            enrichment.parts,
+            enrichment.usage.requests,
+            enrichment.usage.total_tokens,
         )
-        write_record(audio.path.parent / "metadata.json", document)
+    stages = job.store.entry(job.episode.episode_id).stages
+    timings = {name: StageTiming(started=o.started, ended=o.ended) for name, o in stages.items() if o.status == "done"}
+    timings["metadata"] = StageTiming(started=recording.started, ended=utc_now())
+    processing = ProcessingFacts(flow_run_id=flow_run.id, stages=timings)
+    document = build_metadata(job.feed, job.episode, audio, probe, transcript, processing, enrichment)
+    write_record(job.folder.file(METADATA), document)
     return document

@@ -1,19 +1,26 @@
-"""The Prefect glue the `@task` wrappers at the end of each `tasks/<stage>.py` share: an expected failure as a quiet
-Failed state, and task-run names the Prefect UI lists. The stage logic above them runs without Prefect."""
+"""The Prefect glue the `@task` wrappers at the end of each `tasks/<stage>.py` share: `stage_task`, which makes a
+stage's function its task; an expected failure as a quiet Failed state; task-run names the Prefect UI lists. The
+stage logic above them runs without Prefect."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 from prefect.tasks import TaskRunNameCallbackWithParameters
 
-from tasks.errors import PodflowError
+from tasks.errors import PodflowError, StorageError
+from tasks.feed_run import FeedEpisode
 from tasks.folder_names import slugify
-from tasks.models import Episode, StageName
+from tasks.models import Settings
 from tasks.redaction import redact_url
+from tasks.stages import STAGES, StageName, load
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,7 +44,7 @@ def episode_run_name(stage: StageName) -> TaskRunNameCallbackWithParameters:
     """Names a stage's task run after its episode, as the Prefect UI lists it: `transcribe · 2026-11-20 · slug`."""
 
     def name(parameters: dict[str, Any]) -> str:
-        episode: Episode = parameters["episode"]
+        episode = parameters["job"].episode
         date = episode.published.strftime("%Y-%m-%d") if episode.published else "undated"
         return f"{stage} · {date} · {slugify(episode.title)}"
 
@@ -47,3 +54,50 @@ def episode_run_name(stage: StageName) -> TaskRunNameCallbackWithParameters:
 def fetch_feed_run_name(parameters: dict[str, Any]) -> str:
     """Names a feed's fetch after its URL, credentials masked: `fetch-feed · https://host/feed.xml`."""
     return f"fetch-feed · {redact_url(parameters['url'])}"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Given to a stage in place of an upstream stage's result where that stage was done in an earlier run: the
+    task reads it back from the episode folder (the upstream's `stored` in tasks/stages.py) when it starts."""
+
+    stage: StageName
+
+    def result(self, job: FeedEpisode) -> Any:
+        reader = STAGES[self.stage].stored
+        found = load(reader)(job) if reader else None
+        if found is None:
+            raise StorageError(f"the {self.stage} stage's result is no longer in {job.folder.path}")
+        return found
+
+
+def stage_task(name: StageName) -> Callable[[Callable[..., Any]], Task[..., Any]]:
+    """Make `fn(job, settings, **takes)` the stage `name`'s Prefect task: each run named after its episode, its start,
+    end and outcome recorded in the feed's ledger, its Stored inputs read back, an expected PodflowError a quiet
+    Failed state. `fn` may also take `recording` (tasks/store.py's StageRecording) to hand the ledger more."""
+
+    def make(fn: Callable[..., Any]) -> Task[..., Any]:
+        signature = inspect.signature(fn)
+        records = "recording" in signature.parameters
+
+        @functools.wraps(fn)
+        def run(job: FeedEpisode, settings: Settings, **takes: Any) -> Any:
+            try:
+                with job.store.recording(job.episode.episode_id, name) as recording:
+                    inputs = {k: v.result(job) if isinstance(v, Stored) else v for k, v in takes.items()}
+                    return fn(job, settings, **inputs, **({"recording": recording} if records else {}))
+            except PodflowError as exc:
+                return Failed(message=f"{type(exc).__name__}: {exc}")
+
+        # Prefect binds a run's parameters by this signature: the stage's own less what the wrapper gives, its
+        # upstream results by name (keyword-only, as `run` takes them).
+        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[
+                p if p.name in ("job", "settings") else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                for p in signature.parameters.values()
+                if p.name != "recording"
+            ]
+        )
+        return task(name=name, cache_policy=NO_CACHE, task_run_name=episode_run_name(name))(run)
+
+    return make

@@ -8,10 +8,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from tasks.episode_folder import METADATA, EpisodeFolder
 from tasks.feed_run import FeedRun
 from tasks.models import Episode, EpisodeMetadata, EpisodeOutcome, Feed, IngestReport, LedgerEntry
 from tasks.redaction import redact_url, redact_urls
-from tasks.store import FeedStore
 
 
 class StagesRun(Protocol):
@@ -33,11 +33,10 @@ def seconds_this_run(entry: LedgerEntry, since: datetime) -> dict[str, float]:
     }
 
 
-def episode_outcome(
-    entry: LedgerEntry, store: FeedStore, episode: Episode, run: StagesRun | None, since: datetime
-) -> EpisodeOutcome:
+def episode_outcome(folder: EpisodeFolder, episode: Episode, run: StagesRun | None, since: datetime) -> EpisodeOutcome:
     """The episode's outcome: skipped, already complete (`run` None: it was not in the pipeline), failed or
     complete."""
+    entry = folder.entry
     common: dict[str, Any] = {
         "episode_id": entry.episode_id,
         "title": entry.title,
@@ -56,9 +55,12 @@ def episode_outcome(
         # Expected errors are masked already; this covers the unexpected.
         error = redact_urls(run.error or f"the {run.failed_stage} stage failed")
         return EpisodeOutcome(**common, status="failed", seconds=seconds, audio_bytes=audio_bytes, error=error)
-    written = EpisodeMetadata.model_validate_json((store.episode_dir(entry) / "metadata.json").read_bytes())
+    written = folder.file(METADATA)
+    duration_s = None  # what the run transcribed: none where it ran only a stage added since
+    if "transcribe" in seconds and written.is_file():
+        duration_s = EpisodeMetadata.model_validate_json(written.read_bytes()).audio.duration_s
     return EpisodeOutcome(
-        **common, status="complete", seconds=seconds, audio_bytes=audio_bytes, audio_duration_s=written.audio.duration_s
+        **common, status="complete", seconds=seconds, audio_bytes=audio_bytes, audio_duration_s=duration_s
     )
 
 
@@ -75,7 +77,7 @@ def feed_report(feed_run: FeedRun, runs: Mapping[tuple[Path, str], StagesRun], s
         return IngestReport(**common, feed_title=title, status="not modified")
     ledger = store.read_ledger().episodes
     outcomes = tuple(
-        episode_outcome(ledger[e.episode_id], store, e, runs.get((store.feed_dir, e.episode_id)), since)
+        episode_outcome(store.folder(ledger[e.episode_id]), e, runs.get((store.feed_dir, e.episode_id)), since)
         for e in feed_run.episodes
     )
     return IngestReport(**common, feed_title=feed_run.feed.title, episodes=outcomes)

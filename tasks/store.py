@@ -1,8 +1,8 @@
 """The output layout and the per-feed ledger of stage outcomes (files are written by tasks/files.py).
 
 <output>/<feed-slug>-<hash16>/feed.json        the Feed record
-<output>/<feed-slug>-<hash16>/ledger.json      episode_id -> folder, audio record, stage outcomes
-<output>/<feed-slug>-<hash16>/episodes/<date>-<episode-slug>-<hash16>/   audio.*, transcript.*, metadata.json
+<output>/<feed-slug>-<hash16>/ledger.sqlite    episode_id -> folder, audio record, stage outcomes (tasks/ledger_db.py)
+<output>/<feed-slug>-<hash16>/episodes/<date>-<episode-slug>-<hash16>/   each episode's files (tasks/episode_folder.py)
 
 The output folder is the operator's and may be a symbolic link; everything below it is podflow's, and a link there
 is refused (a StorageError), never followed: a link would let a write or a sweep reach files elsewhere.
@@ -20,16 +20,19 @@ from datetime import datetime
 from fnmatch import fnmatch
 from pathlib import Path
 
+from tasks.episode_folder import EpisodeFolder
 from tasks.errors import FeedBusyError, StorageError
 from tasks.files import no_link, open_no_link, write_record
 from tasks.folder_names import feed_folder_name, feed_folder_name_0_2, free_episode_folder_name, old_feed_folder_name
-from tasks.models import AudioFile, Episode, Feed, FeedValidators, Ledger, LedgerEntry, StageName, StageOutcome, utc_now
+from tasks.ledger_db import LedgerDB
+from tasks.models import AudioFile, Episode, Feed, FeedValidators, Ledger, LedgerEntry, StageOutcome, utc_now
 from tasks.redaction import redact_urls
 from tasks.run_locks import RunLocks
+from tasks.stages import StageName
 
 
 class FeedStore:
-    """One feed's folder. Safe to use from many threads and processes at once: ledger updates hold a file lock."""
+    """One feed's folder. Safe to use from many threads and processes at once: the ledger is a SQLite database."""
 
     def __init__(self, feed_dir: Path, feed_url: str, old_dirs: tuple[Path, ...] = ()):
         self.feed_dir = feed_dir
@@ -44,18 +47,8 @@ class FeedStore:
         return cls(output / feed_folder_name(feed_url), feed_url, old_dirs)
 
     @property
-    def ledger_path(self) -> Path:
-        return self.feed_dir / "ledger.json"
-
-    def episode_dir(self, entry: LedgerEntry) -> Path:
-        """The episode's folder, refused where it, `episodes/` or the feed folder is a symbolic link."""
-        episodes = no_link(no_link(self.feed_dir) / "episodes")
-        return no_link(episodes / entry.folder)
-
-    def _made_feed_dir(self) -> Path:
-        """The feed folder, made where missing, refused where it is a symbolic link."""
-        no_link(self.feed_dir).mkdir(parents=True, exist_ok=True)
-        return self.feed_dir
+    def ledger(self) -> LedgerDB:
+        return LedgerDB(self.feed_dir, self.feed_url)
 
     @contextmanager
     def exclusive_run(self, locks: RunLocks | None = None) -> Iterator[None]:
@@ -126,24 +119,16 @@ class FeedStore:
         write_record(self.feed_dir / "feed.json", feed)
 
     def read_ledger(self) -> Ledger:
-        if not no_link(self.ledger_path).exists():
-            return Ledger(feed_url=self.feed_url)
-        return Ledger.model_validate_json(self.ledger_path.read_bytes())
+        """The whole ledger (a run reads it once, to choose and to report)."""
+        return self.ledger.read()
 
-    @contextmanager
-    def _locked_ledger(self) -> Iterator[LedgerUpdate]:
-        """Read-modify-write of the ledger under an exclusive lock; the caller edits the yielded update."""
-        lock = open_no_link(self._made_feed_dir() / ".ledger.lock", os.O_WRONLY | os.O_CREAT)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            ledger = self.read_ledger()
-            update = LedgerUpdate(dict(ledger.episodes), ledger.validators)
-            yield update
-            write_record(
-                self.ledger_path, Ledger(feed_url=self.feed_url, validators=update.validators, episodes=update.episodes)
-            )
-        finally:
-            os.close(lock)
+    def entry(self, episode_id: str) -> LedgerEntry:
+        return self.ledger.entry(episode_id)
+
+    def folder(self, entry: LedgerEntry) -> EpisodeFolder:
+        """The episode's folder, refused where it, `episodes/` or the feed folder is a symbolic link."""
+        episodes = no_link(no_link(self.feed_dir) / "episodes")
+        return EpisodeFolder(path=no_link(episodes / entry.folder), entry=entry)
 
     def register(
         self, episodes: list[Episode], mark_seen: bool = False, renamed: Mapping[str, str] | None = None
@@ -152,41 +137,40 @@ class FeedStore:
 
         `mark_seen` records new episodes as seen, never to be processed (skip_back_catalogue's first run).
         `renamed` maps ids an older podflow gave to today's: their entries, folders and all, move to the new id."""
-        with self._locked_ledger() as ledger:
-            entries = ledger.episodes
-            for old_id, new_id in (renamed or {}).items():
-                if old_id in entries and new_id not in entries:
-                    entry = entries.pop(old_id)
-                    audio = entry.audio.model_copy(update={"episode_id": new_id}) if entry.audio else None
-                    entries[new_id] = entry.model_copy(update={"episode_id": new_id, "audio": audio})
-            seen_at = utc_now() if mark_seen else None
-            taken = {entry.folder for entry in entries.values()}
-            for episode in episodes:
-                skipped = None if episode.enclosure_url else "the item has no enclosure"
-                if episode.episode_id not in entries:
-                    folder = free_episode_folder_name(episode, taken)
-                    taken.add(folder)
-                    entries[episode.episode_id] = LedgerEntry(
-                        episode_id=episode.episode_id,
-                        title=episode.title,
-                        folder=folder,
-                        skipped=skipped,
-                        marked_seen=seen_at,
-                    )
-                elif entries[episode.episode_id].skipped != skipped:  # e.g. the publisher added the audio later
-                    entries[episode.episode_id] = entries[episode.episode_id].model_copy(update={"skipped": skipped})
-            return dict(entries)
+        entries = self.read_ledger().episodes
+        moved = {old: new for old, new in (renamed or {}).items() if old in entries and new not in entries}
+        changed: dict[str, LedgerEntry] = {}
+        for old_id, new_id in moved.items():
+            entry = entries.pop(old_id)
+            audio = entry.audio.model_copy(update={"episode_id": new_id}) if entry.audio else None
+            entries[new_id] = changed[new_id] = entry.model_copy(update={"episode_id": new_id, "audio": audio})
+        seen_at = utc_now() if mark_seen else None
+        taken = {entry.folder for entry in entries.values()}
+        for episode in episodes:
+            skipped = None if episode.enclosure_url else "the item has no enclosure"
+            if episode.episode_id not in entries:
+                folder = free_episode_folder_name(episode, taken)
+                taken.add(folder)
+                entries[episode.episode_id] = changed[episode.episode_id] = LedgerEntry(
+                    episode_id=episode.episode_id,
+                    title=episode.title,
+                    folder=folder,
+                    skipped=skipped,
+                    marked_seen=seen_at,
+                )
+            elif entries[episode.episode_id].skipped != skipped:  # e.g. the publisher added the audio later
+                entry = entries[episode.episode_id].model_copy(update={"skipped": skipped})
+                entries[episode.episode_id] = changed[episode.episode_id] = entry
+        # Only this run's holder of the feed's run lock registers: nothing else changes these entries meanwhile.
+        self.ledger.write(changed.values(), moved)
+        return entries
 
     def is_settled(self, entry: LedgerEntry) -> bool:
-        """Nothing left to do for this episode: complete, skipped, or marked seen."""
-        return entry.skipped is not None or entry.marked_seen is not None or self.is_complete(entry)
-
-    def is_complete(self, entry: LedgerEntry) -> bool:
-        return entry.complete and no_link(self.episode_dir(entry) / "metadata.json").is_file()
+        """Nothing left to do for this episode: every stage done, skipped, or marked seen."""
+        return entry.skipped is not None or entry.marked_seen is not None or not self.folder(entry).stages_to_run()
 
     def save_validators(self, validators: FeedValidators | None) -> None:
-        with self._locked_ledger() as ledger:
-            ledger.validators = validators
+        self.ledger.save_validators(validators)
 
     def validators_for(self, selection: str) -> FeedValidators | None:
         """The validators to send with the next GET of the feed, where a 304 would truly leave nothing to do:
@@ -211,12 +195,7 @@ class FeedStore:
         outcome = StageOutcome(
             status="failed" if error else "done", started=started, ended=utc_now(), error=error, workers=workers
         )
-        with self._locked_ledger() as ledger:
-            entry = ledger.episodes[episode_id]
-            update: dict[str, object] = {"stages": {**entry.stages, stage: outcome}}
-            if audio is not None:
-                update["audio"] = audio
-            ledger.episodes[episode_id] = entry.model_copy(update=update)
+        self.ledger.record(episode_id, stage, outcome, audio)
 
     @contextmanager
     def recording(self, episode_id: str, stage: StageName) -> Iterator[StageRecording]:
@@ -230,12 +209,6 @@ class FeedStore:
             self.record(episode_id, stage, recording.started, error=error, workers=tuple(recording.workers))
             raise
         self.record(episode_id, stage, recording.started, audio=recording.audio, workers=tuple(recording.workers))
-
-
-@dataclass
-class LedgerUpdate:
-    episodes: dict[str, LedgerEntry]
-    validators: FeedValidators | None
 
 
 @dataclass

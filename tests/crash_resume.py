@@ -25,10 +25,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tasks.models import EpisodeMetadata, Ledger, Transcript
+from tasks.ledger_db import LEDGER
+from tasks.models import EpisodeMetadata, Transcript
 from tests.conftest import DEMO_EPISODES
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
+from tests.ledgers import ledger_written_at, read_folder_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 COPIES = 2  # each demo clip twice: 8 episodes
@@ -97,13 +99,13 @@ def wait_for_ledger_write(output: Path, after: float, process: subprocess.Popen[
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
         folder = feed_dir(output)
-        if folder is not None and (folder / "ledger.json").stat().st_mtime > after:
+        if folder is not None and ledger_written_at(folder) > after:
             return
         time.sleep(0.05)
 
 
 def feed_dir(output: Path) -> Path | None:
-    return next((path.parent for path in output.glob("*/ledger.json")), None)
+    return next((path.parent for path in output.glob(f"*/{LEDGER}")), None)
 
 
 def snapshot(server: FeedServer, output: Path) -> Snapshot:
@@ -111,7 +113,7 @@ def snapshot(server: FeedServer, output: Path) -> Snapshot:
     folder = feed_dir(output)
     if folder is None:
         return Snapshot(hits, 0, set(), {}, {})
-    ledger = Ledger.model_validate_json((folder / "ledger.json").read_bytes())
+    ledger = read_folder_ledger(folder)
     downloaded, mtimes, complete = set(), {}, {}
     for episode_id, entry in ledger.episodes.items():
         episode_dir = folder / "episodes" / entry.folder
@@ -131,7 +133,7 @@ def _guids() -> list[str]:
 def check_outputs(output: Path, audio: dict[str, bytes], report: CrashReport) -> None:
     folder = feed_dir(output)
     assert folder is not None, "the final run wrote no ledger"
-    ledger = Ledger.model_validate_json((folder / "ledger.json").read_bytes())
+    ledger = read_folder_ledger(folder)
     report.episodes += len(ledger.episodes)
     for episode_id, entry in ledger.episodes.items():
         episode_dir = folder / "episodes" / entry.folder

@@ -25,6 +25,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from flows.ingest import ingest_feed
 from tasks.download import sha256_of
+from tasks.episode_folder import TRANSCRIPT_TEXT
 from tasks.episode_id import guid_episode_id
 from tasks.models import AudioFile, IngestReport, Ledger, Settings
 from tasks.store import FeedStore
@@ -120,7 +121,7 @@ def assert_heard_right(feed_url: str, output: Path) -> None:
     store = FeedStore.for_feed(output, feed_url)
     for entry in store.read_ledger().episodes.values():
         assert entry.complete, entry
-        text = (store.episode_dir(entry) / "transcript.txt").read_text()
+        text = store.folder(entry).file(TRANSCRIPT_TEXT).read_text()
         assert word_error_rate(SCRIPTS[entry.title], text) < 0.3, text
 
 

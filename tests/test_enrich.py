@@ -23,6 +23,7 @@ from tasks.enrich.local import local_enrichment
 from tasks.enrich.openai_api import openai_enrichment, split_parts
 from tasks.enrich.openai_chat import Answer, snap_chapters
 from tasks.errors import EnrichmentError
+from tasks.ledger_db import LEDGER
 from tasks.models import (
     Chapter,
     Enrichment,
@@ -37,6 +38,7 @@ from tasks.models import (
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
+from tests.ledgers import read_folder_ledger
 from tests.openai_server import CHAT, OpenAIServer, Received, Reply, error
 
 KEY = "sk-test-SECRET-456"
@@ -632,7 +634,7 @@ def test_the_enrichment_lands_in_metadata_json_and_the_key_nowhere(
         )  # type: ignore[attr-defined]
     assert any("Enriched by gpt-4o-mini-2024-07-18: 1 part(s), 1 requests, 120 tokens" in log.message for log in logs)
     written = {path: path.read_bytes() for path in Path(settings.output_dir).rglob("*") if path.is_file()}
-    assert any(path.name == "ledger.json" for path in written)
+    assert any(path.name == LEDGER for path in written)
     assert [str(path) for path, body in written.items() if KEY.encode() in body] == []
     assert KEY not in caplog.text and all(KEY not in log.message for log in logs)
     assert KEY not in report.model_dump_json()
@@ -662,7 +664,8 @@ def test_an_enrichment_that_fails_fails_the_metadata_stage_and_a_rerun_asks_agai
     )
     assert len(api.requests(CHAT)) == 3
     assert not (report.feed_dir / "episodes" / outcome.folder / "metadata.json").exists()
-    ledger = (report.feed_dir / "ledger.json").read_text()
+    ledger = read_folder_ledger(report.feed_dir).model_dump_json()
+    assert KEY.encode() not in (report.feed_dir / LEDGER).read_bytes()
     assert "no valid answer in 3 tries" in ledger and KEY not in ledger and KEY not in caplog.text
 
     api.chat = describing()

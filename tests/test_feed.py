@@ -15,6 +15,7 @@ from tasks.errors import FeedError
 from tasks.feed import fetch_feed
 from tasks.feed_parse import media_rank
 from tasks.feed_run import FeedRun, register
+from tasks.ledger_db import LEDGER
 from tasks.models import FeedValidators, Settings
 from tasks.store import FeedStore
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK
@@ -403,7 +404,7 @@ def test_a_ledger_keyed_by_an_unmasked_guid_is_rekeyed_keeping_its_folder(
     ledger = store.read_ledger()
     assert set(ledger.episodes) == {episodes[0].episode_id, "plain"}
     assert ledger.episodes[episodes[0].episode_id].folder == old.folder
-    assert b"SECRET" not in store.ledger_path.read_bytes()
+    assert b"SECRET" not in (store.feed_dir / LEDGER).read_bytes()
 
 
 def with_media_rss(body: bytes) -> bytes:

@@ -22,12 +22,14 @@ from flows.ingest import ingest_feeds
 from flows.summary import markdown_text, summary_markdown
 from tasks.episode_id import normalise_url
 from tasks.folder_names import slugify
-from tasks.models import STAGES, EpisodeOutcome, IngestReport, RunReport, Settings
+from tasks.models import EpisodeOutcome, IngestReport, RunReport, Settings
 from tasks.run_locks import LOCK_FILE
+from tasks.stages import STAGES
 from tasks.store import FeedStore
 from tests.conftest import DEMO_EPISODES, DemoEpisode
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
+from tests.ledgers import write_old_ledger
 from tests.test_flow import overlaps
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -167,8 +169,8 @@ def test_a_feed_folder_an_older_podflow_named_is_taken_over_and_nothing_is_redon
     ledger = store.read_ledger()
     entries = {i: e.model_copy(update={"folder": e.folder[:-8]}) for i, e in ledger.episodes.items()}
     for entry in ledger.episodes.values():
-        store.episode_dir(entry).rename(store.feed_dir / "episodes" / entries[entry.episode_id].folder)
-    store.ledger_path.write_text(ledger.model_copy(update={"episodes": entries}).model_dump_json())
+        store.folder(entry).path.rename(store.feed_dir / "episodes" / entries[entry.episode_id].folder)
+    write_old_ledger(store, ledger.model_copy(update={"episodes": entries}))
     parts = urlsplit(feed_url)
     old_name = f"{slugify(parts.netloc + ' ' + parts.path, 40)}-{hashlib.sha256(feed_url.encode()).hexdigest()[:8]}"
     store.feed_dir.rename(settings.output_dir / old_name)
@@ -203,7 +205,7 @@ def test_a_feed_whose_folder_is_a_symbolic_link_fails_alone_and_nothing_goes_thr
 def test_a_feed_whose_ledger_is_broken_fails_alone(server: FeedServer, settings: Settings) -> None:
     broken = serve_feed(server, "/broken.xml", DEMO_EPISODES[:1])
     run(settings, [broken])
-    FeedStore.for_feed(settings.output_dir, broken).ledger_path.write_text("{ not json")
+    write_old_ledger(FeedStore.for_feed(settings.output_dir, broken), "{ not json")
     serve_feed(server, "/broken.xml", DEMO_EPISODES[:2])  # a new version: the ledger must be read
     fine = serve_feed(server, "/fine.xml", DEMO_EPISODES[2:3])
 
@@ -339,7 +341,8 @@ def test_ledgers_of_podflow_0_1_keep_their_guidless_episodes(server: FeedServer,
         for entry in ledger.episodes.values()
         if entry.audio
     }
-    store.ledger_path.write_text(
+    write_old_ledger(
+        store,
         ledger.model_copy(
             update={
                 "validators": None,
@@ -348,7 +351,7 @@ def test_ledgers_of_podflow_0_1_keep_their_guidless_episodes(server: FeedServer,
                     for i, e in ledger.episodes.items()
                 },
             }
-        ).model_dump_json()
+        ),
     )
 
     state, after = run(settings, [feed_url])

@@ -47,7 +47,7 @@ def two_stages(items: list[str], released: Path) -> list[ItemRun[str]]:
         items,
         [
             Stage("arrive", arrive, 2, lambda item, finished: {"item": item, "released": released}),
-            Stage("work", work_or_die, 1, upstream, in_processes=True),
+            Stage("work", work_or_die, 1, upstream, after=("arrive",), in_processes=True),
         ],
         watch,
     )

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.models import Ledger
+from tasks.ledger_db import LEDGER
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
+from tests.ledgers import read_folder_ledger
 from tests.long_episode import write_episode
 from tests.test_bounded_parsing import ATTRIBUTES_ON_ONE_ELEMENT
 
@@ -78,8 +79,8 @@ def test_sigterm_stops_a_run_mid_parse_and_mid_decode_within_seconds_and_the_nex
 
     run = ingest(feed, output, prefect_home)
     assert run.wait(timeout=600) == 0, run.communicate()[0].decode()[-3000:]
-    (ledger_path,) = output.glob("*/ledger.json")
-    (entry,) = Ledger.model_validate_json(ledger_path.read_bytes()).episodes.values()
+    (ledger_path,) = output.glob(f"*/{LEDGER}")
+    (entry,) = read_folder_ledger(ledger_path.parent).episodes.values()
     assert entry.complete and entry.stages["transcribe"].status == "done"
     assert not [path for path in output.rglob("*") if path.name.endswith((".part", ".tmp"))]
     assert server.count("/long.mp3") == 1

@@ -26,11 +26,14 @@ from tasks.folder_names import (
     free_episode_folder_name,
     slugify,
 )
-from tasks.models import STAGES, AudioFile, Episode
+from tasks.ledger_db import LEDGER
+from tasks.models import AudioFile, Episode
 from tasks.redaction import redact_urls_0_2
 from tasks.run_locks import LOCK_FILE
+from tasks.stages import STAGES
 from tasks.store import FeedStore
 from tasks.transcribe.stage import read_transcript
+from tests.ledgers import write_old_ledger
 
 LINK_REFUSED = "is a symbolic link; podflow never follows links inside its output folder"
 
@@ -114,7 +117,7 @@ def test_a_new_episode_never_takes_a_folder_another_entry_has(tmp_path: Path) ->
     store.register([Episode(episode_id="old", title="Weekly", enclosure_url="https://x/a.mp3")])
     ledger = store.read_ledger()
     old = ledger.episodes["old"].model_copy(update={"folder": episode_folder_name(new)})
-    store.ledger_path.write_text(ledger.model_copy(update={"episodes": {"old": old}}).model_dump_json())
+    write_old_ledger(store, ledger.model_copy(update={"episodes": {"old": old}}))
 
     entries = store.register([new])
 
@@ -301,7 +304,7 @@ def test_the_output_folder_itself_may_be_a_link(tmp_path: Path) -> None:
     store = FeedStore.for_feed(tmp_path / "out", "https://example.org/feed.xml")
     with store.exclusive_run():
         store.register([Episode(episode_id="ep", title="Ep", enclosure_url="https://x/a.mp3")])
-    assert (tmp_path / "real" / store.feed_dir.name / "ledger.json").is_file()
+    assert (tmp_path / "real" / store.feed_dir.name / LEDGER).is_file()
 
 
 @pytest.mark.parametrize("linked", ["episodes", "episode folder"])
@@ -325,9 +328,9 @@ def test_linked_episode_folders_are_refused_and_the_sweep_never_enters_them(tmp_
         pass
     assert not (store.feed_dir / "audio.mp3.part").exists()
     with pytest.raises(StorageError, match=LINK_REFUSED):
-        store.episode_dir(entry)
+        store.folder(entry)
     with pytest.raises(StorageError, match=LINK_REFUSED):
-        store.is_complete(entry)
+        store.is_settled(entry)
     if linked == "episode folder":
         with pytest.raises(StorageError, match=f"{entry.folder} {LINK_REFUSED}"):
             atomic_write_text(episodes / entry.folder / "metadata.json", "ours")
@@ -344,7 +347,8 @@ def test_a_link_at_a_written_file_is_replaced_not_followed(tmp_path: Path) -> No
     assert untouched(target)
 
 
-@pytest.mark.parametrize("name", ["../.run.lock", ".ledger.lock", "ledger.json"])  # the run lock: the output's
+# The run lock is the output folder's; the others are the feed folder's.
+@pytest.mark.parametrize("name", ["../.run.lock", ".ledger.lock", "ledger.sqlite", "ledger.sqlite-wal", "ledger.json"])
 def test_linked_lock_files_and_ledgers_are_refused(tmp_path: Path, name: str) -> None:
     target = outside(tmp_path)
     store = FeedStore(tmp_path / "out" / "feed", "https://example.org/feed.xml")

@@ -2,7 +2,8 @@
 
 Episode -> AudioFile -> Transcript -> EpisodeMetadata: the same types in memory, in the output folder and in the
 Prefect UI. One module per seam: settings (what a run is told), records (a feed, its episodes, their audio and
-transcripts), metadata (`metadata.json` and its enrichment), ledger (`ledger.json`), reports (what a run did).
+transcripts), metadata (`metadata.json` and its enrichment), ledger (each feed's stage outcomes), reports (what
+a run did).
 
 Every name is re-exported here so that the records have one import path, `from tasks.models import Episode`,
 whichever module defines them: a caller need not know the seams, and moving a record between them changes no
@@ -22,13 +23,11 @@ from tasks.models.metadata import (
     TranscriptFacts,
 )
 from tasks.models.records import (
-    STAGES,
     AudioFile,
     Episode,
     Feed,
     Record,
     Segment,
-    StageName,
     Transcript,
     TranscriptLink,
     Word,
@@ -40,7 +39,6 @@ from tasks.models.settings import PUBLISHED_TRANSCRIPT_TYPES, Settings
 __all__ = [
     "METADATA_SCHEMA_VERSION",
     "PUBLISHED_TRANSCRIPT_TYPES",
-    "STAGES",
     "AudioFacts",
     "AudioFile",
     "Chapter",
@@ -58,7 +56,6 @@ __all__ = [
     "RunReport",
     "Segment",
     "Settings",
-    "StageName",
     "StageOutcome",
     "StageTiming",
     "TokenUsage",

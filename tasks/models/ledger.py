@@ -1,4 +1,5 @@
-"""`ledger.json`: every episode podflow has seen in one feed, how each stage went, and the feed's validators."""
+"""The ledger: every episode podflow has seen in one feed, how each stage went, and the feed's validators (kept in
+`ledger.sqlite` by tasks/ledger_db.py; `podflow ledger --json` prints it as this record)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from tasks.models.records import STAGES, AudioFile, Record, StageName
+from tasks.models.records import AudioFile, Record
 from tasks.redaction import RedactedUrl
+from tasks.stages import STAGES, StageName
 
 
 class StageOutcome(Record):
@@ -36,6 +38,7 @@ class LedgerEntry(Record):
 
     @property
     def complete(self) -> bool:
+        """Every registered stage is done, by the ledger (the episode folder says whether its files still are)."""
         return all((outcome := self.stages.get(stage)) is not None and outcome.status == "done" for stage in STAGES)
 
 
@@ -48,7 +51,7 @@ class FeedValidators(Record):
 
 
 class Ledger(Record):
-    """`ledger.json`: every episode podflow has seen in one feed, and how each stage went."""
+    """Every episode podflow has seen in one feed, and how each stage went."""
 
     feed_url: RedactedUrl
     validators: FeedValidators | None = None

@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from tasks.models.records import Episode, Feed, Record, StageName
+from tasks.models.records import Episode, Feed, Record
 from tasks.redaction import RedactedUrl
+from tasks.stages import StageName
 
 METADATA_SCHEMA_VERSION: Literal[1] = 1
 

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.redaction import RedactedUrl
-
-StageName = Literal["download", "transcribe", "metadata"]
-STAGES: tuple[StageName, ...] = ("download", "transcribe", "metadata")
 
 
 def utc_now() -> datetime:

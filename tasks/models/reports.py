@@ -8,8 +8,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from tasks.models.records import Record, StageName
+from tasks.models.records import Record
 from tasks.redaction import RedactedUrl
+from tasks.stages import StageName
 
 
 class EpisodeOutcome(Record):

@@ -6,24 +6,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
+from tasks.episode_folder import TRANSCRIPT_FILES, TRANSCRIPT_JSON, TRANSCRIPT_SRT, TRANSCRIPT_TEXT, TRANSCRIPT_VTT
 from tasks.errors import TranscriptionError
+from tasks.feed_run import FeedEpisode
 from tasks.files import atomic_write_text, no_link, write_record
 from tasks.models import AudioFile, Episode, Settings, Transcript
-from tasks.prefect_glue import episode_run_name, fail_quietly
-from tasks.store import FeedStore
+from tasks.prefect_glue import stage_task
+from tasks.store import StageRecording
 from tasks.transcribe.base import Backend, Progress, load_backend, on_cluster
 from tasks.transcribe.published import PUBLISHED, published_transcript
 from tasks.transcribe.subtitles import to_srt, to_vtt
 
-TRANSCRIPT_FILES = ("transcript.txt", "transcript.srt", "transcript.vtt", "transcript.json")
-
 
 def read_transcript(episode_dir: Path, audio: AudioFile) -> Transcript | None:
     """The transcript a previous run finished from this very audio file, if any."""
-    path = no_link(episode_dir / "transcript.json")
+    path = no_link(episode_dir / TRANSCRIPT_JSON)
     if not path.is_file():
         return None
     transcript = Transcript.model_validate_json(path.read_bytes())
@@ -31,10 +30,10 @@ def read_transcript(episode_dir: Path, audio: AudioFile) -> Transcript | None:
 
 
 def write_transcript(transcript: Transcript, episode_dir: Path) -> None:
-    atomic_write_text(episode_dir / "transcript.txt", transcript.text + "\n")
-    atomic_write_text(episode_dir / "transcript.srt", to_srt(transcript.segments))
-    atomic_write_text(episode_dir / "transcript.vtt", to_vtt(transcript.segments))
-    write_record(episode_dir / "transcript.json", transcript)  # last: its presence means the stage is done
+    atomic_write_text(episode_dir / TRANSCRIPT_TEXT, transcript.text + "\n")
+    atomic_write_text(episode_dir / TRANSCRIPT_SRT, to_srt(transcript.segments))
+    atomic_write_text(episode_dir / TRANSCRIPT_VTT, to_vtt(transcript.segments))
+    write_record(episode_dir / TRANSCRIPT_JSON, transcript)  # last: its presence means the stage is done
 
 
 def preferred_published(
@@ -88,9 +87,14 @@ def transcribe_audio(
     return transcript
 
 
-@task(name="transcribe", cache_policy=NO_CACHE, task_run_name=episode_run_name("transcribe"))
-@fail_quietly
-def transcribe(episode: Episode, audio: AudioFile, store: FeedStore, settings: Settings) -> Transcript:
+def stored_transcript(job: FeedEpisode) -> Transcript | None:
+    """The transcript an earlier run made from the episode's recorded audio (whether or not that is still there)."""
+    audio = job.folder.entry.audio
+    return read_transcript(job.folder.path, audio) if audio else None
+
+
+@stage_task("transcribe")
+def transcribe(job: FeedEpisode, settings: Settings, audio: AudioFile, recording: StageRecording) -> Transcript:
     logger = get_run_logger()
     next_tenth = 1
 
@@ -103,15 +107,13 @@ def transcribe(episode: Episode, audio: AudioFile, store: FeedStore, settings: S
     def log_fallback(reason: str) -> None:
         logger.warning("Transcribing the audio: the published transcript is unusable: %s", reason)
 
-    with store.recording(audio.episode_id, "transcribe") as recording:
+    def log_worker(address: str) -> None:  # the ledger keeps them too
+        if recording.workers:
+            logger.warning("Moved to cluster worker %s: worker %s left mid-way", address, recording.workers[-1])
+        else:
+            logger.info("Transcribing on cluster worker %s", address)
+        recording.workers.append(address)
 
-        def log_worker(address: str) -> None:  # the ledger keeps them too
-            if recording.workers:
-                logger.warning("Moved to cluster worker %s: worker %s left mid-way", address, recording.workers[-1])
-            else:
-                logger.info("Transcribing on cluster worker %s", address)
-            recording.workers.append(address)
-
-        return transcribe_audio(
-            audio, episode, audio.path.parent, settings, log_progress, log_fallback, logger.warning, log_worker
-        )
+    return transcribe_audio(
+        audio, job.episode, job.folder.path, settings, log_progress, log_fallback, logger.warning, log_worker
+    )
