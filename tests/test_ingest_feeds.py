@@ -28,7 +28,7 @@ from tasks.store import FeedStore
 from tests.conftest import DEMO_EPISODES, DemoEpisode
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
-from tests.test_flow import overlaps
+from tests.intervals import overlaps
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
