@@ -13,33 +13,26 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import inspect  # noqa: E402
-from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
-from types import UnionType  # noqa: E402
-from typing import Annotated, Literal, Union, get_args, get_origin  # noqa: E402
+from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
-from pydantic.fields import FieldInfo  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rich.text import Text  # noqa: E402
 
-from flows import pipeline  # noqa: E402
+from flows.cli_display import StageDisplay, console, print_feed, print_ledger, printable  # noqa: E402
+from flows.cli_options import setting_option  # noqa: E402
 from flows.demo_server import serving  # noqa: E402
 from flows.ingest import ingest_feeds, listening  # noqa: E402
 from flows.limits import limits_app  # noqa: E402
 from tasks.errors import TranscriptionError  # noqa: E402
+from tasks.ledger_db import LedgerDB  # noqa: E402
 from tasks.metadata import metadata_json_schema  # noqa: E402
-from tasks.models import IngestReport, RunReport, Settings  # noqa: E402
-from tasks.stages import STAGES  # noqa: E402
+from tasks.models import RunReport, Settings  # noqa: E402
 from tasks.transcribe.base import hears_audio  # noqa: E402
 
 DEMO_DIR = Path(__file__).parent / "demo"
 # Fixed, because the feed URL names the output folder: a second demo run must find the first one's work.
 DEMO_PORT = 47123
-STATUS_STYLE = {"complete": "green", "already complete": "cyan", "failed": "red", "skipped": "yellow"}
 
 # Plain help (click's layout), not rich's table: at 80 columns rich cuts option names short (`--transcribe-work…`).
 app = typer.Typer(
@@ -48,69 +41,6 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-console = Console()
-
-
-class StageDisplay:
-    """One progress bar per stage, fed by the pipeline's progress events."""
-
-    def __init__(self) -> None:
-        self.bars = Progress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]}"),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        self.tasks = {stage: self.bars.add_task(stage, total=None, failed="") for stage in STAGES}
-
-    def __call__(self, progress: pipeline.Progress) -> None:
-        failed_before = 0  # episodes that failed upstream will never reach this stage: count them as settled here
-        for stage, bar in self.tasks.items():
-            failed = progress.failed.get(stage, 0)
-            failed_before += failed
-            self.bars.update(
-                bar,
-                total=progress.total,
-                completed=progress.done.get(stage, 0) + failed_before,
-                failed=f"[red]{failed} failed" if failed else "",
-            )
-
-
-def printable(text: str) -> str:
-    """Text from a feed or an error with control characters made visible, so none reaches the terminal raw."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-
-
-def print_feed(report: IngestReport) -> None:
-    title = Text(printable(f"{report.feed_title}  →  {report.feed_dir}"))
-    if report.status != "fetched":
-        status = (
-            "not modified since the last run (HTTP 304): nothing to do"
-            if report.status == "not modified"
-            else ("feed failed")
-        )
-        console.print(title, Text(status, style="red" if report.error else "cyan"))
-        if report.error:
-            console.print(printable(f"✗ {report.error}"), style="red", soft_wrap=True, markup=False)
-        return
-    table = Table(title=title)
-    for column in ("episode", "status", *STAGES):
-        table.add_column(column)
-    for episode in report.episodes:
-        style = STATUS_STYLE[episode.status]
-        # Text, not a markup string: a title is the publisher's and may hold "[" or anything else.
-        table.add_row(
-            Text(printable(episode.title)),
-            Text(episode.status, style=style),
-            *(episode.stages.get(s, "-") for s in STAGES),
-        )
-    console.print(table)
-    for episode in report.episodes:
-        if episode.status == "failed":
-            console.print(printable(f"✗ {episode.title}: {episode.error}"), style="red", soft_wrap=True, markup=False)
-    console.print(", ".join(f"{report.count(s)} {s}" for s in STATUS_STYLE if report.count(s)))
 
 
 def run(feed_urls: list[str], opml: str | None, settings: Settings) -> int:
@@ -126,55 +56,6 @@ def run(feed_urls: list[str], opml: str | None, settings: Settings) -> int:
         console.print(printable(f"Run failed: {state.message}"), style="red", soft_wrap=True, markup=False)
         return 1
     return 0
-
-
-# The settings spelled otherwise on the command line; every other field is `--its-name`, so a new field of Settings
-# is an option of `podflow ingest` with no edit here.
-SPELLED = {"output_dir": ("--output", "-o"), "allowed_networks": ("--allow-network",)}
-METAVAR = {"allowed_networks": "CIDR"}
-
-
-def shown(default: object) -> str:
-    """A default as a user would type it."""
-    if default is None or default == ():
-        return "none"
-    if isinstance(default, tuple):
-        return ", ".join(map(str, default))
-    return str(default)
-
-
-def setting_option(name: str, field: FieldInfo) -> inspect.Parameter:
-    """The `ingest` option of one Settings field: its type, its name, and help from its description and default.
-
-    Values are only parsed here (a number, a date); Settings validates them, so the CLI and the Prefect UI form
-    accept the same."""
-    kind, metavar, repeated = field.annotation, METAVAR.get(name), False
-    if get_origin(kind) in (Union, UnionType):  # `X | None`
-        kind = next(arg for arg in get_args(kind) if arg is not type(None))
-    if get_origin(kind) is Annotated:  # PositiveInt: int with a constraint
-        kind = get_args(kind)[0]
-    if get_origin(kind) in (tuple, list):  # the option repeated, once for each value
-        kind, repeated = get_args(kind)[0], True
-    if get_origin(kind) is Literal:
-        metavar = metavar or "<" + "|".join(map(str, get_args(kind))) + ">"
-        kind = str
-    elif kind not in (bool, int, float, Path, datetime):
-        kind = str  # IP networks and anything else: Settings parses the text
-    if kind is datetime:
-        metavar = metavar or "<YYYY-MM-DD[THH:MM:SS]>"
-    elif repeated:
-        metavar = metavar or f"<{kind.__name__}>"  # one value per option, not typer's <list[...]>
-    decls = SPELLED.get(name, (f"--{name.replace('_', '-')}",))
-    default = shown(field.default)
-    if kind is bool:
-        on, off = decls[0], f"--no-{decls[0].removeprefix('--')}"
-        decls, default = (f"{on}/{off}",), on if field.default else off
-    text = f"{'Repeat the option for each value. ' if repeated else ''}{field.description} (default: {default})"
-    annotation = (list[kind] if repeated else kind) | None  # type: ignore[valid-type]
-    option = typer.Option(*decls, help=text, metavar=metavar, show_default=False)
-    return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[annotation, option]
-    )
 
 
 def ingest(feed_urls: list[str] | None, opml: str | None, **given: object) -> None:
@@ -286,6 +167,21 @@ worker.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
 )
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(worker)
 app.add_typer(limits_app, name="limits")
+
+
+@app.command()
+def ledger(
+    feed_folder: Annotated[Path, typer.Argument(metavar="FEED_FOLDER", help="A feed's folder in the output folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The whole ledger as one JSON document.")] = False,
+) -> None:
+    """Print a feed's ledger: every episode podflow has seen in it and how each stage went."""
+    if not LedgerDB(feed_folder, "").exists():
+        raise typer.BadParameter(f"{feed_folder} holds no podflow ledger", param_hint="FEED_FOLDER")
+    found = LedgerDB(feed_folder, "").read()
+    if as_json:
+        print(found.model_dump_json(indent=2))
+    else:
+        print_ledger(found)
 
 
 @app.command()

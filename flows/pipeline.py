@@ -84,6 +84,7 @@ class Progress:
     done: Mapping[str, int]
     failed: Mapping[str, int]
     planned: Mapping[str, int]  # items that run each stage
+    dropped: Mapping[str, int]  # items that would have run each stage, had an earlier stage of theirs not failed
 
 
 @contextmanager
@@ -120,13 +121,20 @@ def run_pipeline(
     planned = Counter(name for run in runs for name in run.stages)
     done: Counter[str] = Counter({stage.name: 0 for stage in stages})
     failed: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
     settled = 0
     in_flight: dict[uuid.UUID, tuple[ItemRun[Item], str, TaskRunner[Any]]] = {}
     # Runner threads only signal here; the flow's own thread submits, so every task run keeps its flow run.
     resolved: queue.SimpleQueue[PrefectFuture[Any]] = queue.SimpleQueue()
 
     def progress() -> Progress:
-        return Progress(len(runs), settled, dict(done), dict(failed), dict(planned))
+        return Progress(len(runs), settled, dict(done), dict(failed), dict(planned), dict(dropped))
+
+    def fail(run: ItemRun[Item], name: str, error: str | None) -> None:
+        failed[name] += 1
+        if run.failed_stage is None:
+            run.failed_stage, run.error = name, error
+            dropped.update(s for s in run.stages if s not in run.finished and s not in run.running and s != name)
 
     with ExitStack() as stack:
         runners = {stage.name: stack.enter_context(stage.task_runner()) for stage in stages}
@@ -155,18 +163,14 @@ def run_pipeline(
                 # that pool fails, and later ones go to a new pool.
                 if runners[name] is runner:
                     runners[name] = stack.enter_context(by_name[name].task_runner())
-                failed[name] += 1
-                if run.failed_stage is None:
-                    run.failed_stage, run.error = name, f"the worker process died: {type(exc).__name__}: {exc}"
+                fail(run, name, f"the worker process died: {type(exc).__name__}: {exc}")
             else:
                 if future.state.is_completed():
                     done[name] += 1
                     run.finished[name] = future
                     submit_ready(run)
                 else:
-                    failed[name] += 1
-                    if run.failed_stage is None:
-                        run.failed_stage, run.error = name, failure_message(future)
+                    fail(run, name, failure_message(future))
             if not run.running and (run.failed_stage is not None or len(run.finished) == len(run.stages)):
                 settled += 1
                 run.finished.clear()

@@ -115,7 +115,7 @@ class LedgerDB:
         if not self.exists():
             return Ledger(feed_url=self.feed_url)
         with self._transaction(write=False) as connection:
-            return _read(connection, self.feed_url)
+            return _read(connection)
 
     def entry(self, episode_id: str) -> LedgerEntry:
         """One episode's entry: a lookup, whatever the feed's size."""
@@ -167,7 +167,7 @@ def _entry(connection: sqlite3.Connection, episode_id: str) -> LedgerEntry:
     return LedgerEntry.model_validate_json(row[0]).model_copy(update={"episode_id": episode_id, "stages": stages})
 
 
-def _read(connection: sqlite3.Connection, feed_url: str) -> Ledger:
+def _read(connection: sqlite3.Connection) -> Ledger:
     stages: dict[str, dict[str, StageOutcome]] = {}
     for episode_id, stage, outcome in connection.execute("SELECT episode_id, stage, outcome FROM outcomes"):
         stages.setdefault(episode_id, {})[stage] = StageOutcome.model_validate_json(outcome)
@@ -177,9 +177,9 @@ def _read(connection: sqlite3.Connection, feed_url: str) -> Ledger:
         )
         for episode_id, entry in connection.execute("SELECT episode_id, entry FROM episodes ORDER BY rowid")
     }
-    (validators,) = connection.execute("SELECT validators FROM feed").fetchone()
+    (url, validators) = connection.execute("SELECT url, validators FROM feed").fetchone()
     return Ledger(
-        feed_url=feed_url,
+        feed_url=url,
         validators=FeedValidators.model_validate_json(validators) if validators else None,
         episodes=episodes,
     )

@@ -18,6 +18,10 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+# Helper modules that assert on a test's behalf: pytest rewrites their asserts as it does a test module's.
+pytest.register_assert_rewrite("tests.transcripts")
+
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from tasks.models import Settings  # noqa: E402

@@ -22,7 +22,8 @@ import av
 import numpy as np
 
 from tasks import audio as audio_codec
-from tasks.models import Segment
+from tasks.files import sha256_of
+from tasks.models import AudioFile, Segment
 from tests.speech import decoded
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
@@ -78,6 +79,17 @@ def write_episode(path: Path, duration_s: float, seed: int = 0) -> list[Spoken]:
         for packet in stream.encode(None):
             container.mux(packet)
     return script
+
+
+def audio_of(path: Path) -> AudioFile:
+    """The AudioFile record of an episode written at `path`."""
+    return AudioFile(
+        episode_id="long",
+        path=path,
+        source_url="http://127.0.0.1/long.mp3",
+        bytes=path.stat().st_size,
+        sha256=sha256_of(path),
+    )
 
 
 def words(text: str) -> list[str]:

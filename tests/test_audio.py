@@ -9,43 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import av
 import numpy as np
 import pytest
 
 from tasks import audio as audio_codec
 from tasks.errors import AudioDecodeError, AudioTooLongError
+from tests.audio_files import live_flac, silent_audio
 
 T = TypeVar("T")
 SLACK = 2**20  # one frame in flight and the interpreter's own allocations
-
-
-def silent_audio(
-    path: Path,
-    seconds: float,
-    rate: int = 16_000,
-    container: str = "matroska",
-    codec: str = "flac",
-    options: dict[str, str] | None = None,
-) -> Path:
-    """Silence written by PyAV: tiny on disk whatever its length. `options={"live": "1"}` makes Matroska leave the
-    duration out, as a live stream's recording does."""
-    with av.open(str(path), "w", format=container, options=options or {}) as output:
-        stream = output.add_stream(codec, rate=rate, layout="mono")
-        total, step = round(seconds * rate), 4096
-        for start in range(0, total, step):
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((1, min(step, total - start)), np.int16), format="s16", layout="mono"
-            )
-            frame.sample_rate, frame.pts = rate, start
-            output.mux(stream.encode(frame))
-        output.mux(stream.encode(None))
-    return path
-
-
-def live_flac(path: Path, seconds: float) -> Path:
-    """FLAC in a Matroska container that gives no duration."""
-    return silent_audio(path, seconds, options={"live": "1"})
 
 
 def wav_by_hand(path: Path, rate: int, channels: int, frames: int) -> Path:

@@ -20,15 +20,13 @@ from tasks.isolation import parse_isolated
 from tasks.models import AudioFile, Episode, Settings, TranscriptLink
 from tasks.opml import read_opml
 from tasks.transcribe.published import published_transcript
-from tests.feeds import rss, rss_item
+from tests.audio_files import live_audio
+from tests.feeds import ATTRIBUTES_ON_ONE_ELEMENT, page, rss, rss_item, serve_pages
 from tests.feedserver import FeedServer
-from tests.test_feed import page, serve_pages
-from tests.test_published import live_audio, published_settings
+from tests.transcripts import published_settings
 
-# Each of these took minutes to hours in the parsers podflow calls (measured on 2 cores, Python 3.11.7).
-ATTRIBUTES_ON_ONE_ELEMENT = rss(
-    ["<item><title " + " ".join(f'a{n}="x"' for n in range(100_000)) + ">t</title><guid>1</guid></item>"]
-)  # feedparser: 1 MB of attributes, about 2 minutes
+# Took minutes in the parser podflow calls (measured on 2 cores, Python 3.11.7), as tests/feeds.py's
+# ATTRIBUTES_ON_ONE_ELEMENT does in feedparser.
 END_TAG_OPENINGS = b"</" * 2**19  # html.parser: 1 MiB, about 1.5 minutes (CVE-2025-6069)
 
 

@@ -38,7 +38,7 @@ from tests.feedserver import FeedServer
 from tests.long_episode import write_episode
 from tests.operate import Operation, wait_until
 from tests.speech import word_error_rate
-from tests.test_transcribe import episode_of
+from tests.transcripts import episode_of
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -19,7 +19,7 @@ from tasks.ledger_db import LEDGER
 from tasks.models import FeedValidators, Settings
 from tasks.store import FeedStore
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK
-from tests.feeds import rss, rss_item
+from tests.feeds import page, rss, rss_item, serve_pages
 from tests.feedserver import FeedServer
 
 
@@ -515,19 +515,6 @@ def test_the_show_title_is_the_channels_own_not_a_live_items(server: FeedServer,
     feed, episodes = fetch_feed(url, settings)
     assert feed.title == "Test Show"
     assert [e.title for e in episodes] == ["One"]
-
-
-def page(items: list[str], next_href: str | None = None) -> bytes:
-    """One page of a paged feed (RFC 5005), linking the next."""
-    link = [f'<atom:link rel="next" href="{next_href}"/>'] if next_href else []
-    body = rss(link + items)
-    return body.replace(b'<rss version="2.0" ', b'<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" ')
-
-
-def serve_pages(server: FeedServer, pages: list[tuple[str, bytes]]) -> str:
-    for path, body in pages:
-        server.add(path, body)
-    return server.url(pages[0][0])
 
 
 def test_every_page_of_a_paged_feed_is_read_in_order(server: FeedServer, settings: Settings) -> None:

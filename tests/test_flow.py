@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 from uuid import UUID
@@ -21,6 +20,7 @@ from tasks.store import FeedStore
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
+from tests.intervals import overlaps
 from tests.speech import word_error_rate
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -195,16 +195,6 @@ def test_a_feed_that_fails_fails_the_run_with_the_url_and_reason(server: FeedSer
     state = ingest_feed(url, settings, return_state=True)
     assert state.is_failed()
     assert state.message == f"FeedError: {url} returned HTTP 404 Not Found"
-
-
-def overlaps(intervals: list[tuple[datetime, datetime]]) -> int:
-    """The largest number of intervals open at one instant."""
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, change in events:
-        running += change
-        peak = max(peak, running)
-    return peak
 
 
 def test_episodes_move_on_as_soon_as_their_download_ends_and_stages_keep_their_limits(

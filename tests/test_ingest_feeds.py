@@ -29,8 +29,8 @@ from tasks.store import FeedStore
 from tests.conftest import DEMO_EPISODES, DemoEpisode
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
+from tests.intervals import overlaps
 from tests.ledgers import write_old_ledger
-from tests.test_flow import overlaps
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -1,16 +1,13 @@
-"""The shape a newcomer relies on: no product module imports another in a cycle, none is over 300 lines, and the
-stage logic that needs no orchestration imports no Prefect."""
+"""The shape a newcomer relies on: no product module imports another in a cycle. (That the stage logic needing no
+orchestration imports no Prefect is tests/test_prefect_edge.py's.)"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).parents[1]
 PRODUCT = sorted(p for folder in ("flows", "tasks") for p in (ROOT / folder).rglob("*.py"))
-MAX_LINES = 300
 
 
 def module_name(path: Path) -> str:
@@ -43,8 +40,3 @@ def test_no_product_module_imports_another_in_a_cycle() -> None:
         return next((c for n in sorted(graph[name]) if (c := cycle_from(n, (*trail, name)))), None)
 
     assert {c for name in graph if (c := cycle_from(name, ()))} == set()
-
-
-@pytest.mark.parametrize("path", PRODUCT, ids=lambda p: str(p.relative_to(ROOT)))
-def test_no_product_module_is_over_300_lines(path: Path) -> None:
-    assert len(path.read_text().splitlines()) <= MAX_LINES

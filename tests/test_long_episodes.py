@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from tasks import audio as audio_codec
-from tasks.download import sha256_of
-from tasks.models import AudioFile, Episode, Settings, Transcript
+from tasks.models import Episode, Settings, Transcript
 from tasks.transcribe.stage import transcribe_audio
 from tasks.transcribe.windows import windows
-from tests.long_episode import Spoken, compare, heard_sentences, near, write_episode
+from tests.long_episode import Spoken, audio_of, compare, heard_sentences, near, write_episode
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW_S = 60.0  # the smallest the settings allow: cuts every minute
@@ -32,16 +31,6 @@ ENGINES: dict[str, dict[str, Any]] = {
     # openai-whisper runs 10-20x slower here: greedy decoding keeps the suite short.
     "whisper": {"transcriber": "whisper", "beam_size": 1},
 }
-
-
-def audio_of(path: Path) -> AudioFile:
-    return AudioFile(
-        episode_id="long",
-        path=path,
-        source_url="http://127.0.0.1/long.mp3",
-        bytes=path.stat().st_size,
-        sha256=sha256_of(path),
-    )
 
 
 def transcribed(path: Path, folder: Path, **fields: Any) -> Transcript:
@@ -88,7 +77,7 @@ import json, resource, sys
 from pathlib import Path
 from tasks.models import Episode, Settings
 from tasks.transcribe.stage import transcribe_audio
-from tests.test_long_episodes import audio_of
+from tests.long_episode import audio_of
 path, folder = Path(sys.argv[1]), Path(sys.argv[2])
 transcript = transcribe_audio(audio_of(path), Episode(episode_id="long", title="long"), folder,
                               Settings(output_dir=folder))

@@ -41,12 +41,13 @@ from tasks.transcribe.openai_chunks import Chunk, encode_chunk, plan_chunks
 from tasks.transcribe.openai_request import parse_reply
 from tasks.transcribe.openai_stitch import ChunkTranscript, stitch
 from tasks.transcribe.stage import transcribe_audio
+from tests.audio_files import audio_file, demo_audio
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
 from tests.openai_server import TRANSCRIPTIONS, OpenAIServer, Received, Reply, error
 from tests.speech import decoded, word_error_rate, words
-from tests.test_transcribe import MAX_WER, assert_files_agree, audio_file, demo_audio, episode_of
+from tests.transcripts import MAX_WER, assert_files_agree, episode_of
 
 KEY = "sk-test-SECRET-123"
 

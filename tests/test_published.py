@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from tasks import audio as audio_codec
-from tasks.download import sha256_of
 from tasks.errors import AudioTooLongError, TranscriptionError
-from tasks.models import AudioFile, Episode, Segment, Settings, TranscriptLink
+from tasks.models import Episode, Segment, Settings, TranscriptLink
 from tasks.transcribe.published import MAX_LINKS_TRIED, media_type_of, published_transcript
 from tasks.transcribe.published_parse import parse_published
+from tests.audio_files import live_audio
 from tests.feedserver import FeedServer
-from tests.test_audio import live_flac
+from tests.transcripts import published_settings
 
 VTT_BODY = """WEBVTT - Episode 42
 Kind: captions
@@ -324,22 +324,6 @@ def test_no_refusal_quotes_the_transcript(body: str, media_type: str) -> None:
     with pytest.raises(TranscriptionError) as refused:
         parse_published(body.encode(), media_type, audio_duration_s=60.0, max_segments=1_000)
     assert MARKER not in str(refused.value)
-
-
-def published_settings(settings: Settings, **options: object) -> Settings:
-    return settings.model_copy(update={"transcriber": "published", **options})
-
-
-def live_audio(folder: Path, seconds: float) -> AudioFile:
-    """Silent FLAC in a Matroska container that gives no duration, as a recorded live stream has none."""
-    path = live_flac(folder / "audio.mka", seconds)
-    return AudioFile(
-        episode_id="e1",
-        path=path,
-        source_url="http://127.0.0.1/a.mka",
-        bytes=path.stat().st_size,
-        sha256=sha256_of(path),
-    )
 
 
 def test_audio_without_a_duration_is_measured_within_the_limit_keeping_no_samples(

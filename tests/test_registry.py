@@ -18,8 +18,9 @@ from tasks.models import AudioFile, Settings
 from tasks.transcribe.base import runs_in_processes
 from tasks.transcribe.stage import transcribe_audio
 from tasks.transcribers import BACKENDS, BackendInfo
+from tests.audio_files import demo_audio
 from tests.conftest import DEMO_EPISODES
-from tests.test_transcribe import assert_files_agree, demo_audio, episode_of
+from tests.transcripts import assert_files_agree, episode_of
 
 ROOT = Path(__file__).parents[1]
 FAKE = "tasks.transcribe.ten_seconds"

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 
 from tasks.ledger_db import LEDGER
-from tests.feeds import rss, rss_item
+from tests.feeds import ATTRIBUTES_ON_ONE_ELEMENT, rss, rss_item
 from tests.feedserver import FeedServer
 from tests.ledgers import read_folder_ledger
 from tests.long_episode import write_episode
-from tests.test_bounded_parsing import ATTRIBUTES_ON_ONE_ELEMENT
 
 ROOT = Path(__file__).resolve().parents[1]
 STOPPED_WITHIN_S = 5.0  # the bound; podflow exits at most tasks/stopping.py's STOP_GRACE_S after the signal

@@ -3,9 +3,7 @@ subtitle parsers. Whisper runs the bundled models; published transcripts come fr
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -15,22 +13,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-import srt
-import webvtt
 
 from tasks import audio as audio_codec
-from tasks.download import sha256_of
 from tasks.errors import AudioDecodeError, AudioTooLongError, TranscriptionError
-from tasks.models import AudioFile, Episode, Segment, Settings, Transcript, TranscriptLink
+from tasks.models import AudioFile, Segment, Settings, TranscriptLink
 from tasks.transcribe.base import load_backend
 from tasks.transcribe.stage import transcribe_audio
 from tasks.transcribe.subtitles import to_vtt
+from tests.audio_files import audio_file, demo_audio
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.feedserver import FeedServer
 from tests.speech import decoded, word_error_rate
+from tests.transcripts import MAX_WER, assert_files_agree, episode_of
 
-# tiny.en scored 5-14% on these clips when they were made; the bound leaves room, not a free pass.
-MAX_WER = 0.3
 FIXTURES = Path(__file__).parent / "fixtures"
 SPOKEN = json.loads((FIXTURES / "speech.json").read_text())
 
@@ -42,49 +37,11 @@ WHISPER_ENGINES: dict[str, dict[str, Any]] = {
 }
 
 
-def audio_file(source: Path, folder: Path, episode_id: str) -> AudioFile:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "audio.mp3"
-    shutil.copyfile(source, path)
-    return AudioFile(
-        episode_id=episode_id,
-        path=path,
-        source_url="http://127.0.0.1/x.mp3",
-        bytes=path.stat().st_size,
-        sha256=sha256_of(path),
-    )
-
-
-def demo_audio(demo: DemoEpisode, folder: Path) -> AudioFile:
-    return audio_file(DEMO_DIR / f"{demo.slug}.mp3", folder, demo.slug)
-
-
-def episode_of(audio: AudioFile, *links: TranscriptLink) -> Episode:
-    return Episode(episode_id=audio.episode_id, title=audio.episode_id, transcripts=links)
-
-
 def script_as_vtt(script: str, duration_s: float) -> str:
     """A publisher's transcript of a clip: one cue per sentence, spread over the clip."""
     sentences = [sentence.strip() + "." for sentence in script.split(".") if sentence.strip()]
     step = duration_s / len(sentences)
     return to_vtt([Segment(start=i * step, end=(i + 1) * step, text=s) for i, s in enumerate(sentences)])
-
-
-def assert_files_agree(transcript: Transcript, folder: Path) -> None:
-    """transcript.txt, .json, .srt and .vtt all hold the same segments; the subtitles parse with real parsers."""
-    assert (folder / "transcript.txt").read_text().strip() == transcript.text
-    assert Transcript.model_validate_json((folder / "transcript.json").read_bytes()) == transcript
-    texts = [segment.text for segment in transcript.segments]
-    starts = [round(segment.start, 3) for segment in transcript.segments]
-    subtitles = list(srt.parse((folder / "transcript.srt").read_text()))
-    assert [cue.content for cue in subtitles] == texts
-    assert [cue.start.total_seconds() for cue in subtitles] == pytest.approx(starts, abs=0.0011)
-    captions = webvtt.from_buffer(io.StringIO((folder / "transcript.vtt").read_text())).captions
-    assert [caption.text for caption in captions] == texts
-    assert [caption.start_in_seconds for caption in captions] == sorted(
-        caption.start_in_seconds for caption in captions
-    )
-    assert all(cue.start <= cue.end for cue in subtitles)
 
 
 @pytest.mark.parametrize("engine", WHISPER_ENGINES)
