@@ -30,9 +30,9 @@ import distributed  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from tasks.events import nobody  # noqa: E402
 from tasks.files import sha256_of  # noqa: E402
 from tasks.models import AudioFile, Episode, Settings  # noqa: E402
-from tasks.transcribe.base import Progress  # noqa: E402
 from tasks.transcribe.cluster import ClusterClient  # noqa: E402
 from tasks.transcribe.cluster_worker import dask_worker_command  # noqa: E402
 from tests.long_episode import Spoken, compare, heard_sentences, write_episode  # noqa: E402
@@ -94,7 +94,7 @@ def measure(workers: int, episodes: list[tuple[AudioFile, list[Spoken]]], settin
             transcripts = list(
                 pool.map(
                     lambda item: client.transcribe(
-                        item[0], Episode(episode_id=item[0].episode_id, title="bench"), settings, Progress()
+                        item[0], Episode(episode_id=item[0].episode_id, title="bench"), settings, nobody
                     ),
                     episodes,
                 )

@@ -11,6 +11,7 @@ from tasks import audio as audio_codec
 from tasks.audio import AudioProbe
 from tasks.enrich import enrich
 from tasks.episode_folder import METADATA, TRANSCRIPT_FILES
+from tasks.events import Retried, StageEvent
 from tasks.feed_run import FeedEpisode
 from tasks.files import write_record
 from tasks.models import (
@@ -91,7 +92,12 @@ def metadata(
     the stage, so the next run asks again rather than leaving the episode complete without what was asked for."""
     logger = get_run_logger()
     probe = audio_codec.probe(audio.path)
-    enrichment = enrich(transcript, job.episode, job.feed, settings, on_retry=logger.warning)
+
+    def log(event: StageEvent) -> None:
+        if isinstance(event, Retried):
+            logger.warning("%s", event.message)
+
+    enrichment = enrich(transcript, job.episode, job.feed, settings, log)
     if enrichment is not None and enrichment.usage is not None:
         logger.info(
             "Enriched by %s: %d part(s), %d requests, %d tokens",

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from flows import cli
 from flows.cli import app
-from tasks.models import EpisodeMetadata, Settings
+from tasks.models import EpisodeMetadata, Ledger, Settings
 from tests.conftest import DEMO_EPISODES
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
@@ -46,6 +46,17 @@ def test_ingest_prints_the_summary_and_exits_non_zero_when_an_episode_failed(ser
     assert "Gone Episode" in result.output and "HTTP 404" in result.output
     assert "1 complete, 1 failed" in result.output
     assert len(list(tmp_path.glob("*/episodes/*/metadata.json"))) == 1
+
+    (feed_folder,) = tmp_path.glob("*/ledger.sqlite")
+    shown = runner.invoke(app, ["ledger", str(feed_folder.parent)], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    assert re.search(rf"{demo.title} .* done .* done .* done", shown.output)
+    assert re.search(r"Gone Episode .* failed .* - .* - .* download: DownloadError: .*HTTP 404", shown.output)
+    exported = Ledger.model_validate_json(runner.invoke(app, ["ledger", str(feed_folder.parent), "--json"]).output)
+    assert exported.feed_url == feed_url and exported.episodes["gone"].stages["download"].status == "failed"
+    assert exported.episodes["good"].complete
+    missing = runner.invoke(app, ["ledger", str(tmp_path)])
+    assert missing.exit_code == 2 and "holds no podflow ledger" in missing.output
 
 
 @pytest.mark.usefixtures("prefect_api")

@@ -33,6 +33,7 @@ from tasks.transcribe.cluster_worker import TOPIC, AudioNotVisibleError, Cluster
 from tasks.transcribe.stage import transcribe_audio
 from tests.conftest import DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.dask_cluster import PODFLOW, DaskProcesses, dask_cluster
+from tests.events import retried_into
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
 from tests.long_episode import write_episode
@@ -391,7 +392,7 @@ def test_audio_the_workers_do_not_see_as_the_flow_wrote_it_travels_as_bytes(
     events.react = lambda note: not events.killed
 
     transcript = transcribe_audio(
-        audio, episode_of(audio), path.parent, cluster_settings(cluster, tmp_path), on_retry=retried.append
+        audio, episode_of(audio), path.parent, cluster_settings(cluster, tmp_path), retried_into(retried)
     )
 
     assert word_error_rate(demo.script, transcript.text) < 0.3

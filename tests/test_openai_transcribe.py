@@ -43,6 +43,7 @@ from tasks.transcribe.openai_stitch import ChunkTranscript, stitch
 from tasks.transcribe.stage import transcribe_audio
 from tests.audio_files import audio_file, demo_audio
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
+from tests.events import heard_into, retried_into
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
 from tests.openai_server import TRANSCRIPTIONS, OpenAIServer, Received, Reply, error
@@ -100,7 +101,7 @@ def test_real_speech_is_transcribed_by_a_compatible_server(
     audio = demo_audio(demo, tmp_path)
     progress: list[tuple[float, float]] = []
     transcript = transcribe_audio(
-        audio, episode_of(audio), tmp_path, openai_settings(tmp_path, api), lambda *p: progress.append(p)
+        audio, episode_of(audio), tmp_path, openai_settings(tmp_path, api), heard_into(progress)
     )
 
     assert word_error_rate(demo.script, transcript.text) < MAX_WER, transcript.text
@@ -140,7 +141,7 @@ def test_speech_cut_mid_sentence_is_stitched_without_repeats(
     script = " ".join(demo.script for demo in DEMO_EPISODES)
     settings = openai_settings(tmp_path, api, word_timestamps=word_timestamps, openai_transcribe_model=model)
 
-    transcript = api_transcript(audio, settings, lambda *p: None, chunk_s=10.0)
+    transcript = api_transcript(audio, settings, chunk_s=10.0)
 
     assert len(api.requests(TRANSCRIPTIONS)) == 7
     assert word_error_rate(script, transcript.text) < MAX_WER, transcript.text
@@ -276,7 +277,7 @@ def test_an_hour_long_episode_goes_in_chunks_under_the_upload_limit(api: OpenAIS
     settings = openai_settings(tmp_path, api, openai_requests=3)
 
     transcribing = time.perf_counter()
-    transcript = api_transcript(audio, settings, lambda *p: progress.append(p), plan=planned, encode=encoded)
+    transcript = api_transcript(audio, settings, heard_into(progress), plan=planned, encode=encoded)
     transcribed_s = time.perf_counter() - transcribing
 
     [chunks] = plans
@@ -320,7 +321,7 @@ def test_429_waits_as_long_as_retry_after_says(api: OpenAIServer, tmp_path: Path
         canned(),
     )
 
-    transcript = api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
+    transcript = api_transcript(audio, openai_settings(tmp_path, api))
 
     first, second = api.requests(TRANSCRIPTIONS)
     assert 1.5 <= second.started - first.ended < 3.0  # the backoff alone would have been ~0.01 s
@@ -340,7 +341,7 @@ def test_server_errors_and_timeouts_are_retried(failure: Reply, api: OpenAIServe
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
     api.queue(TRANSCRIPTIONS, failure, canned())
 
-    transcript = api_transcript(audio, openai_settings(tmp_path, api, http_timeout_s=1.0), lambda *p: None)
+    transcript = api_transcript(audio, openai_settings(tmp_path, api, http_timeout_s=1.0))
 
     assert len(api.requests(TRANSCRIPTIONS)) == 2 and transcript.text == "Hello there."
 
@@ -350,7 +351,7 @@ def test_retries_are_bounded(api: OpenAIServer, tmp_path: Path) -> None:
     api.transcribe = lambda received: error(502, "Bad gateway upstream", "server_error")
 
     with pytest.raises(TranscriptionError, match=r"failed on chunk 1 3 times; last: HTTP 502, type server_error$"):
-        api_transcript(audio, openai_settings(tmp_path, api, download_attempts=3), lambda *p: None)
+        api_transcript(audio, openai_settings(tmp_path, api, download_attempts=3))
     assert len(api.requests(TRANSCRIPTIONS)) == 3
 
 
@@ -385,14 +386,14 @@ def test_a_malformed_reply_fails_clearly(api: OpenAIServer, tmp_path: Path) -> N
     api.queue(TRANSCRIPTIONS, Reply(body=b'{"text": "Hello', headers={"Content-Type": "application/json"}))
 
     with pytest.raises(TranscriptionError, match=r"answered chunk 1 with malformed JSON \(15 bytes\)$"):
-        api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
+        api_transcript(audio, openai_settings(tmp_path, api))
 
     api.queue(TRANSCRIPTIONS, Reply(json={"segments": "none"}))
     with pytest.raises(TranscriptionError, match="without a transcript text"):
-        api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
+        api_transcript(audio, openai_settings(tmp_path, api))
     api.queue(TRANSCRIPTIONS, Reply(json={"text": "x", "segments": [{"start": "soon", "end": 1, "text": "x"}]}))
     with pytest.raises(TranscriptionError, match=r"segments of an unexpected shape \(ValueError\)$"):
-        api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
+        api_transcript(audio, openai_settings(tmp_path, api))
     assert len(api.requests(TRANSCRIPTIONS)) == 3
 
 
@@ -440,7 +441,7 @@ def test_no_failure_or_retry_message_quotes_the_servers_answer(reply: Reply, api
     api.transcribe = lambda received: reply
     heard: list[str] = []
     with pytest.raises(TranscriptionError) as raised:
-        api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None, on_retry=heard.append)
+        api_transcript(audio, openai_settings(tmp_path, api), retried_into(heard))
     assert [text for text in [str(raised.value), *heard] if MARKER in text] == []
 
 
@@ -463,7 +464,7 @@ def test_an_answer_that_is_not_http_is_not_quoted(tmp_path: Path) -> None:
         )
         audio = demo_audio(DEMO_EPISODES[0], tmp_path)
         with pytest.raises(TranscriptionError, match="RemoteProtocolError") as raised:
-            api_transcript(audio, settings, lambda *p: None)
+            api_transcript(audio, settings)
     assert MARKER not in str(raised.value)
 
 
@@ -473,7 +474,7 @@ def test_retries_are_heard_on_the_transcribe_path(api: OpenAIServer, tmp_path: P
     heard: list[str] = []
 
     transcript = transcribe_audio(
-        audio, episode_of(audio), tmp_path, openai_settings(tmp_path, api), on_retry=heard.append
+        audio, episode_of(audio), tmp_path, openai_settings(tmp_path, api), retried_into(heard)
     )
 
     assert transcript.text == "Hello there." and len(heard) == 1
@@ -499,7 +500,7 @@ def test_an_account_out_of_quota_is_refused_at_once(api: OpenAIServer, tmp_path:
         match=r"refused chunk 1: HTTP 429, type insufficient_quota, "
         r"code insufficient_quota; the account is out of quota$",
     ):
-        api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
+        api_transcript(audio, openai_settings(tmp_path, api))
     assert len(api.requests(TRANSCRIPTIONS)) == 1
 
 
@@ -513,7 +514,7 @@ def test_credentials_in_the_base_url_are_masked_in_messages(api: OpenAIServer, t
     heard: list[str] = []
 
     with pytest.raises(TranscriptionError) as raised:
-        api_transcript(audio, settings, lambda *p: None, on_retry=heard.append)
+        api_transcript(audio, settings, retried_into(heard))
 
     where = f"the OpenAI API at {api.base_url.replace('://', '://***@')}"
     assert str(raised.value).startswith(f"{where} refused chunk 1: HTTP 400")
@@ -537,7 +538,7 @@ def test_segments_a_server_sends_out_of_order_come_out_in_order(api: OpenAIServe
         ),
     )
 
-    transcript = api_transcript(audio, openai_settings(tmp_path, api), lambda *p: None)
+    transcript = api_transcript(audio, openai_settings(tmp_path, api))
 
     assert [(s.start, s.end, s.text) for s in transcript.segments] == [
         (2.0, 4.0, "First."),
@@ -550,7 +551,7 @@ def test_without_a_key_the_openai_api_is_not_called(tmp_path: Path, monkeypatch:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
     with pytest.raises(TranscriptionError, match="no OpenAI API key: set OPENAI_API_KEY"):
-        api_transcript(audio, Settings(transcriber="openai"), lambda *p: None)
+        api_transcript(audio, Settings(transcriber="openai"))
 
 
 # Prefect: the Secret block, the shared rate limit, and no key in what a run leaves behind --------------------
@@ -565,11 +566,11 @@ def test_the_key_can_come_from_a_prefect_secret(
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
     api.queue(TRANSCRIPTIONS, canned())
 
-    api_transcript(audio, openai_settings(tmp_path, api, openai_api_key_secret="podflow-openai-test"), lambda *p: None)
+    api_transcript(audio, openai_settings(tmp_path, api, openai_api_key_secret="podflow-openai-test"))
 
     assert api.requests(TRANSCRIPTIONS)[0].headers["authorization"] == "Bearer sk-from-the-block-456"
     with pytest.raises(TranscriptionError, match="Secret block 'no-such-block'.*cannot be loaded"):
-        api_transcript(audio, openai_settings(tmp_path, api, openai_api_key_secret="no-such-block"), lambda *p: None)
+        api_transcript(audio, openai_settings(tmp_path, api, openai_api_key_secret="no-such-block"))
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -585,12 +586,12 @@ def test_every_request_takes_a_slot_of_the_shared_rate_limit(api: OpenAIServer, 
     api.transcribe = lambda received: canned()
     settings = openai_settings(tmp_path, api, openai_requests=4, openai_rate_limit="openai-test-rate")
 
-    api_transcript(audio, settings, lambda *p: None, chunk_s=10.0)
+    api_transcript(audio, settings, chunk_s=10.0)
 
     starts = sorted(r.started for r in api.requests(TRANSCRIPTIONS))
     assert len(starts) == 7 and min(b - a for a, b in zip(starts, starts[1:])) > 0.3
     with pytest.raises(TranscriptionError, match="rate limit 'no-such-limit' .*cannot be taken"):
-        api_transcript(audio, openai_settings(tmp_path, api, openai_rate_limit="no-such-limit"), lambda *p: None)
+        api_transcript(audio, openai_settings(tmp_path, api, openai_rate_limit="no-such-limit"))
 
 
 @pytest.mark.usefixtures("prefect_api")

@@ -20,6 +20,7 @@ from tasks.transcribe.stage import transcribe_audio
 from tasks.transcribers import BACKENDS, BackendInfo
 from tests.audio_files import demo_audio
 from tests.conftest import DEMO_EPISODES
+from tests.events import heard_into
 from tests.transcripts import assert_files_agree, episode_of
 
 ROOT = Path(__file__).parents[1]
@@ -58,7 +59,7 @@ def test_a_transcriber_added_as_the_readme_says_transcribes_an_episode(ten_secon
     assert FAKE not in sys.modules  # imported when chosen, not before
     progress: list[tuple[float, float]] = []
 
-    transcript = transcribe_audio(audio, episode_of(audio), audio.path.parent, settings, lambda *p: progress.append(p))
+    transcript = transcribe_audio(audio, episode_of(audio), audio.path.parent, settings, heard_into(progress))
 
     assert (transcript.backend, transcript.model, transcript.language) == (ten_seconds, settings.model, "en")
     assert 10 < transcript.audio_duration_s < 20  # the real decoder measured the clip

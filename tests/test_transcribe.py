@@ -22,6 +22,7 @@ from tasks.transcribe.stage import transcribe_audio
 from tasks.transcribe.subtitles import to_vtt
 from tests.audio_files import audio_file, demo_audio
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK, DemoEpisode
+from tests.events import fell_back_into, heard_into
 from tests.feedserver import FeedServer
 from tests.speech import decoded, word_error_rate
 from tests.transcripts import MAX_WER, assert_files_agree, episode_of
@@ -50,7 +51,7 @@ def test_whisper_transcript_matches_the_spoken_script(engine: str, demo: DemoEpi
     settings = Settings(output_dir=tmp_path, **WHISPER_ENGINES[engine])
     progress: list[tuple[float, float]] = []
     audio = demo_audio(demo, tmp_path)
-    transcript = transcribe_audio(audio, episode_of(audio), tmp_path, settings, lambda *p: progress.append(p))
+    transcript = transcribe_audio(audio, episode_of(audio), tmp_path, settings, heard_into(progress))
 
     assert word_error_rate(demo.script, transcript.text) < MAX_WER, transcript.text
     assert (transcript.backend, transcript.model, transcript.language) == (engine, "bundled:tiny.en", "en")
@@ -113,7 +114,7 @@ def test_a_malformed_published_transcript_falls_back_to_whisper_or_fails_as_told
     reasons: list[str] = []
 
     preferred = Settings(output_dir=tmp_path, prefer_published=True, allowed_networks=LOOPBACK)
-    fallen_back = transcribe_audio(audio, episode, tmp_path / "a", preferred, on_fallback=reasons.append)
+    fallen_back = transcribe_audio(audio, episode, tmp_path / "a", preferred, fell_back_into(reasons))
     assert fallen_back.backend == "faster-whisper"
     assert word_error_rate(demo.script, fallen_back.text) < MAX_WER
     assert len(reasons) == 1 and url in reasons[0] and "WEBVTT header" in reasons[0]

@@ -4,10 +4,9 @@ tasks/enrich/openai_chat.py). `enrich` picks the one the settings name."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from tasks.enrich.local import local_enrichment
 from tasks.enrich.openai_api import openai_enrichment
+from tasks.events import Retried, Tell, nobody
 from tasks.models import Enrichment, Episode, Feed, Settings, Transcript
 
 
@@ -16,11 +15,12 @@ def enrich(
     episode: Episode,
     feed: Feed,
     settings: Settings,
-    on_retry: Callable[[str], None] = lambda message: None,
+    tell: Tell = nobody,
 ) -> Enrichment | None:
-    """The enrichment `settings.enrich` asks for, or None for enrich=none."""
+    """The enrichment `settings.enrich` asks for, or None for enrich=none; `tell` hears Retried of each request
+    tried again."""
     if settings.enrich == "none":
         return None
     if settings.enrich == "local":
         return local_enrichment(transcript, episode)
-    return openai_enrichment(transcript, episode, feed, settings, on_retry)
+    return openai_enrichment(transcript, episode, feed, settings, lambda message: tell(Retried(message)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -14,6 +14,7 @@ import numpy as np
 from tasks import audio as audio_codec
 from tasks import stopping
 from tasks.errors import AudioDecodeError, AudioTooLongError, StoppedError, TranscriptionError
+from tasks.events import Heard, Tell
 from tasks.models import AudioFile, Episode, Segment, Settings, Transcript
 from tasks.transcribe.windows import shifted, windows
 from tasks.transcribers import BACKENDS
@@ -22,25 +23,12 @@ from tasks.transcribers import BACKENDS
 PROMPT_SEGMENTS = 8
 
 
-def _nobody(*heard: object) -> None:
-    pass
-
-
-class Progress(NamedTuple):
-    """Who hears how a transcription goes: `on_segment(seconds_done, seconds_in_total)` as the audio is heard,
-    `on_retry(message)` for each request a backend tries again, `on_worker(address)` for each cluster worker that
-    takes it (a second one: the first left mid-way)."""
-
-    on_segment: Callable[[float, float], None] = _nobody
-    on_retry: Callable[[str], None] = _nobody
-    on_worker: Callable[[str], None] = _nobody
-
-
 class Backend(Protocol):
     """A transcriber, constructed with the Settings once per process (see load_backend), then called per episode."""
 
-    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress) -> Transcript:
-        """The episode's transcript; TranscriptionError, said so a user can act on it, when there can be none."""
+    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, tell: Tell) -> Transcript:
+        """The episode's transcript; TranscriptionError, said so a user can act on it, when there can be none.
+        `tell` hears how it goes (tasks/events.py): Heard as the audio is heard, Retried, Moved."""
         ...
 
 
@@ -66,7 +54,7 @@ class SampleBackend(ABC):
         is the one detected in the first window (or the settings'); `prompt` the text said just before the window,
         for engines that carry context from one stretch to the next."""
 
-    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress) -> Transcript:
+    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, tell: Tell) -> Transcript:
         declared_s = audio_codec.declared_duration_s_of(audio.path)
         heard: list[Segment] = []
         detected = Detected(settings.language, None)
@@ -81,7 +69,7 @@ class SampleBackend(ABC):
                 for segment in produced:
                     stopping.check(audio.path.name)  # between the engine's batches: a stop waits for one at most
                     heard.append(shifted(segment, window.start_s))
-                    progress.on_segment(heard[-1].end, max(declared_s or 0.0, heard[-1].end))
+                    tell(Heard(heard[-1].end, max(declared_s or 0.0, heard[-1].end)))
                 heard_s = window.start_s + window.samples.size / audio_codec.SAMPLE_RATE
         except (AudioDecodeError, AudioTooLongError, StoppedError):
             raise

@@ -24,8 +24,8 @@ from typing import Any
 import distributed
 
 from tasks.errors import TranscriptionError
+from tasks.events import Heard, Moved, Retried, Tell
 from tasks.models import AudioFile, Episode, Settings, Transcript
-from tasks.transcribe.base import Progress
 from tasks.transcribe.cluster_worker import RESOURCE, TOPIC, AudioNotVisibleError, ClusterError, hear, sees
 
 HEALTH_CHECK_S = 2.0
@@ -121,27 +121,25 @@ class ClusterClient:
         said = [answer for answer in answers if isinstance(answer, bool)]
         return bool(said) and all(said)
 
-    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress) -> Transcript:
+    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, tell: Tell) -> Transcript:
         """The episode's transcript, heard by a worker of the cluster; the Backend protocol's one entry point."""
         audio = audio.model_copy(update={"path": audio.path.resolve()})
         try:
             by_path = self.seen_by_every_worker(audio)
             for _ in range(SENDS):
                 try:
-                    return self._heard(audio, episode, settings, progress, by_path)
+                    return self._heard(audio, episode, settings, tell, by_path)
                 except AudioNotVisibleError as exc:  # a worker that joined after the check, on another file system
-                    progress.on_retry(f"Sending the audio as bytes: {exc}")
+                    tell(Retried(f"Sending the audio as bytes: {exc}"))
                     by_path = False
                 except SendAgain as exc:
-                    progress.on_retry(f"Sending the episode again: {exc}")
+                    tell(Retried(f"Sending the episode again: {exc}"))
         except OSError as exc:  # CommClosedError and TimeoutError among them: the scheduler went away
             went = f"{type(exc).__name__}: {exc}"
             raise ClusterError(f"the transcribe cluster at {self.address} went away: {went}") from exc
         raise ClusterError(f"sent {SENDS} times and never heard: the workers holding it left each time")
 
-    def _heard(
-        self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress, by_path: bool
-    ) -> Transcript:
+    def _heard(self, audio: AudioFile, episode: Episode, settings: Settings, tell: Tell, by_path: bool) -> Transcript:
         key = f"podflow-transcribe-{uuid.uuid4().hex}"
         inbox: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._inboxes[key] = inbox
@@ -155,7 +153,7 @@ class ClusterClient:
                 hear, key, audio, sent, episode, settings, key=key, resources={RESOURCE: 1}, pure=False
             )
             future.add_done_callback(lambda done: inbox.put({"event": "done"}))
-            starts = self._follow(future, inbox, settings, progress)
+            starts = self._follow(future, inbox, settings, tell)
             return future.result()
         except distributed.KilledWorker as exc:
             # Dask strikes every task a dying worker holds, also those only waiting there for a slot: poison is an
@@ -181,7 +179,7 @@ class ClusterClient:
         future: distributed.Future,
         inbox: queue.SimpleQueue[dict[str, Any]],
         settings: Settings,
-        progress: Progress,
+        tell: Tell,
     ) -> int:
         """Pass the workers' events on until the future is done, and say how many workers started hearing it;
         ClusterError past a deadline (the future is cancelled): the cluster without a scheduler or a slot for
@@ -202,9 +200,9 @@ class ClusterClient:
                     return starts
                 case "started":
                     started, starts, note_worker = now, starts + 1, note["worker"]
-                    progress.on_worker(note_worker)
+                    tell(Moved(note_worker))
                 case "heard":
-                    progress.on_segment(note["done_s"], note["total_s"])
+                    tell(Heard(note["done_s"], note["total_s"]))
             if started is not None and now - started > settings.cluster_transcribe_timeout_s:
                 # A running task ignores cancel() and keeps its slot: restart its worker (its nanny starts it again).
                 future.cancel()

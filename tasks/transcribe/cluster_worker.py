@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tasks.errors import PodflowError, TranscriptionError
+from tasks.events import Heard, StageEvent, by_tenths
 from tasks.files import sha256_of
 from tasks.models import AudioFile, Episode, Settings, Transcript
-from tasks.transcribe.base import Progress, load_backend
+from tasks.transcribe.base import load_backend
 
 try:
     import distributed
@@ -138,21 +139,17 @@ def hear(key: str, audio: AudioFile, sent: bytes | None, episode: Episode, setti
             "transcriber, model, device and compute type, or give the flow theirs"
         )
 
-    def tell(event: str, **facts: Any) -> None:
-        note = {"key": key, "episode": audio.episode_id, "worker": worker.address, "pid": os.getpid()}
-        worker.log_event(TOPIC, {"event": event, **note, **facts})
+    def note(event: str, **facts: Any) -> None:
+        said = {"key": key, "episode": audio.episode_id, "worker": worker.address, "pid": os.getpid()}
+        worker.log_event(TOPIC, {"event": event, **said, **facts})
 
-    next_tenth = 1
-
-    def on_segment(done_s: float, total_s: float) -> None:  # at most once per tenth of the audio
-        nonlocal next_tenth
-        if total_s and done_s >= total_s * next_tenth / 10:
-            tell("heard", done_s=done_s, total_s=total_s)
-            next_tenth = int(10 * done_s / total_s) + 1
+    def heard(event: StageEvent) -> None:  # the flow's side hears the rest; Heard goes back, once a tenth
+        if isinstance(event, Heard):
+            note("heard", done_s=event.done_s, total_s=event.total_s)
 
     with audio_on_worker(audio, sent, Path(worker.local_directory) / "podflow-audio") as local:
-        tell("started", audio="bytes" if sent is not None else "path")
+        note("started", audio="bytes" if sent is not None else "path")
         heard_with = settings.model_copy(update=mine._asdict() | {"transcribe_workers": _serving.transcribe_workers})
-        transcript = load_backend(_serving).transcribe(local, episode, heard_with, Progress(on_segment=on_segment))
-    tell("finished")
+        transcript = load_backend(_serving).transcribe(local, episode, heard_with, by_tenths(heard))
+    note("finished")
     return transcript

@@ -20,9 +20,9 @@ import openai
 
 from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError
+from tasks.events import Heard, Retried, Tell, nobody
 from tasks.models import AudioFile, Episode, Settings, Transcript
 from tasks.openai_client import api_key, new_client
-from tasks.transcribe.base import Progress
 from tasks.transcribe.openai_chunks import CHUNK_S, Chunk, encode_chunk, plan_chunks
 from tasks.transcribe.openai_request import Requester
 from tasks.transcribe.openai_stitch import ChunkTranscript, stitch
@@ -34,15 +34,14 @@ BACKEND = "openai"
 def api_transcript(
     audio: AudioFile,
     settings: Settings,
-    on_segment: Callable[[float, float], None],
+    tell: Tell = nobody,
     chunk_s: float = CHUNK_S,
-    on_retry: Callable[[str], None] = lambda message: None,
     plan: Callable[..., tuple[Chunk, ...]] = plan_chunks,
     encode: Callable[[np.ndarray], bytes] = encode_chunk,
 ) -> Transcript:
     """The episode's transcript from the OpenAI audio API (or the compatible server at `openai_base_url`), sent
-    in chunks of at most `chunk_s`, `openai_requests` at once; `on_segment(seconds_done, seconds_in_total)` follows
-    each finished chunk, `on_retry(message)` hears of each request tried again. `plan` cuts the episode (as
+    in chunks of at most `chunk_s`, `openai_requests` at once; `tell` hears Heard after each finished chunk and
+    Retried of each request tried again. `plan` cuts the episode (as
     plan_chunks does) and `encode(samples)` makes each chunk a file."""
     key = api_key(settings, TranscriptionError)
     if key is None and not settings.openai_base_url:
@@ -56,7 +55,7 @@ def api_transcript(
     duration_s = sample_count / audio_codec.SAMPLE_RATE
     chunks = plan(power, duration_s, chunk_s=chunk_s)
     client = new_client(settings, key, openai.Timeout(settings.http_timeout_s))  # each request sets its own
-    requester = Requester(client, settings, key, on_retry, encode)
+    requester = Requester(client, settings, key, lambda message: tell(Retried(message)), encode)
     done: dict[int, ChunkTranscript] = {}
 
     def collect(finished: set[Future[ChunkTranscript]]) -> None:
@@ -64,7 +63,7 @@ def api_transcript(
             part = future.result()
             done[part.chunk.number] = part
             heard = sum(p.chunk.own_end_s - p.chunk.own_start_s for p in done.values())
-            on_segment(duration_s if len(done) == len(chunks) else min(heard, duration_s), duration_s)
+            tell(Heard(duration_s if len(done) == len(chunks) else min(heard, duration_s), duration_s))
 
     pending: set[Future[ChunkTranscript]] = set()
     with client, ThreadPoolExecutor(settings.openai_requests, thread_name_prefix="openai-transcribe") as pool:
@@ -109,5 +108,5 @@ class OpenAIBackend:
     def __init__(self, settings: Settings):
         """Nothing to load: the client is made per episode, from the settings of that call."""
 
-    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress) -> Transcript:
-        return api_transcript(audio, settings, progress.on_segment, on_retry=progress.on_retry)
+    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, tell: Tell) -> Transcript:
+        return api_transcript(audio, settings, tell)

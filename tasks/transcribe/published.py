@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 from tasks import audio as audio_codec
 from tasks.errors import TranscriptionError
+from tasks.events import Tell
 from tasks.http import fetch_document
 from tasks.isolation import parse_isolated
 from tasks.models import PUBLISHED_TRANSCRIPT_TYPES, AudioFile, Episode, Settings, Transcript, TranscriptLink
-from tasks.transcribe.base import Progress
 from tasks.transcribe.published_parse import HTML, JSON, PLAIN, SRT, VTT, canonical_type, parse_published
 
 PUBLISHED = "published"  # the transcriber that is only this, and the backend its transcripts record
@@ -84,7 +84,7 @@ class PublishedBackend:
     def __init__(self, settings: Settings):
         """Nothing to load: each episode's links are fetched as it comes."""
 
-    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, progress: Progress) -> Transcript:
+    def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, tell: Tell) -> Transcript:
         if (transcript := published_transcript(episode, audio, settings)) is None:
             offered = ", ".join(link.type or link.url for link in episode.transcripts) or "none"
             raise TranscriptionError(

@@ -3,19 +3,19 @@ audio; written as text, JSON, SRT and WebVTT."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from prefect import get_run_logger
 
 from tasks.episode_folder import TRANSCRIPT_FILES, TRANSCRIPT_JSON, TRANSCRIPT_SRT, TRANSCRIPT_TEXT, TRANSCRIPT_VTT
 from tasks.errors import TranscriptionError
+from tasks.events import FellBack, Heard, Moved, Retried, StageEvent, Tell, by_tenths, nobody
 from tasks.feed_run import FeedEpisode
 from tasks.files import atomic_write_text, no_link, write_record
 from tasks.models import AudioFile, Episode, Settings, Transcript
 from tasks.prefect_glue import stage_task
 from tasks.store import StageRecording
-from tasks.transcribe.base import Backend, Progress, load_backend, on_cluster
+from tasks.transcribe.base import Backend, load_backend, on_cluster
 from tasks.transcribe.published import PUBLISHED, published_transcript
 from tasks.transcribe.subtitles import to_srt, to_vtt
 
@@ -36,17 +36,15 @@ def write_transcript(transcript: Transcript, episode_dir: Path) -> None:
     write_record(episode_dir / TRANSCRIPT_JSON, transcript)  # last: its presence means the stage is done
 
 
-def preferred_published(
-    episode: Episode, audio: AudioFile, settings: Settings, on_fallback: Callable[[str], None]
-) -> Transcript | None:
+def preferred_published(episode: Episode, audio: AudioFile, settings: Settings, tell: Tell) -> Transcript | None:
     """The transcript the feed links, where there is a usable one; None sends the episode to the chosen transcriber,
-    after `on_fallback(reason)` where the links failed (unless published_fallback is off: then they fail it)."""
+    after telling FellBack where the links failed (unless published_fallback is off: then they fail it)."""
     try:
         return published_transcript(episode, audio, settings)
     except TranscriptionError as exc:
         if not settings.published_fallback:
             raise
-        on_fallback(str(exc))
+        tell(FellBack(str(exc)))
         return None
 
 
@@ -61,17 +59,13 @@ def transcribe_audio(
     episode: Episode,
     episode_dir: Path,
     settings: Settings,
-    on_segment: Callable[[float, float], None] = lambda done_s, total_s: None,
-    on_fallback: Callable[[str], None] = lambda reason: None,
-    on_retry: Callable[[str], None] = lambda message: None,
-    on_worker: Callable[[str], None] = lambda address: None,
+    tell: Tell = nobody,
 ) -> Transcript:
     """The episode's transcript, written to its folder; one already written from this audio is returned as is.
 
-    A published transcript first where the settings ask for one and the feed links one (`on_fallback(reason)` hears
-    why the transcriber was used after all), else the transcriber the settings choose from BACKENDS.
-    `on_segment(seconds_transcribed, seconds_in_total)` follows it (Whisper segment by segment, the OpenAI API chunk
-    by chunk); `on_retry` hears of its requests tried again; `on_worker` of each cluster worker that takes it.
+    A published transcript first where the settings ask for one and the feed links one (FellBack says why the
+    transcriber was used after all), else the transcriber the settings choose from BACKENDS. `tell` hears how it
+    goes (tasks/events.py): Heard as the audio is heard, Retried, Moved to each cluster worker that takes it.
     """
     if (done := read_transcript(episode_dir, audio)) is not None:
         if not all((episode_dir / name).is_file() for name in TRANSCRIPT_FILES):  # made before podflow wrote them
@@ -79,10 +73,10 @@ def transcribe_audio(
         return done
     transcript = None
     if settings.prefer_published and settings.transcriber != PUBLISHED:
-        transcript = preferred_published(episode, audio, settings, on_fallback)
+        transcript = preferred_published(episode, audio, settings, tell)
     if transcript is None:
         backend = cluster_backend(settings) if on_cluster(settings) else load_backend(settings)
-        transcript = backend.transcribe(audio, episode, settings, Progress(on_segment, on_retry, on_worker))
+        transcript = backend.transcribe(audio, episode, settings, tell)
     write_transcript(transcript, episode_dir)
     return transcript
 
@@ -96,24 +90,20 @@ def stored_transcript(job: FeedEpisode) -> Transcript | None:
 @stage_task("transcribe")
 def transcribe(job: FeedEpisode, settings: Settings, audio: AudioFile, recording: StageRecording) -> Transcript:
     logger = get_run_logger()
-    next_tenth = 1
 
-    def log_progress(done_s: float, total_s: float) -> None:  # at most once per tenth of the audio
-        nonlocal next_tenth
-        if total_s and done_s >= total_s * next_tenth / 10:
-            logger.info("%.0f%% transcribed (%.0f of %.0f s of audio)", 100 * done_s / total_s, done_s, total_s)
-            next_tenth = int(10 * done_s / total_s) + 1
+    def log(event: StageEvent) -> None:
+        match event:
+            case Heard(done_s, total_s):
+                logger.info("%.0f%% transcribed (%.0f of %.0f s of audio)", 100 * done_s / total_s, done_s, total_s)
+            case Retried(message):
+                logger.warning("%s", message)
+            case FellBack(reason):
+                logger.warning("Transcribing the audio: the published transcript is unusable: %s", reason)
+            case Moved(worker) if recording.workers:
+                logger.warning("Moved to cluster worker %s: worker %s left mid-way", worker, recording.workers[-1])
+            case Moved(worker):
+                logger.info("Transcribing on cluster worker %s", worker)
+        if isinstance(event, Moved):
+            recording.workers.append(event.worker)  # the ledger keeps them too
 
-    def log_fallback(reason: str) -> None:
-        logger.warning("Transcribing the audio: the published transcript is unusable: %s", reason)
-
-    def log_worker(address: str) -> None:  # the ledger keeps them too
-        if recording.workers:
-            logger.warning("Moved to cluster worker %s: worker %s left mid-way", address, recording.workers[-1])
-        else:
-            logger.info("Transcribing on cluster worker %s", address)
-        recording.workers.append(address)
-
-    return transcribe_audio(
-        audio, job.episode, job.folder.path, settings, log_progress, log_fallback, logger.warning, log_worker
-    )
+    return transcribe_audio(audio, job.episode, job.folder.path, settings, by_tenths(log))
