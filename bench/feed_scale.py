@@ -140,6 +140,7 @@ def instrument(phases: Phases) -> None:
     import tasks.download as download_module
     import tasks.feed as feed_module
     import tasks.store as store_module
+    from tasks.ledger_db import LedgerDB
     from tasks.store import FeedStore
 
     for owner, attribute, name in (
@@ -165,6 +166,8 @@ def instrument(phases: Phases) -> None:
     ):
         phases.wrap(owner, attribute, name)
     phases.wrap(FeedStore, "read_ledger", "ledger read", contextual=True)
+    phases.wrap(LedgerDB, "record", "ledger write", contextual=True)
+    phases.wrap(LedgerDB, "entry", "ledger lookup", contextual=True)
     phases.wrap(store_module, "write_record", "write", contextual=True)
 
 

@@ -218,12 +218,18 @@ def ingest(
             UUID, create_progress_artifact(0.0, description="Episodes of this run through the pipeline")
         )
 
+        shown_percent = 0
+
         def on_progress(progress: Progress) -> None:
+            nonlocal shown_percent
             # A display is no reason to stop the pipeline: its failures are logged, not raised.
             try:
-                update_progress_artifact(
-                    progress_artifact, 100.0 * progress.settled / progress.total if progress.total else 100.0
-                )
+                # An API call on the flow's thread, which does all the submitting: once a whole percent, not once an
+                # episode (a call took 70-145 ms, most of a run's time on a feed of 3,000 refused enclosures).
+                percent = 100 * progress.settled // progress.total if progress.total else 100
+                if percent > shown_percent or progress.settled == progress.total:
+                    update_progress_artifact(progress_artifact, float(percent))
+                    shown_percent = percent
                 for listener in _progress_listeners:
                     listener(progress)
             except Exception:

@@ -62,6 +62,7 @@ class FeedStore:
                 self.remove_leftovers()
                 yield
             finally:
+                self.ledger.close()
                 held.release(self.feed_dir)
         finally:
             if held is not locks:

@@ -13,6 +13,7 @@ from tasks.store import FeedStore
 def write_old_ledger(store: FeedStore, ledger: Ledger | str) -> None:
     """Make the feed folder's ledger the `ledger.json` the previous release kept, the database gone: the next open
     migrates it."""
+    store.ledger.close()
     for name in (LEDGER, f"{LEDGER}-wal", f"{LEDGER}-shm"):
         (store.feed_dir / name).unlink(missing_ok=True)
     text = ledger if isinstance(ledger, str) else ledger.model_dump_json()
