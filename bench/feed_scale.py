@@ -11,11 +11,11 @@ fetched in full again and every download is retried.
 Phases are timed from the bench, by replacing functions in the child process only (product code is not edited):
 flows.ingest's `ingest`, `open_feeds`, `fetch_feeds`, `unique_episodes` and `selected_episodes` (selection),
 `register`, `limited_stage_tags`, `create_progress_artifact` and `update_progress_artifact` (the progress
-artifact, one API call per pipeline step), `run_pipeline`, `feed_report` and `publish`; tasks.feed's `fetch_feed`
+artifact, one API call per percent of the run), `run_pipeline`, `feed_report` and `publish`; tasks.feed's `fetch_feed`
 (fetch and parse) and `parsed_page` (the parse, in its child process); tasks.download's `download_episode` (the
 HTTP attempt) and the `download` task's function; FeedStore's `record`, `register` and `validators_for`; and
-FeedStore.read_ledger and tasks.store's write_record, each counted under the innermost timed phase that called it
-("ledger read in record", "write in download task", ...). Phases run inside the pipeline on the download workers
+FeedStore.read_ledger, LedgerDB's `record` and `entry` and tasks.store's write_record, each counted under the
+innermost timed phase that called it ("ledger write in record", "ledger read in report", ...). Phases run inside the pipeline on the download workers
 are summed over those threads (thread-seconds, lock waits included), so they can add up to more than the pipeline's
 wall time. "flow overhead" is the flow's wall time less `ingest()`: the flow run's start and end in Prefect.
 "pace" is the time between settled episodes over the first and the last tenth of the pipeline.
@@ -247,7 +247,7 @@ def run_flow(episodes: int, output: Path, feed_url: str, workers: int, run: str,
     measured = phases.snapshot()
     ingest_s = measured.get("ingest()", (0.0, 0))[0]
     measured["flow overhead"] = (wall - ingest_s, 1)
-    ledgers = list(output.glob("*/ledger.json"))
+    ledgers = list(output.glob("*/ledger.sqlite"))
     return Result(
         episodes=episodes,
         run=run,
@@ -367,7 +367,7 @@ def tables(results: list[Result], killed: list[Killed], workers: int) -> list[Ta
         "pace first 10% ms",
         "pace last 10% ms",
         "CPU s",
-        "ledger.json MiB",
+        "ledger MiB",
         "peak RSS MiB",
     ):
         summary.add_column(column, justify="right")

@@ -116,17 +116,17 @@ def _status_detail(exc: openai.APIStatusError, key: str | None) -> str:
 
 def _take_rate_limit_slot(settings: Settings, error: type[PodflowError]) -> None:
     """Wait for a slot of the global concurrency limit `openai_rate_limit` names, if it names one, at most
-    `max_download_s`."""
+    `openai_rate_limit_wait_s`."""
     if not (name := settings.openai_rate_limit):
         return
     from prefect.concurrency.sync import rate_limit
 
     try:
-        rate_limit(name, timeout_seconds=settings.max_download_s, strict=True)
+        rate_limit(name, timeout_seconds=settings.openai_rate_limit_wait_s, strict=True)
     except TimeoutError:
         raise error(
-            f"no slot of the rate limit {name!r} (openai_rate_limit) within {settings.max_download_s:.0f} s "
-            "(max_download_s)"
+            f"no slot of the rate limit {name!r} (openai_rate_limit) within {settings.openai_rate_limit_wait_s:.0f} s "
+            "(openai_rate_limit_wait_s)"
         ) from None
     except Exception as exc:
         raise error(
@@ -146,7 +146,7 @@ def call_with_retries(
     on_retry: Callable[[str], None] = log_retry,
 ) -> T:
     """What `send()` returns, each try taking a rate-limit slot; 408, 409, 429, 5xx, timeouts (`timeout_s`, for the
-    message) and lost connections are tried again, up to `download_attempts` times.
+    message) and lost connections are tried again, up to `openai_attempts` times.
 
     Between tries the wait is the backoff or the server's Retry-After, whichever is longer; `on_retry` hears of it,
     and `stopped` (set when a sibling request has failed) cuts it short. A 429 for insufficient_quota is a refusal.
@@ -180,8 +180,8 @@ def call_with_retries(
     try:
         return retrying(
             attempt,
-            attempts=settings.download_attempts,
-            backoff_base_s=settings.retry_backoff_s,
+            attempts=settings.openai_attempts,
+            backoff_base_s=settings.openai_retry_backoff_s,
             retry_on=_TryAgain,
             on_retry=on_retry,
             sleep=stopped.wait,

@@ -269,6 +269,7 @@ def openai_settings(api: OpenAIServer, tmp_path: Path, **changes: object) -> Set
     return Settings(
         output_dir=tmp_path / "out",
         retry_backoff_s=0.01,
+        openai_retry_backoff_s=0.01,
         enrich="openai",
         openai_base_url=api.base_url,
         allowed_networks=LOOPBACK,
@@ -560,7 +561,7 @@ def test_rate_limits_and_server_errors_are_retried_with_backoff(api: OpenAIServe
 def test_a_server_that_keeps_failing_is_given_up_on(api: OpenAIServer, tmp_path: Path) -> None:
     api.chat = lambda received: error(500, "internal error", "server_error")
     with pytest.raises(EnrichmentError, match=r"gave up after 3 attempts: HTTP 500, type server_error$"):
-        openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path, download_attempts=3))
+        openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, openai_settings(api, tmp_path, openai_attempts=3))
     assert len(api.requests(CHAT)) == 3
 
 

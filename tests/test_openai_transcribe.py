@@ -62,7 +62,11 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
 
 def openai_settings(tmp_path: Path, server: OpenAIServer, **options: object) -> Settings:
     return Settings(
-        output_dir=tmp_path, transcriber="openai", openai_base_url=server.base_url, retry_backoff_s=0.01, **options
+        output_dir=tmp_path,
+        transcriber="openai",
+        openai_base_url=server.base_url,
+        openai_retry_backoff_s=0.01,
+        **options,
     )  # type: ignore[arg-type]
 
 
@@ -351,7 +355,7 @@ def test_retries_are_bounded(api: OpenAIServer, tmp_path: Path) -> None:
     api.transcribe = lambda received: error(502, "Bad gateway upstream", "server_error")
 
     with pytest.raises(TranscriptionError, match=r"failed on chunk 1 3 times; last: HTTP 502, type server_error$"):
-        api_transcript(audio, openai_settings(tmp_path, api, download_attempts=3))
+        api_transcript(audio, openai_settings(tmp_path, api, openai_attempts=3))
     assert len(api.requests(TRANSCRIPTIONS)) == 3
 
 
@@ -449,7 +453,7 @@ def test_an_answer_that_is_not_http_is_not_quoted(tmp_path: Path) -> None:
     """h11 quotes the status line it could not read; the answer is told as broken, not repeated."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
 
-        def answer_garbage() -> None:  # once: download_attempts=1
+        def answer_garbage() -> None:  # once: openai_attempts=1
             connection, _ = listener.accept()
             with connection:
                 connection.recv(65536)
@@ -459,7 +463,7 @@ def test_an_answer_that_is_not_http_is_not_quoted(tmp_path: Path) -> None:
         settings = Settings(
             output_dir=tmp_path,
             transcriber="openai",
-            download_attempts=1,
+            openai_attempts=1,
             openai_base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1",
         )
         audio = demo_audio(DEMO_EPISODES[0], tmp_path)
@@ -596,14 +600,14 @@ def test_every_request_takes_a_slot_of_the_shared_rate_limit(api: OpenAIServer, 
 
 @pytest.mark.usefixtures("prefect_api")
 def test_waiting_for_a_rate_limit_slot_is_bounded_and_ends_when_a_sibling_fails() -> None:
-    """One slot every 4 s, just taken: a request gives up after max_download_s, and one whose sibling fails while
-    it waits is not sent once its slot comes."""
+    """One slot every 4 s, just taken: a request gives up after openai_rate_limit_wait_s, and one whose sibling fails
+    while it waits is not sent once its slot comes."""
     with get_client(sync_client=True) as client:
         client.create_global_concurrency_limit(
             GlobalConcurrencyLimitCreate(name="openai-test-slow", limit=1, slot_decay_per_second=0.25)
         )
     rate_limit("openai-test-slow", strict=True)
-    settings = Settings(openai_rate_limit="openai-test-slow", max_download_s=1.0)
+    settings = Settings(openai_rate_limit="openai-test-slow", openai_rate_limit_wait_s=1.0)
     sent: list[str] = []
 
     def send(name: str):  # type: ignore[no-untyped-def]
@@ -613,7 +617,7 @@ def test_waiting_for_a_rate_limit_slot_is_bounded_and_ends_when_a_sibling_fails(
     with pytest.raises(
         TranscriptionError,
         match=r"no slot of the rate limit 'openai-test-slow' \(openai_rate_limit\) "
-        r"within 1 s \(max_download_s\)",
+        r"within 1 s \(openai_rate_limit_wait_s\)",
     ):
         call_with_retries(send("bounded"), settings, TranscriptionError, threading.Event(), key=None, timeout_s=1.0)
     assert time.monotonic() - started < 3.0
@@ -623,7 +627,7 @@ def test_waiting_for_a_rate_limit_slot_is_bounded_and_ends_when_a_sibling_fails(
     with pytest.raises(TranscriptionError, match="not sent: another request to the API failed"):
         call_with_retries(
             send("stopped"),
-            settings.model_copy(update={"max_download_s": 30.0}),
+            settings.model_copy(update={"openai_rate_limit_wait_s": 30.0}),
             TranscriptionError,
             stopped,
             key=None,

@@ -94,7 +94,7 @@ def openai_enrichment(
     """Summary, topics, chapters at segment starts, hosts and guests from the settings' chat model.
 
     Raises EnrichmentError when the API refuses the request (401, 400, ...), keeps failing (429, 5xx, no
-    connection, `download_attempts` times) or gives no valid answer in `openai_chat.ANSWER_ATTEMPTS` tries;
+    connection, `openai_attempts` times) or gives no valid answer in `openai_chat.ANSWER_ATTEMPTS` tries;
     `on_retry` hears of each retry. A transcript of more than `part_tokens` (estimated) is described in parts,
     then combined. The API key appears in no message.
     """

@@ -86,7 +86,9 @@ class Settings(Record):
     user_agent: str = Field("podflow/0.1", description="HTTP User-Agent.")
     http_timeout_s: PositiveFloat = Field(30.0, description="Connect and read timeout of each HTTP request.")
     download_attempts: PositiveInt = Field(4, description="Tries per download on connection errors, 429 and 5xx.")
-    retry_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each try, with jitter.")
+    retry_backoff_s: float = Field(
+        1.0, ge=0, description="A download's first retry delay; doubles each try, with jitter."
+    )
     max_download_s: PositiveFloat = Field(
         3 * 3600.0, description="A download still going after this long, retries included, is given up."
     )
@@ -162,6 +164,16 @@ class Settings(Record):
     )
     openai_transcribe_model: str = Field("whisper-1", description="whisper-1, gpt-4o-transcribe, …")
     openai_requests: PositiveInt = Field(4, description="API requests in flight at once for one episode.")
+    openai_attempts: PositiveInt = Field(
+        4, description="Tries per API request on timeouts, lost connections, 408, 409, 429 and 5xx."
+    )
+    openai_retry_backoff_s: float = Field(
+        1.0, ge=0, description="An API request's first retry delay; doubles each try."
+    )
+    openai_rate_limit_wait_s: PositiveFloat = Field(
+        3 * 3600.0,
+        description="How long an API request waits for a slot of openai_rate_limit before its episode fails.",
+    )
     openai_rate_limit: str | None = Field(
         None,
         description="Name of a Prefect global concurrency limit (with slot decay) every API request takes a slot "
