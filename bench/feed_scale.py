@@ -15,10 +15,11 @@ artifact, one API call per percent of the run), `run_pipeline`, `feed_report` an
 (fetch and parse) and `parsed_page` (the parse, in its child process); tasks.download's `download_episode` (the
 HTTP attempt) and the `download` task's function; FeedStore's `record`, `register` and `validators_for`; and
 FeedStore.read_ledger, LedgerDB's `record` and `entry` and tasks.store's write_record, each counted under the
-innermost timed phase that called it ("ledger write in record", "ledger read in report", ...). Phases run inside the pipeline on the download workers
-are summed over those threads (thread-seconds, lock waits included), so they can add up to more than the pipeline's
-wall time. "flow overhead" is the flow's wall time less `ingest()`: the flow run's start and end in Prefect.
-"pace" is the time between settled episodes over the first and the last tenth of the pipeline.
+innermost timed phase that called it ("ledger write in record", "ledger read in report", ...). Phases run inside
+the pipeline on the download workers are summed over those threads (thread-seconds, lock waits included), so they
+can add up to more than the pipeline's wall time. "flow overhead" is the flow's wall time less `ingest()`: the flow
+run's start and end in Prefect. "pace" is the time between settled episodes over the first and the last tenth of
+the pipeline.
 
 Run: `.venv/bin/python bench/feed_scale.py --episodes 300 3000 30000 [--workers 4] [--second-run]
 [--max-minutes M]` (default `--episodes 300 3000`). A size still running after --max-minutes is killed (its
