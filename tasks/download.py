@@ -17,11 +17,10 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import stopping
 from tasks.audio import AUDIO_EXTENSIONS
-from tasks.errors import DownloadError, RetryableDownloadError
+from tasks.errors import AddressRefusedError, DeadlineExceededError, DownloadError, RetryableDownloadError
 from tasks.files import no_link, open_no_link, sha256_of
 from tasks.http import GuardedSession, failure_detail, retry_after_s, status_line
 from tasks.models import AudioFile, Episode, Settings
-from tasks.network import AddressRefusedError, DeadlineExceededError
 from tasks.prefect_glue import episode_run_name, fail_quietly
 from tasks.retrying import GaveUp, retrying
 from tasks.store import FeedStore

@@ -16,9 +16,9 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from tasks.errors import PodflowError
+from tasks.errors import AddressRefusedError, DeadlineExceededError, PodflowError
 from tasks.models import Settings
-from tasks.network import AddressPolicy, AddressRefusedError, Deadline, DeadlineExceededError, Guard, host_port
+from tasks.network import AddressPolicy, Deadline, Guard, host_port
 
 MAX_REDIRECTS = 10
 MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is waited for a minute, then tried again
