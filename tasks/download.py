@@ -11,16 +11,14 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import requests
-import urllib3
 
 from tasks import stopping
 from tasks.audio import AUDIO_EXTENSIONS
 from tasks.errors import DownloadError, RetryableDownloadError
 from tasks.feed_run import FeedEpisode
 from tasks.files import no_link, open_no_link, sha256_of
-from tasks.http import GuardedSession, failure_detail, retry_after_s, status_line
+from tasks.http import REQUEST_ERRORS, GuardedSession, request_error, retry_after_s, status_line
 from tasks.models import AudioFile, Episode, Settings
-from tasks.network import AddressRefusedError, DeadlineExceededError
 from tasks.prefect_glue import stage_task
 from tasks.retrying import GaveUp, retrying
 from tasks.store import StageRecording
@@ -172,21 +170,10 @@ def _fetch_once(
                 bytes=written,
                 sha256=sha256_of(target),
             )
-    except (AddressRefusedError, DeadlineExceededError) as exc:
-        raise DownloadError(f"{url}: {exc}") from exc
-    except requests.TooManyRedirects as exc:
-        raise DownloadError(f"{url} redirects too many times") from exc
-    except requests.exceptions.InvalidSchema as exc:  # the first URL's scheme was checked: a redirect's was not
-        raise DownloadError(f"{url} redirects to a URL that is not http(s)") from exc
-    except (
-        requests.ConnectionError,
-        requests.Timeout,
-        requests.exceptions.ChunkedEncodingError,
-        urllib3.exceptions.HTTPError,
-    ) as exc:
-        raise RetryableDownloadError(f"{url}: {failure_detail(exc)}") from exc
-    except requests.RequestException as exc:  # a malformed URL, a redirect to another scheme, a broken encoding
-        raise DownloadError(f"{url}: {failure_detail(exc)}") from exc
+    except REQUEST_ERRORS as exc:  # a lost connection or a cut-off body is retried; a malformed URL is not
+        raise request_error(
+            exc, url, DownloadError, transient=RetryableDownloadError, failed="", redirects="too many times"
+        ) from exc
     except OSError as exc:  # the disk is full, or the folder is not writable
         raise DownloadError(f"{url} could not be saved: {exc.strerror or exc}") from exc
 

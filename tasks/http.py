@@ -1,5 +1,5 @@
-"""The one HTTP session, guarded (tasks/network.py), and the bounded GET for small documents (feeds, OPML lists,
-published transcripts)."""
+"""The one HTTP session, guarded (tasks/network.py), the one translation of its failures into PodflowErrors, and
+the bounded GET for small documents (feeds, OPML lists, published transcripts)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from tasks.errors import PodflowError
+from tasks.errors import AddressRefusedError, DeadlineExceededError, PodflowError
 from tasks.models import Settings
-from tasks.network import AddressPolicy, AddressRefusedError, Deadline, DeadlineExceededError, Guard, host_port
+from tasks.network import AddressPolicy, Deadline, Guard, host_port
 
 MAX_REDIRECTS = 10
 MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is waited for a minute, then tried again
@@ -65,6 +65,44 @@ def failure_detail(exc: BaseException) -> str:
         inner = [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
         pending += [found for found in inner if isinstance(found, BaseException)]
     return ": ".join(kinds[:4]) + (f" ({reason})" if reason else "")
+
+
+# What a request through a GuardedSession raises when it fails; the transient ones are worth another try.
+REQUEST_ERRORS = (AddressRefusedError, DeadlineExceededError, requests.RequestException, urllib3.exceptions.HTTPError)
+TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.HTTPError,
+)
+
+
+def request_error(
+    exc: Exception,
+    named: str,
+    error: type[PodflowError],
+    *,
+    transient: type[PodflowError] | None = None,
+    late: str | None = None,
+    failed: str = " could not be fetched",
+    redirects: str = f"more than {MAX_REDIRECTS} times",
+) -> PodflowError:
+    """The error a request for `named` (its URL, and what it was meant to be) fails with, for `exc`, one of
+    REQUEST_ERRORS, in words that quote nothing the server sent. A refused address or a passed deadline names its
+    rule, and too many redirects or a redirect to a URL that is not http(s) says so; any other failure is `late`
+    where given (the caller's deadline has passed), else `named`, `failed` and failure_detail's words: a
+    `transient` error for TRANSIENT_ERRORS where given (connection errors, timeouts, cut-off bodies), an `error`
+    for the rest (a malformed URL)."""
+    if isinstance(exc, (AddressRefusedError, DeadlineExceededError)):
+        return error(f"{named}: {exc}")
+    if isinstance(exc, requests.TooManyRedirects):
+        return error(f"{named} redirects {redirects}")
+    if isinstance(exc, requests.exceptions.InvalidSchema):  # the first URL's scheme is checked: a redirect's is not
+        return error(f"{named} redirects to a URL that is not http(s)")
+    if late is not None:
+        return error(late)
+    kind = transient if transient is not None and isinstance(exc, TRANSIENT_ERRORS) else error
+    return kind(f"{named}{failed}: {failure_detail(exc)}")
 
 
 class _GuardedConnectionMixin:
@@ -201,13 +239,5 @@ def fetch_document(
                 if session.deadline.expired:  # cut off: what arrived may look complete, but is not
                     raise error(too_slow)
                 return Fetched(bytes(body), response.url, dict(response.headers))
-        except (AddressRefusedError, DeadlineExceededError) as exc:
-            raise error(f"{named}: {exc}") from exc
-        except requests.TooManyRedirects as exc:
-            raise error(f"{named} redirects more than {MAX_REDIRECTS} times") from exc
-        except requests.exceptions.InvalidSchema as exc:
-            raise error(f"{named} redirects to a URL that is not http(s)") from exc
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            if session.deadline.expired:
-                raise error(too_slow) from exc
-            raise error(f"{named} could not be fetched: {failure_detail(exc)}") from exc
+        except REQUEST_ERRORS as exc:
+            raise request_error(exc, named, error, late=too_slow if session.deadline.expired else None) from exc

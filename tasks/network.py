@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from tasks.errors import PodflowError
+from tasks.errors import AddressRefusedError, DeadlineExceededError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -48,14 +48,6 @@ REFUSED_NETWORKS: tuple[tuple[str, str], ...] = (
 _REFUSED = tuple((ipaddress.ip_network(cidr), rule) for cidr, rule in REFUSED_NETWORKS)
 # IPv6 forms that carry an IPv4 address: the address inside is the one the packets reach.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-class AddressRefusedError(PodflowError):
-    """A host resolved to an address podflow may not connect to."""
-
-
-class DeadlineExceededError(PodflowError):
-    """A request (or a whole download) ran past its wall-clock limit."""
 
 
 def host_port(url: str) -> str | None:

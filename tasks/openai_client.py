@@ -13,7 +13,7 @@ from typing import TypeVar, cast
 
 import openai
 
-from tasks.errors import PodflowError
+from tasks.errors import OUT_OF_QUOTA_CODE, PodflowError, RequestFailed
 from tasks.http import MAX_RETRY_AFTER_S, failure_detail
 from tasks.http import retry_after_s as http_retry_after_s
 from tasks.models import Settings
@@ -23,8 +23,6 @@ from tasks.retrying import GaveUp, log_retry, retrying
 T = TypeVar("T")
 
 RETRIED_STATUSES = (408, 409, 429)  # and every 5xx
-KEY_REFUSED_STATUSES = (401, 403)
-OUT_OF_QUOTA_CODE = "insufficient_quota"  # a 429 with this code: retrying cannot help until someone pays
 NOT_SENT = "not sent: another request to the API failed"
 IDENTIFIER = re.compile(r"[a-z0-9_.-]{1,64}")  # an error body's type or code worth naming: never free text
 
@@ -35,32 +33,6 @@ class _TryAgain(Exception):
     def __init__(self, detail: str, retry_after_s: float | None = None):
         super().__init__(detail)
         self.retry_after_s = retry_after_s
-
-
-class RequestFailed(Exception):
-    """A request the API refused (`refused`: a 4xx not worth repeating), or that failed `attempts` times; `detail`
-    says how the last try failed, the key masked; `code` is the error code the server gave, if any."""
-
-    def __init__(
-        self, detail: str, attempts: int, status: int | None = None, refused: bool = False, code: str | None = None
-    ):
-        super().__init__(detail)
-        self.detail, self.attempts, self.status, self.refused, self.code = detail, attempts, status, refused, code
-
-    @property
-    def key_refused(self) -> bool:
-        return self.refused and self.status in KEY_REFUSED_STATUSES
-
-    @property
-    def out_of_quota(self) -> bool:
-        return self.refused and self.code == OUT_OF_QUOTA_CODE
-
-    @property
-    def reason(self) -> str:
-        """The refusal in words: 401 and 403 refuse the key, insufficient_quota the account."""
-        if self.key_refused:
-            return "the API key was refused"
-        return "the account is out of quota" if self.out_of_quota else "the request was refused"
 
 
 def api_key(settings: Settings, error: type[PodflowError]) -> str | None:

@@ -27,9 +27,10 @@ from flows.ingest import ingest_feed
 from tasks.download import sha256_of
 from tasks.episode_folder import TRANSCRIPT_TEXT
 from tasks.episode_id import guid_episode_id
+from tasks.errors import AudioNotVisibleError, ClusterError
 from tasks.models import AudioFile, IngestReport, Ledger, Settings
 from tasks.store import FeedStore
-from tasks.transcribe.cluster_worker import TOPIC, AudioNotVisibleError, ClusterError, WorkerModel, audio_on_worker
+from tasks.transcribe.cluster_worker import TOPIC, WorkerModel, audio_on_worker
 from tasks.transcribe.stage import transcribe_audio
 from tests.conftest import DEMO_EPISODES, LOOPBACK, DemoEpisode
 from tests.dask_cluster import PODFLOW, DaskProcesses, dask_cluster

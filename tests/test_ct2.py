@@ -6,8 +6,9 @@ import pytest
 import torch
 from whisper.model import ModelDimensions, Whisper
 
+from tasks.errors import ModelFormatError, UnknownBundledModel
 from tasks.transcribe.bundled import BUNDLED_MODELS, bundled_model, whisper_checkpoint_path
-from tasks.transcribe.ct2 import ModelFormatError, read_ct2_model, whisper_checkpoint
+from tasks.transcribe.ct2 import read_ct2_model, whisper_checkpoint
 
 
 @pytest.mark.parametrize(("name", "vocabulary", "layers", "heads"), [("tiny.en", 51864, 4, 6), ("base", 51865, 6, 8)])
@@ -65,5 +66,5 @@ def test_a_damaged_model_file_is_a_clear_error(data: bytes, message: str) -> Non
 
 def test_unknown_bundled_names_list_the_bundled_ones() -> None:
     assert bundled_model("tiny.en") is None  # a plain name is the engine's to resolve
-    with pytest.raises(ValueError, match="no bundled model 'large'; bundled: base, tiny.en"):
+    with pytest.raises(UnknownBundledModel, match="no bundled model 'large'; bundled: base, tiny.en"):
         bundled_model("bundled:large")

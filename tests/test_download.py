@@ -13,8 +13,15 @@ import pytest
 import requests
 
 from tasks.download import download_episode
-from tasks.errors import DownloadError
-from tasks.http import retry_after_s
+from tasks.errors import (
+    AddressRefusedError,
+    DownloadError,
+    FeedError,
+    PodflowError,
+    RetryableDownloadError,
+    TranscriptionError,
+)
+from tasks.http import request_error, retry_after_s
 from tasks.models import Episode, Settings
 from tests.conftest import DEMO_EPISODES, LOOPBACK
 from tests.feedserver import FeedServer, Route
@@ -131,6 +138,31 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date_and_capped() -> None:
     assert 25 < (retry_after_s(headers_with(in_30_s)) or 0) <= 30
     assert retry_after_s(headers_with("86400")) == 60.0
     assert retry_after_s(headers_with("soon")) is None
+
+
+def test_one_translation_of_request_failures_for_downloads_and_documents() -> None:
+    url = "http://host.example/ep.mp3"
+
+    def download_error(exc: Exception) -> PodflowError:
+        return request_error(
+            exc, url, DownloadError, transient=RetryableDownloadError, failed="", redirects="too many times"
+        )
+
+    lost = requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer"))
+    assert type(download_error(lost)) is RetryableDownloadError
+    assert str(download_error(lost)) == f"{url}: ConnectionError: ConnectionResetError (Connection reset by peer)"
+    assert type(download_error(requests.exceptions.ChunkedEncodingError())) is RetryableDownloadError
+    assert type(download_error(requests.exceptions.InvalidURL())) is DownloadError
+    assert str(download_error(requests.TooManyRedirects())) == f"{url} redirects too many times"
+    assert str(download_error(AddressRefusedError("refused"))) == f"{url}: refused"
+    document = f"{url} (published transcript)"
+    assert type(request_error(lost, document, TranscriptionError)) is TranscriptionError
+    assert str(request_error(lost, document, TranscriptionError)).startswith(f"{document} could not be fetched: ")
+    assert str(request_error(lost, document, FeedError, late="too slow")) == "too slow"
+    assert str(request_error(requests.exceptions.InvalidSchema(), url, FeedError)) == (
+        f"{url} redirects to a URL that is not http(s)"
+    )
+    assert str(request_error(requests.TooManyRedirects(), url, FeedError)) == f"{url} redirects more than 10 times"
 
 
 def range_requests(server: FeedServer, path: str) -> list[tuple[str | None, str | None]]:

@@ -22,7 +22,7 @@ from tasks.enrich import local, openai_api, openai_chat
 from tasks.enrich.local import local_enrichment
 from tasks.enrich.openai_api import openai_enrichment, split_parts
 from tasks.enrich.openai_chat import Answer, snap_chapters
-from tasks.errors import EnrichmentError
+from tasks.errors import EnrichmentError, InvalidAnswer
 from tasks.ledger_db import LEDGER
 from tasks.models import (
     Chapter,
@@ -332,7 +332,7 @@ def test_chapter_starts_are_taken_from_the_segments() -> None:
         (4.25, "Bread"),
         (12.75, "Bees"),
     ]
-    with pytest.raises(openai_chat.InvalidAnswer, match="starts at 30.0"):
+    with pytest.raises(InvalidAnswer, match="starts at 30.0"):
         snap_chapters(Answer.model_validate(VALID | {"chapters": [{"start": 30.0, "title": "Late"}]}).chapters, starts)
 
 

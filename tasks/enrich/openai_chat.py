@@ -10,9 +10,9 @@ from typing import Any
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tasks.errors import EnrichmentError
+from tasks.errors import EnrichmentError, InvalidAnswer, RequestFailed
 from tasks.models import Chapter, Settings, TokenUsage
-from tasks.openai_client import RequestFailed, api_key, call_with_retries, masked, new_client
+from tasks.openai_client import api_key, call_with_retries, masked, new_client
 
 ANSWER_ATTEMPTS = 3  # requests per part when the answer is not JSON or not valid
 CHAPTER_START_TOLERANCE_S = 1.0  # a chapter start this close to a segment start is taken as that start
@@ -41,10 +41,6 @@ RESPONSE_FORMAT = {
     "type": "json_schema",
     "json_schema": {"name": "episode_description", "schema": Answer.model_json_schema(), "strict": True},
 }
-
-
-class InvalidAnswer(ValueError):
-    """An answer that is not JSON, does not follow the schema, or names a chapter start that is not a segment's."""
 
 
 def snap_chapters(chapters: Sequence[ChapterAnswer], starts: Sequence[float]) -> tuple[Chapter, ...]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
+from tasks.errors import UnknownBundledModel
 from tasks.files import atomic_write_bytes
 
 BUNDLED_PREFIX = "bundled:"
@@ -55,10 +56,6 @@ BUNDLED_MODELS = {
         ),
     )
 }
-
-
-class UnknownBundledModel(ValueError):
-    pass
 
 
 def bundled_model(model: str) -> BundledModel | None:

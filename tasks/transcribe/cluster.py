@@ -23,16 +23,16 @@ from typing import Any
 
 import distributed
 
-from tasks.errors import TranscriptionError
+from tasks.errors import AudioNotVisibleError, ClusterError, TranscriptionError
 from tasks.events import Heard, Moved, Retried, Tell
 from tasks.models import AudioFile, Episode, Settings, Transcript
-from tasks.transcribe.cluster_worker import RESOURCE, TOPIC, AudioNotVisibleError, ClusterError, hear, sees
+from tasks.transcribe.cluster_worker import RESOURCE, TOPIC, hear, sees
 
 HEALTH_CHECK_S = 2.0
 SENDS = 3  # tries to get the audio to a worker, where the worker holding the bytes sent dies each time
 
 
-class SendAgain(Exception):
+class _SendAgain(Exception):
     """Dask gave the transcription up for a reason that is not the episode's: send it again."""
 
 
@@ -132,7 +132,7 @@ class ClusterClient:
                 except AudioNotVisibleError as exc:  # a worker that joined after the check, on another file system
                     tell(Retried(f"Sending the audio as bytes: {exc}"))
                     by_path = False
-                except SendAgain as exc:
+                except _SendAgain as exc:
                     tell(Retried(f"Sending the episode again: {exc}"))
         except OSError as exc:  # CommClosedError and TimeoutError among them: the scheduler went away
             went = f"{type(exc).__name__}: {exc}"
@@ -160,13 +160,13 @@ class ClusterClient:
             # episode that was being heard at each death.
             deaths = exc.allowed_failures + 1
             if starts < deaths:
-                raise SendAgain(f"{deaths} workers died holding it, while it was heard on {starts}") from None
+                raise _SendAgain(f"{deaths} workers died holding it, while it was heard on {starts}") from None
             raise TranscriptionError(f"every worker that heard it died ({deaths}): KilledWorker: {exc}") from None
         except distributed.scheduler.NoValidWorkerError as exc:  # an operator's no-workers-timeout
             raise ClusterError(f"the transcribe cluster at {self.address} has no worker for it: {exc}") from None
         except CancelledError as exc:
             if sent is not None and sent.status != "finished":  # Dask keeps scattered data on one worker only
-                raise SendAgain("the worker holding the audio left before it was heard") from None
+                raise _SendAgain("the worker holding the audio left before it was heard") from None
             raise ClusterError(f"the transcribe cluster at {self.address} dropped the transcription: {exc}") from None
         finally:
             self._inboxes.pop(key, None)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tasks.errors import PodflowError, TranscriptionError
+from tasks.errors import AudioNotVisibleError, ClusterError, ModelMismatchError, TranscriptionError
 from tasks.events import Heard, StageEvent, by_tenths
 from tasks.files import sha256_of
 from tasks.models import AudioFile, Episode, Settings, Transcript
@@ -27,18 +27,6 @@ except ImportError as exc:  # an optional extra: only the flows and workers that
 RESOURCE = "transcribe"
 TOPIC = "podflow-transcribe"  # the events workers log as they take and hear an episode
 WORKER_SETTINGS_VARIABLE = "PODFLOW_WORKER_SETTINGS"  # `podflow worker` hands the worker process its settings here
-
-
-class ClusterError(TranscriptionError):
-    """The transcribe cluster cannot be reached, or has no worker to take the transcription."""
-
-
-class ModelMismatchError(TranscriptionError):
-    """The worker that took the transcription loaded another model than the flow asks for."""
-
-
-class AudioNotVisibleError(PodflowError):
-    """The worker does not see the flow's audio file at its path: the audio must travel as bytes."""
 
 
 class WorkerModel(NamedTuple):

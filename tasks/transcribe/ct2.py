@@ -16,12 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from tasks.errors import ModelFormatError
+
 # Indexed by CTranslate2's DataType enum (include/ctranslate2/types.h); bfloat16 has no numpy type.
 _DTYPES = (np.float32, np.int8, np.int16, np.int32, np.float16)
-
-
-class ModelFormatError(ValueError):
-    """The file is not a CTranslate2 Whisper model this converter understands."""
 
 
 def read_ct2_model(data: bytes) -> dict[str, np.ndarray]:
@@ -66,7 +64,7 @@ def read_ct2_model(data: bytes) -> dict[str, np.ndarray]:
             variables[alias] = variables[target]
     except struct.error as exc:
         raise ModelFormatError(f"the model file ends early ({len(data)} bytes)") from exc
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, ModelFormatError) as exc:  # the refusals above included
         raise ModelFormatError(f"the model file is damaged: {exc}") from exc
     if quantized := [name for name in variables if name.endswith("weight_scale")]:
         raise ModelFormatError(f"the model is quantized ({quantized[0]}); openai-whisper needs float weights")

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import openai
 
-from tasks.errors import TranscriptionError
+from tasks.errors import RequestFailed, TranscriptionError
 from tasks.models import Segment, Settings, Word
-from tasks.openai_client import RequestFailed, call_with_retries, masked
+from tasks.openai_client import call_with_retries, masked
 from tasks.transcribe.openai_chunks import FILE_NAME, MIME_TYPE, Chunk, encode_chunk
 from tasks.transcribe.openai_stitch import ChunkTranscript
 
