@@ -24,6 +24,7 @@ from pathlib import Path
 from tasks.errors import StorageError
 from tasks.files import no_link, open_no_link
 from tasks.models import AudioFile, FeedValidators, Ledger, LedgerEntry, StageOutcome
+from tasks.redaction import redact_url
 
 LEDGER = "ledger.sqlite"
 OLD_LEDGER = "ledger.json"  # what the previous release kept
@@ -152,7 +153,7 @@ class LedgerDB:
                     connection.execute("BEGIN")
                     connection.execute(
                         "INSERT INTO feed VALUES (?, ?)",
-                        (self.feed_url, ledger.validators.model_dump_json() if ledger.validators else None),
+                        (redact_url(self.feed_url), ledger.validators.model_dump_json() if ledger.validators else None),
                     )
                     _write_entries(connection, ledger.episodes.values())
                     connection.execute("COMMIT")

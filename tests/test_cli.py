@@ -6,12 +6,13 @@ import json
 import re
 from datetime import UTC, datetime
 from ipaddress import ip_network
+from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from flows import cli
+from flows import cli, cli_display
 from flows.cli import app
 from tasks.models import EpisodeMetadata, Ledger, Settings
 from tests.conftest import DEMO_EPISODES
@@ -22,7 +23,9 @@ runner = CliRunner()
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_ingest_prints_the_summary_and_exits_non_zero_when_an_episode_failed(server: FeedServer, tmp_path) -> None:
+def test_ingest_prints_the_summary_and_exits_non_zero_when_an_episode_failed(
+    server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     demo = DEMO_EPISODES[3]
     server.add(f"/{demo.slug}.mp3", demo.audio)
     feed_url = server.add(
@@ -48,7 +51,8 @@ def test_ingest_prints_the_summary_and_exits_non_zero_when_an_episode_failed(ser
     assert len(list(tmp_path.glob("*/episodes/*/metadata.json"))) == 1
 
     (feed_folder,) = tmp_path.glob("*/ledger.sqlite")
-    shown = runner.invoke(app, ["ledger", str(feed_folder.parent)], env={"COLUMNS": "250"})
+    monkeypatch.setattr(cli_display.console, "width", 250)  # each row on one line
+    shown = runner.invoke(app, ["ledger", str(feed_folder.parent)])
     assert shown.exit_code == 0, shown.output
     assert re.search(rf"{demo.title} .* done .* done .* done", shown.output)
     assert re.search(r"Gone Episode .* failed .* - .* - .* download: DownloadError: .*HTTP 404", shown.output)
