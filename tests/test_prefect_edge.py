@@ -27,6 +27,13 @@ WITHOUT_PREFECT = [
     "tasks.report",
     "tasks.opml",
     "tasks.openai_client",
+    "tasks.stages",
+    "tasks.episode_folder",
+    "tasks.ledger_db",
+    "tasks.events",
+    # What flows/cli.py imports before Prefect is configured.
+    "flows.cli_display",
+    "flows.cli_options",
 ]
 
 

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import stat
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from tasks.folder_names import (
     free_episode_folder_name,
     slugify,
 )
-from tasks.ledger_db import LEDGER
+from tasks.ledger_db import LEDGER, OPEN_LEDGERS
 from tasks.models import AudioFile, Episode
 from tasks.redaction import redact_urls_0_2
 from tasks.run_locks import LOCK_FILE
@@ -224,6 +225,29 @@ def _record_stages(feed_dir: Path, episode_ids: list[str]) -> None:
 
 
 @pytest.mark.integration  # a subprocess
+def test_ledgers_of_more_feeds_than_a_process_keeps_open_lose_no_outcome(tmp_path: Path) -> None:
+    """Threads writing to more ledgers than OPEN_LEDGERS: connections closed as the least recently used while
+    others wait their turn are opened again, and every outcome is there."""
+    stores = [FeedStore(tmp_path / f"feed-{n}", f"https://example.org/{n}.xml") for n in range(OPEN_LEDGERS + 8)]
+    for store in stores:
+        store.register([Episode(episode_id=f"ep-{i}", title="Ep", enclosure_url="https://x/a.mp3") for i in range(5)])
+
+    def work(store: FeedStore) -> None:
+        for i in range(5):
+            for stage in STAGES:
+                with store.recording(f"ep-{i}", stage):
+                    pass
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, stores * 2))
+
+    for store in stores:
+        entries = store.read_ledger().episodes.values()
+        assert len(entries) == 5 and all(entry.complete for entry in entries)
+        store.ledger.close()
+    assert not list(tmp_path.glob("*/ledger.sqlite-wal"))  # closed: every write checkpointed into the database
+
+
 def test_ledger_keeps_every_outcome_recorded_from_several_processes(tmp_path: Path) -> None:
     store = FeedStore(tmp_path, "https://example.org/feed.xml")
     ids = [f"ep-{i}" for i in range(30)]
