@@ -148,7 +148,8 @@ class LedgerDB:
             temp = folder / f".{LEDGER}.{secrets.token_hex(6)}.tmp"
             try:
                 with closing(sqlite3.connect(temp, isolation_level=None)) as connection:
-                    connection.execute("PRAGMA journal_mode=WAL")  # kept in the file: every later connection uses it
+                    # No journal while it is built: a build cut short is only a temp file, swept as leftovers.
+                    connection.execute("PRAGMA journal_mode=OFF")
                     connection.executescript(SCHEMA)
                     connection.execute("BEGIN")
                     connection.execute(
@@ -156,7 +157,8 @@ class LedgerDB:
                         (redact_url(self.feed_url), ledger.validators.model_dump_json() if ledger.validators else None),
                     )
                     _write_entries(connection, ledger.episodes.values())
-                    connection.execute("COMMIT")
+                    connection.execute("COMMIT")  # synced (synchronous=FULL) before the rename below
+                    connection.execute("PRAGMA journal_mode=WAL")  # kept in the file: every later connection uses it
                 os.replace(temp, self.path)
             except BaseException:
                 temp.unlink(missing_ok=True)
