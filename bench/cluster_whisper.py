@@ -78,7 +78,7 @@ def measure(workers: int, episodes: list[tuple[AudioFile, list[Spoken]]], settin
         )
         stack.callback(stop, scheduler)
         address = distributed.utils.json_load_robust(str(address_file), timeout=60)["address"]
-        worker_settings = settings.model_copy(update={"transcribe_workers": 1})
+        worker_settings = settings.but(worker_slots=1)
         for number in range(workers):
             command, environment = dask_worker_command(address, worker_settings, ["--no-dashboard"])
             stack.callback(stop, started(command, folder / f"w{number}.log", env=environment))
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--compute-type")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
-    settings = Settings(
+    settings = Settings.of(
         transcriber=args.transcriber, model=args.model, device=args.device, compute_type=args.compute_type
     )
     console = Console()

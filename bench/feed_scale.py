@@ -219,7 +219,7 @@ def run_flow(episodes: int, output: Path, feed_url: str, workers: int, run: str,
     from flows.ingest import ingest_feeds, listening
     from tasks.models import RunReport, Settings
 
-    settings = Settings(
+    settings = Settings.of(
         output_dir=output,
         allowed_networks=("127.0.0.1/32",),
         download_attempts=1,
@@ -272,7 +272,7 @@ def child(episodes: int, workers: int, second_run: bool, result_file: Path, prog
     work = Path(tempfile.mkdtemp(prefix="podflow-bench-scale-"))
     with FeedServer() as server:
         warm_url = server.add("/warm.xml", feed_document(server.url, 1, "warm"), content_type="application/rss+xml")
-        warm = Settings(output_dir=work / "warm", allowed_networks=("127.0.0.1/32",), download_attempts=1)
+        warm = Settings.of(output_dir=work / "warm", allowed_networks=("127.0.0.1/32",), download_attempts=1)
         ingest_feeds([warm_url], None, warm, return_state=True)
         feed_url = server.add(
             "/feed.xml", feed_document(server.url, episodes, "ep"), content_type="application/rss+xml"

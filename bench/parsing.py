@@ -72,7 +72,7 @@ def main() -> None:
     url = "https://feeds.example.org/feed.xml"
 
     def page(body: bytes, isolated: bool, limits: Settings = settings) -> Callable[[], Any]:
-        parse_args = (body, url, url, {}, limits.max_feed_episodes)
+        parse_args = (body, url, url, {}, limits.documents.max_feed_episodes)
         if isolated:
             return lambda: parse_isolated(parse_page, parse_args, limits, url, FeedError)
         return lambda: parse_page(*parse_args)
@@ -119,7 +119,7 @@ def main() -> None:
         cut[2],
     )
 
-    quick = settings.model_copy(update={"max_parse_s": 10.0})
+    quick = settings.but(max_parse_s=10.0)
     attributes = feed_of(["<item><title " + " ".join(f'a{n}="x"' for n in range(100_000)) + ">t</title></item>"])
     slow = timed(page(attributes, True, quick))
     table.add_row(
@@ -132,7 +132,7 @@ def main() -> None:
     )
 
     def transcript(body: bytes, media_type: str, limits: Settings) -> Callable[[], Any]:
-        arguments = (body, media_type, 3600.0, limits.max_transcript_segments)
+        arguments = (body, media_type, 3600.0, limits.documents.max_transcript_segments)
         return lambda: parse_isolated(parse_published, arguments, limits, "the transcript", TranscriptionError)
 
     html = timed(transcript(b"</" * 2**19, "text/html", quick))

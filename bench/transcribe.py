@@ -100,7 +100,7 @@ def transcribe_clip(job: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     audio = AudioFile(episode_id=clip, path=path, source_url="bench", bytes=path.stat().st_size, sha256=sha256_of(path))
     started = time.perf_counter()
     transcript = transcribe_audio(
-        audio, Episode(episode_id=clip, title=clip), Path(folder), Settings.model_validate(settings_fields)
+        audio, Episode(episode_id=clip, title=clip), Path(folder), Settings.of(**settings_fields)
     )
     return {
         "clip": clip,
@@ -116,11 +116,12 @@ def warm_worker(job: tuple[dict[str, Any], Any, str]) -> float:
     """Load the engine (timed), then, with every other worker at once, transcribe a first clip: each worker holds
     its own model (openai-whisper checks one out per concurrent transcription) before the clock starts."""
     from tasks.models import Settings
-    from tasks.transcribe.base import load_backend
+    from tasks.transcribe.base import load_backend, workers_in_process
 
     settings_fields, all_workers_ready, folder = job
     started = time.perf_counter()
-    load_backend(Settings.model_validate(settings_fields))
+    settings = Settings.of(**settings_fields)
+    load_backend(settings, workers_in_process(settings))
     load_s = time.perf_counter() - started
     all_workers_ready.wait()
     transcribe_clip(("bees", folder, settings_fields))

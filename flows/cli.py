@@ -20,7 +20,7 @@ import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from flows.cli_display import StageDisplay, console, print_feed, print_ledger, printable  # noqa: E402
-from flows.cli_options import setting_option  # noqa: E402
+from flows.cli_options import setting_fields, setting_option  # noqa: E402
 from flows.demo_server import serving  # noqa: E402
 from flows.ingest import ingest_feeds, listening  # noqa: E402
 from flows.limits import limits_app  # noqa: E402
@@ -41,6 +41,11 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
+
+
+def setting_errors(exc: ValidationError) -> str:
+    """Each error named by the setting's user-facing name (`allowed_networks.0`), not by its group."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'][1:] or e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
 def run(feed_urls: list[str], opml: str | None, settings: Settings) -> int:
@@ -69,15 +74,16 @@ def ingest(feed_urls: list[str] | None, opml: str | None, **given: object) -> No
         if value is not None:  # an option not given: the field's default
             values[name] = value
     try:
-        settings = Settings.model_validate(values)
+        settings = Settings.of(**values)
     except ValidationError as exc:
-        raise typer.BadParameter(
-            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        ) from None
+        raise typer.BadParameter(setting_errors(exc)) from None
     raise typer.Exit(run(feed_urls or [], opml, settings))
 
 
-# typer reads the options from the signature: the feeds, then one option per Settings field.
+# What only `podflow worker` is told: a run starts no workers.
+WORKER_ONLY = {"worker_slots"}
+
+# typer reads the options from the signature: the feeds, then one option per setting.
 ingest.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [
         inspect.Parameter(
@@ -96,7 +102,7 @@ ingest.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                 str | None, typer.Option(metavar="FILE|URL", help="An OPML file or URL listing feeds to ingest too.")
             ],
         ),
-        *(setting_option(name, field) for name, field in Settings.model_fields.items()),
+        *(setting_option(name, field) for name, field in setting_fields().items() if name not in WORKER_ONLY),
     ]
 )
 app.command()(ingest)
@@ -111,15 +117,15 @@ def demo(
         feed_url = base_url + "feed.xml"
         console.print(f"Serving the demo feed at {feed_url}")
         # The demo's episodes are on this machine, which podflow refuses to reach unless allowed.
-        status = run([feed_url], None, Settings(output_dir=output, allowed_networks=("127.0.0.1/32",)))
+        status = run([feed_url], None, Settings.of(output_dir=output, allowed_networks=("127.0.0.1/32",)))
     console.print(f"Output in {output.resolve()}. Run again: nothing is redone; delete it to start over.")
     raise typer.Exit(status)
 
 
-WORKER_SETTINGS = ("transcriber", "model", "device", "compute_type")
+WORKER_SETTINGS = ("worker_slots", "transcriber", "model", "device", "compute_type")
 
 
-def worker(ctx: typer.Context, scheduler: str, slots: int, **given: object) -> None:
+def worker(ctx: typer.Context, scheduler: str, **given: object) -> None:
     """Start a Dask worker that hears audio for runs with --transcribe-cluster SCHEDULER: its model loaded once
     and kept; each run's transcriber, model, device and compute type checked against it. Options this command
     does not know go to `dask worker` (--name, --local-directory, --nanny/--no-nanny ...)."""
@@ -129,13 +135,13 @@ def worker(ctx: typer.Context, scheduler: str, slots: int, **given: object) -> N
         raise typer.BadParameter(str(exc)) from None
 
     try:
-        settings = Settings.model_validate(
-            {name: value for name, value in given.items() if value is not None} | {"transcribe_workers": slots}
-        )
+        settings = Settings.of(**{name: value for name, value in given.items() if value is not None})
     except ValidationError as exc:
-        raise typer.BadParameter("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+        raise typer.BadParameter(setting_errors(exc)) from None
     if not hears_audio(settings):
-        raise typer.BadParameter(f"{settings.transcriber} does not hear audio itself: a worker has nothing to run")
+        raise typer.BadParameter(
+            f"{settings.transcribe.transcriber} does not hear audio itself: a worker has nothing to run"
+        )
     command, environment = dask_worker_command(scheduler, settings, ctx.args)
     # exec, not a child: the process an operator (or a test) started is the worker, signals and PID included.
     os.execve(command[0], command, environment)
@@ -149,20 +155,7 @@ worker.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
             annotation=Annotated[str, typer.Argument(metavar="SCHEDULER", help="The Dask scheduler: tcp://HOST:8786.")],
         ),
-        inspect.Parameter(
-            "slots",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=1,
-            annotation=Annotated[
-                int,
-                typer.Option(
-                    min=1,
-                    help="Transcriptions this worker runs at once, each holding one of its transcribe slots, all on "
-                    "its one model. On a host of several GPUs, run one worker per GPU (CUDA_VISIBLE_DEVICES=N).",
-                ),
-            ],
-        ),
-        *(setting_option(name, Settings.model_fields[name]) for name in WORKER_SETTINGS),
+        *(setting_option(name, setting_fields()[name]) for name in WORKER_SETTINGS),
     ]
 )
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(worker)

@@ -11,10 +11,21 @@ from typing import Annotated, Literal, Union, get_args, get_origin
 import typer
 from pydantic.fields import FieldInfo
 
+from tasks.models import Settings
+
 # The settings spelled otherwise on the command line; every other field is `--its-name`, so a new field of Settings
 # is an option of `podflow ingest` with no edit here.
-SPELLED = {"output_dir": ("--output", "-o"), "allowed_networks": ("--allow-network",)}
+SPELLED = {"output_dir": ("--output", "-o"), "allowed_networks": ("--allow-network",), "worker_slots": ("--slots",)}
 METAVAR = {"allowed_networks": "CIDR"}
+
+
+def setting_fields() -> dict[str, FieldInfo]:
+    """Every setting by its user-facing name, group after group (tasks/models/settings.py)."""
+    return {
+        name: field
+        for group in Settings.model_fields.values()
+        for name, field in group.annotation.model_fields.items()  # type: ignore[union-attr]  # each a group model
+    }
 
 
 def shown(default: object) -> str:

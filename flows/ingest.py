@@ -30,7 +30,7 @@ from tasks.feed import fetch_feed_task
 from tasks.feed_run import FeedEpisode, FeedRun, open_feeds, register
 from tasks.models import IngestReport, RunReport, Settings, utc_now
 from tasks.opml import read_opml
-from tasks.prefect_glue import Stored
+from tasks.prefect_glue import Stored, settings_taken
 from tasks.redaction import redact_url, redact_urls
 from tasks.report import StagesRun, feed_report
 from tasks.selection import selected_episodes, unique_episodes
@@ -69,16 +69,18 @@ def pipeline_stage(name: str, settings: Settings, limited: set[str], workers: in
             param: finished[upstream] if upstream in finished else Stored(upstream)
             for param, upstream in info.takes.items()
         }
-        return {"job": item, "settings": settings, **takes}
+        return {"job": item, **given, **takes}
 
+    task = load(info.task)
+    given = settings_taken(task, settings, info.takes)
     in_processes = bool(info.in_processes and load(info.in_processes)(settings))
-    return Stage(name, tagged(load(info.task), name, limited), workers, parameters, info.upstream, in_processes)
+    return Stage(name, tagged(task, name, limited), workers, parameters, info.upstream, in_processes)
 
 
 def pipeline_stages(settings: Settings, limited: set[str], workers: Mapping[str, int]) -> list[Stage[FeedEpisode]]:
     """Every registered stage, in order; `workers` overrides a stage's setting (the transcribe cluster's slots)."""
     return [
-        pipeline_stage(name, settings, limited, workers.get(name) or getattr(settings, info.workers))
+        pipeline_stage(name, settings, limited, workers.get(name) or settings.get(info.workers))
         for name, info in STAGES.items()
     ]
 
@@ -86,11 +88,11 @@ def pipeline_stages(settings: Settings, limited: set[str], workers: Mapping[str,
 def fetch_feeds(feeds: list[FeedRun], settings: Settings) -> None:
     """Fetch every open feed at once (conditionally, where its last version left nothing to do)."""
     runner: ThreadPoolTaskRunner[Any]
-    with ThreadPoolTaskRunner(max_workers=settings.download_workers) as runner, stopping_on_termination():
+    with ThreadPoolTaskRunner(max_workers=settings.download.download_workers) as runner, stopping_on_termination():
         futures: list[tuple[FeedRun, PrefectFuture[Any]]] = []
         for feed_run in (feed_run for feed_run in feeds if feed_run.error is None):
             with feed_failure(feed_run):
-                validators = feed_run.store.validators_for(settings.selection())
+                validators = feed_run.store.validators_for(settings.selection.key())
                 futures.append(
                     (
                         feed_run,
@@ -113,7 +115,7 @@ def fetch_feeds(feeds: list[FeedRun], settings: Settings) -> None:
                 feed_run.not_modified = True
             else:
                 feed_run.feed, found = fetched
-                feed_run.episodes = selected_episodes(unique_episodes(found), settings)
+                feed_run.episodes = selected_episodes(unique_episodes(found), settings.selection)
 
 
 @contextmanager
@@ -187,7 +189,7 @@ def ingest(
 
         slots = cluster_slots(settings)
         workers["transcribe"] = stage_workers(slots)
-        logger.info("Transcribing on the Dask cluster at %s: %d slots", settings.transcribe_cluster, slots)
+        logger.info("Transcribing on the Dask cluster at %s: %d slots", settings.cluster.transcribe_cluster, slots)
     with ExitStack() as locks:
         feeds = open_feeds(urls, settings, locks, listed)
         fetch_feeds(feeds, settings)

@@ -18,7 +18,7 @@ from tasks.errors import DownloadError, RetryableDownloadError
 from tasks.feed_run import FeedEpisode
 from tasks.files import no_link, open_no_link, sha256_of
 from tasks.http import REQUEST_ERRORS, GuardedSession, request_error, retry_after_s, status_line
-from tasks.models import AudioFile, Episode, Settings
+from tasks.models import AudioFile, DownloadSettings, Episode, NetworkSettings
 from tasks.prefect_glue import stage_task
 from tasks.retrying import GaveUp, retrying
 from tasks.store import StageRecording
@@ -97,7 +97,7 @@ def _arriving(response: requests.Response) -> Iterator[bytes]:
 
 
 def _fetch_once(
-    session: GuardedSession, episode: Episode, target: Path, part: PartFile, settings: Settings
+    session: GuardedSession, episode: Episode, target: Path, part: PartFile, limits: DownloadSettings, timeout_s: float
 ) -> AudioFile:
     """One attempt. A retryable failure keeps the bytes received in `part` for the next attempt to resume from."""
     url = episode.enclosure_url or ""
@@ -110,7 +110,7 @@ def _fetch_once(
     if have:
         headers |= {"Range": f"bytes={have}-", "If-Range": part.validator or ""}
     try:
-        with session.get(url, stream=True, timeout=settings.http_timeout_s, headers=headers) as response:
+        with session.get(url, stream=True, timeout=timeout_s, headers=headers) as response:
             status = status_line(response.status_code)
             if response.status_code == 416:
                 part.discard()
@@ -140,22 +140,22 @@ def _fetch_once(
             else:  # the whole file: a server that ignores Range, or one whose file changed since the part began
                 have, part.validator = 0, _validator(response)
                 expected = length
-            if expected is not None and expected > settings.max_episode_bytes:
-                raise DownloadError(f"{url} is {expected:,} bytes, over the {settings.max_episode_bytes:,}-byte limit")
+            if expected is not None and expected > limits.max_episode_bytes:
+                raise DownloadError(f"{url} is {expected:,} bytes, over the {limits.max_episode_bytes:,}-byte limit")
             written = have
             flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resumed else os.O_TRUNC)
             with os.fdopen(open_no_link(part.path, flags), "ab" if resumed else "wb") as file:
                 for chunk in _arriving(response):
                     stopping.check(url)
                     written += len(chunk)
-                    if written > settings.max_episode_bytes:
-                        raise DownloadError(f"{url} is over the {settings.max_episode_bytes:,}-byte limit")
+                    if written > limits.max_episode_bytes:
+                        raise DownloadError(f"{url} is over the {limits.max_episode_bytes:,}-byte limit")
                     file.write(chunk)
                 file.flush()
                 os.fsync(file.fileno())
             if session.deadline.expired:  # cut off: what arrived may look complete, but is not
                 raise DownloadError(
-                    f"{url} was still downloading after the {settings.max_download_s:g}-second max_download_s limit"
+                    f"{url} was still downloading after the {limits.max_download_s:g}-second max_download_s limit"
                 )
             if expected is not None and written != expected:
                 raise RetryableDownloadError(f"{url} sent {written:,} of {expected:,} bytes")
@@ -178,7 +178,13 @@ def _fetch_once(
         raise DownloadError(f"{url} could not be saved: {exc.strerror or exc}") from exc
 
 
-def download_episode(episode: Episode, episode_dir: Path, settings: Settings, previous: AudioFile | None) -> AudioFile:
+def download_episode(
+    episode: Episode,
+    episode_dir: Path,
+    download: DownloadSettings,
+    network: NetworkSettings,
+    previous: AudioFile | None,
+) -> AudioFile:
     """The episode's verified audio file: the one already on disk if it still checks out, else a fresh download.
 
     Connection errors, cut-off bodies, 429 and 5xx are retried with exponential backoff and jitter (Retry-After
@@ -196,12 +202,12 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
     part = PartFile(target.with_name(target.name + ".part"))
     part.discard()  # left by a run that was killed: its validator is gone with it
     try:
-        with GuardedSession(settings, settings.max_download_s) as session:
+        with GuardedSession(network, download.max_download_s) as session:
             try:
                 return retrying(
-                    lambda: _fetch_once(session, episode, target, part, settings),
-                    attempts=settings.download_attempts,
-                    backoff_base_s=settings.retry_backoff_s,
+                    lambda: _fetch_once(session, episode, target, part, download, network.http_timeout_s),
+                    attempts=download.download_attempts,
+                    backoff_base_s=download.retry_backoff_s,
                     retry_on=RetryableDownloadError,
                     remaining_s=session.deadline.remaining_s,
                 )
@@ -209,7 +215,7 @@ def download_episode(episode: Episode, episode_dir: Path, settings: Settings, pr
                 exc, limit = gave_up.last, " at the max_download_s limit" if gave_up.at_deadline else ""
                 if session.deadline.expired:
                     raise DownloadError(
-                        f"{url} was still downloading after the {settings.max_download_s:g}-second max_download_s limit"
+                        f"{url} was still downloading after the {download.max_download_s:g}-second max_download_s limit"
                     ) from exc
                 raise DownloadError(f"gave up after {gave_up.attempts} attempts{limit}: {exc}") from exc
     finally:
@@ -222,6 +228,8 @@ def stored_audio(job: FeedEpisode) -> AudioFile | None:
 
 
 @stage_task("download")
-def download(job: FeedEpisode, settings: Settings, recording: StageRecording) -> AudioFile:
-    recording.audio = download_episode(job.episode, job.folder.path, settings, job.folder.audio)
+def download(
+    job: FeedEpisode, download: DownloadSettings, network: NetworkSettings, recording: StageRecording
+) -> AudioFile:
+    recording.audio = download_episode(job.episode, job.folder.path, download, network, job.folder.audio)
     return recording.audio

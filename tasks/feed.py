@@ -34,7 +34,7 @@ def fetch_feed(
     )
     if fetched.not_modified:
         return None
-    first = parsed_page(fetched, url, settings, settings.max_feed_episodes)
+    first = parsed_page(fetched, url, settings, settings.documents.max_feed_episodes)
     episodes: dict[str, Episode] = {}
     paging_error = _read_pages(first, {url, fetched.final_url}, settings, episodes)
     return first.feed.model_copy(update={"paging_error": paging_error}), list(episodes.values())
@@ -50,30 +50,30 @@ def _read_pages(first: FeedPage, read: set[str], settings: Settings, episodes: d
     """Gather the episodes of `first` and the pages after it, in order, in `episodes`; return why part of the
     feed was left unread, if any was.
 
-    At most `settings.max_feed_pages` pages, none twice (a page may link back to an earlier one), and at most
-    `settings.max_feed_episodes` episodes. Each page is fetched like the first, so the same size, time and address
-    rules apply, but unconditionally: validators name the first.
+    At most `max_feed_pages` pages, none twice (a page may link back to an earlier one), and at most
+    `max_feed_episodes` episodes. Each page is fetched like the first, so the same size, time and address rules
+    apply, but unconditionally: validators name the first.
     """
     page, pages_read = first, 1
     while True:
         for episode in page.episodes:
             episodes.setdefault(episode.episode_id, episode)  # the first of repeats: pages may overlap as they shift
         next_url = page.next_url if page.next_url not in read else None
-        if page.items_left_out or (next_url and len(episodes) >= settings.max_feed_episodes):
+        if page.items_left_out or (next_url and len(episodes) >= settings.documents.max_feed_episodes):
             return (
                 f"the items after the first {len(episodes):,} episodes were not read: the feed has more than "
-                f"max_feed_episodes={settings.max_feed_episodes:,}"
+                f"max_feed_episodes={settings.documents.max_feed_episodes:,}"
             )
         if next_url is None:
             return None
-        if pages_read == settings.max_feed_pages:
+        if pages_read == settings.documents.max_feed_pages:
             return (
                 f"{redact_url(next_url)} and any pages after it were not read: the feed has more than "
-                f"max_feed_pages={settings.max_feed_pages} pages"
+                f"max_feed_pages={settings.documents.max_feed_pages} pages"
             )
         try:
             fetched = fetch_document(next_url, settings, FeedError, what=f"page {pages_read + 1} of the feed")
-            page = parsed_page(fetched, next_url, settings, settings.max_feed_episodes - len(episodes))
+            page = parsed_page(fetched, next_url, settings, settings.documents.max_feed_episodes - len(episodes))
         except FeedError as exc:
             return redact_urls(str(exc))
         read |= {next_url, fetched.final_url}

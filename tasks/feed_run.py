@@ -49,9 +49,9 @@ def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Co
     Feeds are the same where their folders are: where their URLs are, up to blanks and the case of scheme and host.
     A URL listed twice is one feed; one with another token is another feed, with its own folder."""
     feeds: dict[Path, FeedRun] = {}
-    run_locks = locks.enter_context(closing(RunLocks(settings.output_dir.resolve())))
+    run_locks = locks.enter_context(closing(RunLocks(settings.output.output_dir.resolve())))
     for url in filter(None, (url.strip() for url in urls)):
-        store = FeedStore.for_feed(settings.output_dir, url)
+        store = FeedStore.for_feed(settings.output.output_dir, url)
         if store.feed_dir in feeds:
             continue
         feed_run = feeds[store.feed_dir] = FeedRun(url, store, operator_url=url not in listed)
@@ -68,14 +68,16 @@ def register(feed_run: FeedRun, settings: Settings) -> list[FeedEpisode]:
     assert feed is not None
     first_run = not store.ledger.exists()  # not "no episodes": a feed may start out empty
     renamed = renamed_episode_ids(feed_run.episodes, store.read_ledger().episodes)
-    entries = store.register(feed_run.episodes, mark_seen=settings.skip_back_catalogue and first_run, renamed=renamed)
+    entries = store.register(
+        feed_run.episodes, mark_seen=settings.selection.skip_back_catalogue and first_run, renamed=renamed
+    )
     store.save_feed(feed)
     # Saved only after the episodes are registered: a run killed in between must not make the next run's
     # conditional GET hide episodes nobody has seen. None where pages were left unread: a 304 would hide them too.
     store.save_validators(
         None
         if feed.paging_error
-        else FeedValidators(etag=feed.etag, last_modified=feed.last_modified, selection=settings.selection())
+        else FeedValidators(etag=feed.etag, last_modified=feed.last_modified, selection=settings.selection.key())
     )
     chosen = []
     for episode in feed_run.episodes:

@@ -17,7 +17,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from tasks.errors import AddressRefusedError, DeadlineExceededError, PodflowError
-from tasks.models import Settings
+from tasks.models import NetworkSettings, Settings
 from tasks.network import AddressPolicy, Deadline, Guard, host_port
 
 MAX_REDIRECTS = 10
@@ -174,19 +174,19 @@ def _unread_if_redirect(response: requests.Response, **kwargs: Any) -> requests.
 
 
 class GuardedSession(requests.Session):
-    """A requests session whose every connection, every redirect hop included, obeys the settings' address rules
+    """A requests session whose every connection, every redirect hop included, obeys the network settings' address rules
     and ends when `deadline` does; `operator_url`'s own host:port (a URL the operator gave, not one from a document)
     may be reached wherever it resolves. Proxies and .netrc from the environment are not used: podflow could not
     check where a proxy connects, and a stranger's host must never receive a stored password."""
 
-    def __init__(self, settings: Settings, deadline_s: float, operator_url: str | None = None) -> None:
+    def __init__(self, network: NetworkSettings, deadline_s: float, operator_url: str | None = None) -> None:
         super().__init__()
         self.trust_env = False
-        self.headers["User-Agent"] = settings.user_agent
+        self.headers["User-Agent"] = network.user_agent
         self.max_redirects = MAX_REDIRECTS
         self.deadline = Deadline(deadline_s)
         self.hooks["response"].append(_unread_if_redirect)
-        policy = AddressPolicy(tuple(settings.allowed_networks), host_port(operator_url) if operator_url else None)
+        policy = AddressPolicy(tuple(network.allowed_networks), host_port(operator_url) if operator_url else None)
         adapter = _GuardedAdapter(Guard(policy, self.deadline))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
@@ -212,8 +212,8 @@ def fetch_document(
     headers: dict[str, str] | None = None,
     operator_url: bool = False,
 ) -> Fetched:
-    """GET a document whole, following redirects, refusing it while streaming past `settings.max_feed_bytes`
-    (counted after decompression) or `settings.max_document_s` (headers and redirects included).
+    """GET a document whole, following redirects, refusing it while streaming past `settings.documents.max_feed_bytes`
+    (counted after decompression) or `settings.documents.max_document_s` (headers and redirects included).
 
     `headers` are sent with it (If-None-Match, If-Modified-Since); a 304 answer comes back as `not_modified`.
     `operator_url`: the URL is one the operator gave (not one from a document), so its own host is trusted.
@@ -223,10 +223,10 @@ def fetch_document(
     named = f"{url}{f' ({what})' if what else ''}"
     if urlsplit(url).scheme not in ("http", "https"):
         raise error(f"{named} is not an http(s) URL")
-    too_slow = f"{named} was still arriving after the {settings.max_document_s:g}-second max_document_s limit"
-    with GuardedSession(settings, settings.max_document_s, url if operator_url else None) as session:
+    too_slow = f"{named} was still arriving after the {settings.documents.max_document_s:g}-second max_document_s limit"
+    with GuardedSession(settings.network, settings.documents.max_document_s, url if operator_url else None) as session:
         try:
-            with session.get(url, headers=headers, timeout=settings.http_timeout_s, stream=True) as response:
+            with session.get(url, headers=headers, timeout=settings.network.http_timeout_s, stream=True) as response:
                 if response.status_code == 304:
                     return Fetched(b"", response.url, dict(response.headers), not_modified=True)
                 if response.status_code >= 400:
@@ -234,8 +234,10 @@ def fetch_document(
                 body = bytearray()
                 for chunk in response.iter_content(64 * 1024):
                     body += chunk
-                    if len(body) > settings.max_feed_bytes:
-                        raise error(f"{named} is larger than the {settings.max_feed_bytes:,}-byte document limit")
+                    if len(body) > settings.documents.max_feed_bytes:
+                        raise error(
+                            f"{named} is larger than the {settings.documents.max_feed_bytes:,}-byte document limit"
+                        )
                 if session.deadline.expired:  # cut off: what arrived may look complete, but is not
                     raise error(too_slow)
                 return Fetched(bytes(body), response.url, dict(response.headers))

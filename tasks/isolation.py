@@ -74,10 +74,12 @@ def parse_isolated(
 ) -> T:
     """`parse(*args)` in a child process; `error` naming `what` and the limit when it runs past `max_parse_s` or
     needs more than `max_parse_bytes`. A PodflowError the parser raises comes back as `error` with its message."""
-    too_slow = f"{what} was not parsed within the max_parse_s={settings.max_parse_s:g} limit"
+    too_slow = f"{what} was not parsed within the max_parse_s={settings.documents.max_parse_s:g} limit"
     receiver, sender = _context.Pipe(duplex=False)
     child = _ParserProcess(
-        target=_run_child, args=(sender, parse, args, settings.max_parse_s, settings.max_parse_bytes), daemon=True
+        target=_run_child,
+        args=(sender, parse, args, settings.documents.max_parse_s, settings.documents.max_parse_bytes),
+        daemon=True,
     )
     with _children_lock:
         if not _stopped.is_set():
@@ -88,7 +90,7 @@ def parse_isolated(
         receiver.close()
         raise StoppedError(f"{what} was left: the run is stopping")
     try:
-        if not receiver.poll(settings.max_parse_s):
+        if not receiver.poll(settings.documents.max_parse_s):
             raise error(too_slow)
         try:
             outcome, value = receiver.recv()
@@ -108,7 +110,7 @@ def parse_isolated(
         with _children_lock:
             _children.discard(child)
     if outcome == "memory":
-        raise error(f"{what} needs more than the max_parse_bytes={settings.max_parse_bytes:,} limit to parse")
+        raise error(f"{what} needs more than the max_parse_bytes={settings.documents.max_parse_bytes:,} limit to parse")
     if outcome == "failed":
         raise error(f"{what} could not be parsed: the parser failed ({value})")
     if outcome == "error":

@@ -16,7 +16,7 @@ import openai
 from tasks.errors import OUT_OF_QUOTA_CODE, PodflowError, RequestFailed
 from tasks.http import MAX_RETRY_AFTER_S, failure_detail
 from tasks.http import retry_after_s as http_retry_after_s
-from tasks.models import Settings
+from tasks.models import OpenAISettings
 from tasks.redaction import MASK, redact_urls
 from tasks.retrying import GaveUp, log_retry, retrying
 
@@ -35,10 +35,10 @@ class _TryAgain(Exception):
         self.retry_after_s = retry_after_s
 
 
-def api_key(settings: Settings, error: type[PodflowError]) -> str | None:
+def api_key(api: OpenAISettings, error: type[PodflowError]) -> str | None:
     """The key from the Prefect Secret block `openai_api_key_secret` names, else OPENAI_API_KEY; None if neither
     (a self-hosted server at `openai_base_url` may need none)."""
-    if name := settings.openai_api_key_secret:
+    if name := api.openai_api_key_secret:
         from prefect.blocks.system import Secret
 
         try:
@@ -59,12 +59,10 @@ def masked(text: str, key: str | None) -> str:
     return redact_urls(re.sub(r"\bsk-[\w*.-]{3,}", f"sk-{MASK}", text))
 
 
-def new_client(settings: Settings, key: str | None, timeout: openai.Timeout) -> openai.OpenAI:
+def new_client(api: OpenAISettings, key: str | None, timeout: openai.Timeout) -> openai.OpenAI:
     """A client of `openai_base_url` (else api.openai.com) that never retries: call_with_retries does."""
     # A self-hosted server may want no key; the client wants one anyway.
-    return openai.OpenAI(
-        api_key=key or "none", base_url=settings.openai_base_url or None, max_retries=0, timeout=timeout
-    )
+    return openai.OpenAI(api_key=key or "none", base_url=api.openai_base_url or None, max_retries=0, timeout=timeout)
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -86,18 +84,18 @@ def _status_detail(exc: openai.APIStatusError, key: str | None) -> str:
     return masked(", ".join([f"HTTP {exc.status_code}", *named]), key)  # a server may give the key as a code
 
 
-def _take_rate_limit_slot(settings: Settings, error: type[PodflowError]) -> None:
+def _take_rate_limit_slot(api: OpenAISettings, error: type[PodflowError]) -> None:
     """Wait for a slot of the global concurrency limit `openai_rate_limit` names, if it names one, at most
     `openai_rate_limit_wait_s`."""
-    if not (name := settings.openai_rate_limit):
+    if not (name := api.openai_rate_limit):
         return
     from prefect.concurrency.sync import rate_limit
 
     try:
-        rate_limit(name, timeout_seconds=settings.openai_rate_limit_wait_s, strict=True)
+        rate_limit(name, timeout_seconds=api.openai_rate_limit_wait_s, strict=True)
     except TimeoutError:
         raise error(
-            f"no slot of the rate limit {name!r} (openai_rate_limit) within {settings.openai_rate_limit_wait_s:.0f} s "
+            f"no slot of the rate limit {name!r} (openai_rate_limit) within {api.openai_rate_limit_wait_s:.0f} s "
             "(openai_rate_limit_wait_s)"
         ) from None
     except Exception as exc:
@@ -109,7 +107,7 @@ def _take_rate_limit_slot(settings: Settings, error: type[PodflowError]) -> None
 
 def call_with_retries(
     send: Callable[[], T],
-    settings: Settings,
+    api: OpenAISettings,
     error: type[PodflowError],
     stopped: threading.Event,
     *,
@@ -131,7 +129,7 @@ def call_with_retries(
         number = next(numbers)
         if stopped.is_set():
             raise error(NOT_SENT)
-        _take_rate_limit_slot(settings, error)
+        _take_rate_limit_slot(api, error)
         if stopped.is_set():  # a sibling failed while this one waited for its slot
             raise error(NOT_SENT)
         try:
@@ -152,8 +150,8 @@ def call_with_retries(
     try:
         return retrying(
             attempt,
-            attempts=settings.openai_attempts,
-            backoff_base_s=settings.openai_retry_backoff_s,
+            attempts=api.openai_attempts,
+            backoff_base_s=api.openai_retry_backoff_s,
             retry_on=_TryAgain,
             on_retry=on_retry,
             sleep=stopped.wait,

@@ -51,16 +51,16 @@ def parse_opml(body: bytes, source: str, max_feeds: int) -> tuple[list[str], boo
 
 
 def _read_file(path: Path, settings: Settings) -> bytes:
-    """The file's bytes, refused past `settings.max_feed_bytes`; read bounded, since a FIFO or device has no size."""
+    """The file's bytes, refused past `max_feed_bytes`; read bounded, since a FIFO or device has no size."""
     try:
         with path.open("rb") as file:
-            body = file.read(settings.max_feed_bytes + 1)
+            body = file.read(settings.documents.max_feed_bytes + 1)
     except FileNotFoundError as exc:
         raise FeedError(f"{path} (OPML) does not exist") from exc
     except OSError as exc:
         raise FeedError(f"{path} (OPML) could not be read: {exc}") from exc
-    if len(body) > settings.max_feed_bytes:
-        raise FeedError(f"{path} (OPML) is larger than the {settings.max_feed_bytes:,}-byte document limit")
+    if len(body) > settings.documents.max_feed_bytes:
+        raise FeedError(f"{path} (OPML) is larger than the {settings.documents.max_feed_bytes:,}-byte document limit")
     return body
 
 
@@ -73,10 +73,12 @@ def read_opml(source: str, settings: Settings) -> tuple[list[str], str | None]:
         body = fetch_document(source.strip(), settings, FeedError, "OPML", operator_url=True).body
     else:
         body = _read_file(Path(source), settings)
-    urls, left_out = parse_isolated(parse_opml, (body, source, settings.max_opml_feeds), settings, source, FeedError)
+    urls, left_out = parse_isolated(
+        parse_opml, (body, source, settings.documents.max_opml_feeds), settings, source, FeedError
+    )
     if left_out:
         return urls, (
-            f"{source} (OPML) lists more than max_opml_feeds={settings.max_opml_feeds:,} feeds: only the first "
-            f"{len(urls):,} are read"
+            f"{source} (OPML) lists more than max_opml_feeds={settings.documents.max_opml_feeds:,} feeds: only the "
+            f"first {len(urls):,} are read"
         )
     return urls, None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -71,29 +71,40 @@ class Stored:
         return found
 
 
+def settings_taken(task: Task[..., Any], settings: Settings, takes: Mapping[str, StageName]) -> dict[str, Any]:
+    """What of the settings a stage's task takes: each group one of its parameters names (`download`, `network`,
+    … ), or all of them where it names `settings`. A parameter that takes an upstream result is not a setting."""
+    return {
+        name: settings if name == "settings" else getattr(settings, name)
+        for name in inspect.signature(task.fn).parameters
+        if name not in takes and (name == "settings" or name in Settings.model_fields)
+    }
+
+
 def stage_task(name: StageName) -> Callable[[Callable[..., Any]], Task[..., Any]]:
-    """Make `fn(job, settings, **takes)` the stage `name`'s Prefect task: each run named after its episode, its start,
-    end and outcome recorded in the feed's ledger, its Stored inputs read back, an expected PodflowError a quiet
-    Failed state. `fn` may also take `recording` (tasks/store.py's StageRecording) to hand the ledger more."""
+    """Make `fn(job, **given)` the stage `name`'s Prefect task, given the settings groups it names and its upstream
+    results (settings_taken, tasks/stages.py's `takes`): each run named after its episode, its start, end and
+    outcome recorded in the feed's ledger, its Stored inputs read back, an expected PodflowError a quiet Failed
+    state. `fn` may also take `recording` (tasks/store.py's StageRecording) to hand the ledger more."""
 
     def make(fn: Callable[..., Any]) -> Task[..., Any]:
         signature = inspect.signature(fn)
         records = "recording" in signature.parameters
 
         @functools.wraps(fn)
-        def run(job: FeedEpisode, settings: Settings, **takes: Any) -> Any:
+        def run(job: FeedEpisode, **given: Any) -> Any:
             try:
                 with job.store.recording(job.episode.episode_id, name) as recording:
-                    inputs = {k: v.result(job) if isinstance(v, Stored) else v for k, v in takes.items()}
-                    return fn(job, settings, **inputs, **({"recording": recording} if records else {}))
+                    inputs = {k: v.result(job) if isinstance(v, Stored) else v for k, v in given.items()}
+                    return fn(job, **inputs, **({"recording": recording} if records else {}))
             except PodflowError as exc:
                 return Failed(message=f"{type(exc).__name__}: {exc}")
 
-        # Prefect binds a run's parameters by this signature: the stage's own less what the wrapper gives, its
-        # upstream results by name (keyword-only, as `run` takes them).
+        # Prefect binds a run's parameters by this signature: the stage's own less what the wrapper gives, all but
+        # the episode by name (keyword-only, as `run` takes them).
         run.__signature__ = signature.replace(  # type: ignore[attr-defined]
             parameters=[
-                p if p.name in ("job", "settings") else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                p if p.name == "job" else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
                 for p in signature.parameters.values()
                 if p.name != "recording"
             ]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tasks.models import Episode, Settings
+from tasks.models import Episode, SelectionSettings
 
 
 def unique_episodes(episodes: list[Episode]) -> list[Episode]:
@@ -14,21 +14,21 @@ def unique_episodes(episodes: list[Episode]) -> list[Episode]:
     return list(first.values())
 
 
-def selected_episodes(episodes: list[Episode], settings: Settings) -> list[Episode]:
+def selected_episodes(episodes: list[Episode], selection: SelectionSettings) -> list[Episode]:
     """The episodes the settings ask for: published after `published_after`, and the `newest` N with audio, in feed
     order."""
     chosen = [
         e
         for e in episodes
-        if settings.published_after is None or e.published is None or e.published > settings.published_after
+        if selection.published_after is None or e.published is None or e.published > selection.published_after
     ]
-    if settings.newest is not None:
+    if selection.newest is not None:
         # Among episodes with audio (a text-only announcement is no episode to take); undated ones count as the
         # oldest: a feed's date is the only order a publisher promises.
         with_audio = [e for e in chosen if e.enclosure_url]
         by_age = sorted(
             with_audio, key=lambda e: e.published.timestamp() if e.published else float("-inf"), reverse=True
         )
-        newest = {e.episode_id for e in by_age[: settings.newest]}
+        newest = {e.episode_id for e in by_age[: selection.newest]}
         chosen = [e for e in chosen if e.episode_id in newest]
     return chosen

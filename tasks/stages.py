@@ -27,13 +27,13 @@ def load(target: str) -> Any:
 class StageInfo:
     """One stage of the pipeline.
 
-    `task` is its Prefect task (made with tasks/stage_task.py's `stage_task`), called with the episode, the
-    settings and one parameter per entry of `takes`: the result of the upstream stage named, so a stage may take
-    several upstreams and the stages form a graph. `workers` names the Settings field bounding how many of its tasks
-    run at once in a run. `output` is the file it writes last in the episode folder: with the ledger's "done", the
-    stage's work is there (removed, the stage runs again). `stored`, for a stage others take from, reads its result
-    back from the folder, so an episode done before a stage was added gives the new stage its inputs without
-    running the stages before it again.
+    `task` is its Prefect task (made with tasks/prefect_glue.py's `stage_task`), called with the episode, the
+    settings groups its parameters name, and one parameter per entry of `takes`: the result of the upstream stage
+    named, so a stage may take several upstreams and the stages form a graph. `workers` names the setting bounding
+    how many of its tasks run at once in a run. `output` is the file it writes last in the episode folder: with
+    the ledger's "done", the stage's work is there (removed, the stage runs again). `stored`, for a stage others
+    take from, reads its result back from the folder, so an episode done before a stage was added gives the new
+    stage its inputs without running the stages before it again.
     """
 
     description: str

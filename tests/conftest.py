@@ -84,4 +84,4 @@ LOOPBACK = ("127.0.0.0/8",)
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(output_dir=tmp_path / "out", retry_backoff_s=0.01, allowed_networks=LOOPBACK)
+    return Settings.of(output_dir=tmp_path / "out", retry_backoff_s=0.01, allowed_networks=LOOPBACK)

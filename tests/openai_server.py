@@ -82,7 +82,7 @@ def whisper_transcription(received: Received) -> Reply:
     if not upload:
         return error(400, "no file was uploaded")
     granularities = received.form.get("timestamp_granularities[]", "segment").split(",")
-    settings = Settings(language=received.form.get("language") or None, word_timestamps="word" in granularities)
+    settings = Settings.of(language=received.form.get("language") or None, word_timestamps="word" in granularities)
     suffix = Path(received.filenames.get("file", "upload.bin")).suffix
     with tempfile.NamedTemporaryFile(suffix=suffix) as file:
         file.write(upload)
@@ -92,8 +92,8 @@ def whisper_transcription(received: Received) -> Reply:
         except Exception as exc:
             return error(400, f"Invalid file format: {exc}")
     with _whisper_lock:  # one model, one transcription at a time, as a small server would run it
-        backend = load_backend(settings)
-        detected, produced = backend.segments(samples, settings, settings.language, None)  # type: ignore[attr-defined]
+        backend = load_backend(settings, 1)
+        detected, produced = backend.segments(samples, settings, settings.transcribe.language, None)  # type: ignore[attr-defined]
         segments = list(produced)
     names = {code: name for name, code in LANGUAGE_CODES.items()}
     text = " ".join(s.text for s in segments)

@@ -31,7 +31,7 @@ END_TAG_OPENINGS = b"</" * 2**19  # html.parser: 1 MiB, about 1.5 minutes (CVE-2
 
 
 def quick(settings: Settings, **options: object) -> Settings:
-    return settings.model_copy(update={"max_parse_s": 2.0, **options})
+    return settings.but(max_parse_s=2.0, **options)
 
 
 def test_a_feed_its_parser_takes_too_long_on_is_a_feed_error_naming_the_limit(
@@ -57,9 +57,7 @@ def allocate(size: int) -> bytes:
 
 def test_a_parse_that_needs_more_memory_than_max_parse_bytes_is_refused_naming_it(settings: Settings) -> None:
     with pytest.raises(FeedError, match="the document needs more than the max_parse_bytes=1,073,741,824 limit"):
-        parse_isolated(
-            allocate, (2 * 2**30,), settings.model_copy(update={"max_parse_bytes": 2**30}), "the document", FeedError
-        )
+        parse_isolated(allocate, (2 * 2**30,), settings.but(max_parse_bytes=2**30), "the document", FeedError)
     assert parse_isolated(allocate, (10,), settings, "the document", FeedError) == bytes(10)
 
 
@@ -71,7 +69,7 @@ def test_a_feed_of_more_items_than_max_feed_episodes_yields_that_many_saying_so(
     server: FeedServer, settings: Settings
 ) -> None:
     url = server.add("/feed.xml", rss(tiny_items(500)))
-    feed, episodes = fetch_feed(url, settings.model_copy(update={"max_feed_episodes": 40}))
+    feed, episodes = fetch_feed(url, settings.but(max_feed_episodes=40))
     assert [e.title for e in episodes] == [f"E{n}" for n in range(40)]
     assert feed.paging_error is not None and "max_feed_episodes=40" in feed.paging_error
 
@@ -85,7 +83,7 @@ def test_max_feed_episodes_counts_the_pages_together(server: FeedServer, setting
             ("/3.xml", page(tiny_items(30, first=60))),
         ],
     )
-    feed, episodes = fetch_feed(url, settings.model_copy(update={"max_feed_episodes": 45}))
+    feed, episodes = fetch_feed(url, settings.but(max_feed_episodes=45))
     assert [e.title for e in episodes] == [f"E{n}" for n in range(45)]
     assert feed.paging_error is not None and "max_feed_episodes=45" in feed.paging_error
     assert server.count("/3.xml") == 0
@@ -93,7 +91,7 @@ def test_max_feed_episodes_counts_the_pages_together(server: FeedServer, setting
 
 def test_a_feed_within_max_feed_episodes_is_read_whole(server: FeedServer, settings: Settings) -> None:
     url = server.add("/feed.xml", rss(tiny_items(40)))
-    feed, episodes = fetch_feed(url, settings.model_copy(update={"max_feed_episodes": 40}))
+    feed, episodes = fetch_feed(url, settings.but(max_feed_episodes=40))
     assert len(episodes) == 40 and feed.paging_error is None
 
 
@@ -103,7 +101,7 @@ def test_an_opml_list_of_more_than_max_opml_feeds_gives_the_first_ones_saying_so
     outlines = "".join(f'<outline xmlUrl="https://feeds.example.org/{n}.xml"/>' for n in range(100))
     path = tmp_path / "list.opml"
     path.write_text(f"<opml><body>{outlines}</body></opml>")
-    urls, left_out = read_opml(str(path), settings.model_copy(update={"max_opml_feeds": 25}))
+    urls, left_out = read_opml(str(path), settings.but(max_opml_feeds=25))
     assert urls == [f"https://feeds.example.org/{n}.xml" for n in range(25)]
     assert left_out is not None and "max_opml_feeds=25" in left_out
 

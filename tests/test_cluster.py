@@ -128,7 +128,7 @@ def assert_heard_right(feed_url: str, output: Path) -> None:
 
 
 def cluster_settings(cluster: DaskProcesses, output: Path, **changes: Any) -> Settings:
-    return Settings(
+    return Settings.of(
         output_dir=output,
         allowed_networks=LOOPBACK,
         transcribe_cluster=cluster.address,
@@ -153,10 +153,9 @@ def test_many_runs_on_many_hosts_share_the_slots_and_a_worker_killed_mid_episode
         demo_feed(server, "cli", few),
     )
     settings = {
-        "output_dir": str(output),
-        "allowed_networks": ["127.0.0.0/8"],
-        "transcribe_cluster": cluster.address,
-        "cluster_timeout_s": 20,
+        "output": {"output_dir": str(output)},
+        "network": {"allowed_networks": ["127.0.0.0/8"]},
+        "cluster": {"transcribe_cluster": cluster.address, "cluster_timeout_s": 20},
     }
     events.react = lambda note: not events.killed
     with Operation(tmp_path / "prefect") as operation:
@@ -321,7 +320,7 @@ def test_an_unreachable_scheduler_fails_the_run_before_any_download(server: Feed
         unused.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{unused.getsockname()[1]}"  # nothing listens there
     feed_url = demo_feed(server, "nowhere")
-    settings = Settings(
+    settings = Settings.of(
         output_dir=tmp_path / "out", allowed_networks=LOOPBACK, transcribe_cluster=address, cluster_timeout_s=2
     )
 
@@ -335,7 +334,7 @@ def test_an_unreachable_scheduler_fails_the_run_before_any_download(server: Feed
 def test_a_cluster_without_a_worker_fails_the_run_before_any_download(server: FeedServer, tmp_path: Path) -> None:
     feed_url = demo_feed(server, "idle")
     with dask_cluster(tmp_path / "dask", workers=0) as idle:
-        settings = Settings(
+        settings = Settings.of(
             output_dir=tmp_path / "out", allowed_networks=LOOPBACK, transcribe_cluster=idle.address, cluster_timeout_s=1
         )
         state = ingest_feed(feed_url, settings, return_state=True)
@@ -355,7 +354,7 @@ def test_a_scheduler_lost_mid_run_fails_the_waiting_episodes_within_the_deadline
         heard.react = lambda note: bool(os.kill(doomed.scheduler.pid, signal.SIGKILL)) or False
         with distributed.Client(doomed.address, timeout=10, set_as_default=False) as client:
             client.subscribe_topic(TOPIC, heard)
-            settings = Settings(
+            settings = Settings.of(
                 output_dir=tmp_path / "out",
                 allowed_networks=LOOPBACK,
                 transcribe_cluster=doomed.address,
@@ -440,7 +439,7 @@ def test_a_worker_serves_only_its_transcriber_and_model_on_its_device(flow: tupl
 def test_a_worker_process_imports_no_prefect() -> None:
     script = (
         "import sys; from tasks.models import Settings; import tasks.transcribe.cluster_worker; "
-        "from tasks.transcribe.base import load_backend; load_backend(Settings()); "
+        "from tasks.transcribe.base import load_backend; load_backend(Settings(), 1); "
         "print('prefect' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)

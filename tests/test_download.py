@@ -41,7 +41,7 @@ def test_download_is_verified_hashed_and_renamed_into_place(
     server: FeedServer, settings: Settings, tmp_path: Path
 ) -> None:
     url = server.add("/a.mp3", AUDIO)
-    audio = download_episode(episode_at(url), tmp_path / "ep", settings, previous=None)
+    audio = download_episode(episode_at(url), tmp_path / "ep", settings.download, settings.network, previous=None)
 
     assert audio.path == tmp_path / "ep" / "audio.mp3"
     assert audio.path.read_bytes() == AUDIO
@@ -56,7 +56,7 @@ def test_redirected_enclosure_records_where_the_bytes_came_from(
 ) -> None:
     cdn = server.add("/cdn/a.mp3", AUDIO)
     tracker = server.add("/track/a.mp3", redirect_to=cdn)
-    audio = download_episode(episode_at(tracker), tmp_path, settings, previous=None)
+    audio = download_episode(episode_at(tracker), tmp_path, settings.download, settings.network, previous=None)
     assert audio.source_url == cdn
     assert audio.sha256 == hashlib.sha256(AUDIO).hexdigest()
 
@@ -64,7 +64,7 @@ def test_redirected_enclosure_records_where_the_bytes_came_from(
 @pytest.mark.parametrize("status", [503, 500, 429])
 def test_server_errors_and_429_are_retried(server: FeedServer, settings: Settings, tmp_path: Path, status: int) -> None:
     url = server.add("/a.mp3", AUDIO, fail_times=2, fail_status=status)
-    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)
+    audio = download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     assert server.count("/a.mp3") == 3
     assert audio.path.read_bytes() == AUDIO
 
@@ -73,7 +73,7 @@ def test_server_errors_and_429_are_retried(server: FeedServer, settings: Setting
 def test_other_client_errors_fail_at_once(server: FeedServer, settings: Settings, tmp_path: Path, status: int) -> None:
     url = server.add("/a.mp3", status=status)
     with pytest.raises(DownloadError, match=f"HTTP {status}"):
-        download_episode(episode_at(url), tmp_path, settings, previous=None)
+        download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     assert server.count("/a.mp3") == 1
     assert files_in(tmp_path) == []
 
@@ -83,8 +83,8 @@ def test_a_body_shorter_than_its_content_length_is_retried_then_given_up(
 ) -> None:
     url = server.add("/a.mp3", AUDIO, truncate_after=1000)
     with pytest.raises(DownloadError, match="gave up after 4 attempts"):
-        download_episode(episode_at(url), tmp_path, settings, previous=None)
-    assert server.count("/a.mp3") == settings.download_attempts
+        download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
+    assert server.count("/a.mp3") == settings.download.download_attempts
     assert files_in(tmp_path) == []  # neither a .part nor a truncated audio file is left
 
 
@@ -92,13 +92,13 @@ def test_a_verified_download_is_not_fetched_again_but_a_damaged_one_is(
     server: FeedServer, settings: Settings, tmp_path: Path
 ) -> None:
     url = server.add("/a.mp3", AUDIO)
-    first = download_episode(episode_at(url), tmp_path, settings, previous=None)
-    again = download_episode(episode_at(url), tmp_path, settings, previous=first)
+    first = download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
+    again = download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=first)
     assert again == first
     assert server.count("/a.mp3") == 1
 
     first.path.write_bytes(AUDIO[:-1] + b"\0")
-    repaired = download_episode(episode_at(url), tmp_path, settings, previous=first)
+    repaired = download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=first)
     assert server.count("/a.mp3") == 2
     assert repaired.path.read_bytes() == AUDIO
 
@@ -106,9 +106,8 @@ def test_a_verified_download_is_not_fetched_again_but_a_damaged_one_is(
 def test_an_enclosure_over_the_size_limit_is_refused(server: FeedServer, tmp_path: Path) -> None:
     url = server.add("/a.mp3", AUDIO)
     with pytest.raises(DownloadError, match="over the 1,000-byte limit"):
-        download_episode(
-            episode_at(url), tmp_path, Settings(max_episode_bytes=1000, allowed_networks=LOOPBACK), previous=None
-        )
+        limited = Settings.of(max_episode_bytes=1000, allowed_networks=LOOPBACK)
+        download_episode(episode_at(url), tmp_path, limited.download, limited.network, previous=None)
     assert files_in(tmp_path) == []
 
 
@@ -117,7 +116,7 @@ def test_an_enclosure_over_the_size_limit_is_refused(server: FeedServer, tmp_pat
 )
 def test_only_http_enclosures_are_fetched(settings: Settings, tmp_path: Path, url: str) -> None:
     with pytest.raises(DownloadError, match="not an http|Invalid"):
-        download_episode(episode_at(url), tmp_path, settings, previous=None)
+        download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
 
 
 def test_a_redirect_to_another_scheme_is_a_download_error(
@@ -125,7 +124,7 @@ def test_a_redirect_to_another_scheme_is_a_download_error(
 ) -> None:
     url = server.add("/a.mp3", redirect_to="ftp://example.org/a.mp3")
     with pytest.raises(DownloadError, match=r"redirects to a URL that is not http\(s\)"):
-        download_episode(episode_at(url), tmp_path, settings, previous=None)
+        download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
 
 
 def headers_with(retry_after: str) -> requests.structures.CaseInsensitiveDict[str]:
@@ -174,7 +173,7 @@ def test_a_dropped_connection_resumes_from_the_bytes_already_received(
 ) -> None:
     cut = len(AUDIO) // 3 + 1  # every response is cut off after this many bytes
     url = server.add("/a.mp3", AUDIO, truncate_after=cut)
-    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)
+    audio = download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
 
     assert audio.sha256 == hashlib.sha256(AUDIO).hexdigest() and audio.bytes == len(AUDIO)
     etag = server.routes["/a.mp3"].etag
@@ -189,7 +188,7 @@ def test_a_server_that_ignores_range_is_downloaded_again_from_the_start(
         route.truncate_after = None
 
     url = server.add("/a.mp3", AUDIO, truncate_after=5000, ignore_range=True, after_response=heal)
-    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)
+    audio = download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     assert audio.path.read_bytes() == AUDIO
     assert [asked for asked, _ in range_requests(server, "/a.mp3")] == [None, "bytes=5000-"]
 
@@ -208,7 +207,7 @@ def test_a_file_that_changed_between_attempts_is_not_spliced(
     url = server.add(
         "/a.mp3", AUDIO, truncate_after=5000, after_response=republish, ignore_if_range=not server_checks_if_range
     )
-    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)
+    audio = download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     assert audio.path.read_bytes() == replacement
     assert audio.sha256 == hashlib.sha256(replacement).hexdigest()
     assert server.count("/a.mp3") == (2 if server_checks_if_range else 3)
@@ -221,18 +220,18 @@ def test_a_416_on_resume_starts_over(server: FeedServer, settings: Settings, tmp
         route.body, route.truncate_after = shorter, None
 
     url = server.add("/a.mp3", AUDIO, truncate_after=5000, headers={"ETag": '"same"'}, after_response=shrink)
-    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)
+    audio = download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     assert audio.path.read_bytes() == shorter
     assert server.count("/a.mp3") == 3  # cut off, 416, whole
 
 
 def test_a_stalled_server_times_out_and_retries_are_bounded(server: FeedServer, tmp_path: Path) -> None:
     url = server.add("/a.mp3", AUDIO, delay_s=1.0)
-    settings = Settings(
+    settings = Settings.of(
         output_dir=tmp_path, http_timeout_s=0.2, retry_backoff_s=0.01, download_attempts=3, allowed_networks=LOOPBACK
     )
     with pytest.raises(DownloadError, match="gave up after 3 attempts: .*ReadTimeout"):
-        download_episode(episode_at(url), tmp_path, settings, previous=None)
+        download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     assert server.count("/a.mp3") == 3
     assert files_in(tmp_path) == []
 
@@ -241,13 +240,13 @@ def test_a_redirect_loop_is_a_download_error(server: FeedServer, settings: Setti
     server.add("/b.mp3", redirect_to=server.url("/a.mp3"))
     url = server.add("/a.mp3", redirect_to=server.url("/b.mp3"))
     with pytest.raises(DownloadError, match="redirects too many times"):
-        download_episode(episode_at(url), tmp_path, settings, previous=None)
+        download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
 
 
 def test_an_html_page_instead_of_audio_fails_at_once(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
     url = server.add("/a.mp3", b"<html><body>Please log in</body></html>", content_type="text/html; charset=utf-8")
     with pytest.raises(DownloadError, match="sent text/html, not audio"):
-        download_episode(episode_at(url), tmp_path, settings, previous=None)
+        download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     assert server.count("/a.mp3") == 1
     assert files_in(tmp_path) == []
 
@@ -261,8 +260,8 @@ from tasks.models import Episode, Settings
 resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # no file may grow past 20 kB: a disk that fills up
 episode = Episode(episode_id="e", title="e", enclosure_url=sys.argv[1])
 try:
-    settings = Settings(retry_backoff_s=0.01, allowed_networks=['127.0.0.0/8'])
-    download_episode(episode, Path(sys.argv[2]), settings, previous=None)
+    settings = Settings.of(retry_backoff_s=0.01, allowed_networks=['127.0.0.0/8'])
+    download_episode(episode, Path(sys.argv[2]), settings.download, settings.network, previous=None)
 except DownloadError as error:
     print(error)
 """
@@ -283,30 +282,32 @@ def test_a_full_disk_fails_the_download_cleanly_and_a_later_run_completes(
     assert "could not be saved: File too large" in result.stdout, result.stderr
     assert files_in(tmp_path) == []  # nothing partial left in place
 
-    audio = download_episode(episode_at(url), tmp_path, settings, previous=None)  # space was freed
+    audio = download_episode(
+        episode_at(url), tmp_path, settings.download, settings.network, previous=None
+    )  # space was freed
     assert audio.path.read_bytes() == AUDIO
 
 
 def test_a_zero_length_file_fails_the_episode(server: FeedServer, settings: Settings, tmp_path: Path) -> None:
     url = server.add("/a.mp3", b"")
     with pytest.raises(DownloadError, match="sent an empty body"):
-        download_episode(episode_at(url), tmp_path, settings, previous=None)
+        download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     assert files_in(tmp_path) == []
 
 
 def test_a_server_that_drips_bytes_forever_is_given_up_at_the_time_limit(server: FeedServer, tmp_path: Path) -> None:
     url = server.add("/a.mp3", AUDIO, drip_s=0.05)  # about 4 s for the whole file, no read ever times out
-    settings = Settings(output_dir=tmp_path, max_download_s=0.5, allowed_networks=LOOPBACK)
+    settings = Settings.of(output_dir=tmp_path, max_download_s=0.5, allowed_networks=LOOPBACK)
     with pytest.raises(DownloadError, match="still downloading after the 0.5-second max_download_s limit"):
-        download_episode(episode_at(url), tmp_path, settings, previous=None)
+        download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     assert server.count("/a.mp3") == 1 and files_in(tmp_path) == []
 
 
 def test_retries_stop_when_the_next_wait_would_pass_the_time_limit(server: FeedServer, tmp_path: Path) -> None:
     url = server.add("/a.mp3", AUDIO, fail_times=5, fail_status=503, retry_after="30")
-    settings = Settings(output_dir=tmp_path, max_download_s=5, download_attempts=10, allowed_networks=LOOPBACK)
+    settings = Settings.of(output_dir=tmp_path, max_download_s=5, download_attempts=10, allowed_networks=LOOPBACK)
     with pytest.raises(DownloadError, match="gave up after 1 attempts at the max_download_s limit: .*HTTP 503"):
-        download_episode(episode_at(url), tmp_path, settings, previous=None)
+        download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     assert server.count("/a.mp3") == 1
 
 
@@ -314,6 +315,6 @@ def test_retry_after_is_honoured_before_the_next_attempt(
     server: FeedServer, settings: Settings, tmp_path: Path
 ) -> None:
     url = server.add("/a.mp3", AUDIO, fail_times=1, fail_status=429, retry_after="1")
-    download_episode(episode_at(url), tmp_path, settings, previous=None)
+    download_episode(episode_at(url), tmp_path, settings.download, settings.network, previous=None)
     first, second = (hit.at for hit in server.hits if hit.path == "/a.mp3")
     assert second - first >= 1.0  # the backoff alone (settings: 0.01 s) would have come back at once

@@ -266,7 +266,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
 
 
 def openai_settings(api: OpenAIServer, tmp_path: Path, **changes: object) -> Settings:
-    return Settings(
+    return Settings.of(
         output_dir=tmp_path / "out",
         retry_backoff_s=0.01,
         openai_retry_backoff_s=0.01,
@@ -568,7 +568,7 @@ def test_a_server_that_keeps_failing_is_given_up_on(api: OpenAIServer, tmp_path:
 def test_no_key_for_the_openai_api_fails_before_any_request(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(EnrichmentError, match="no OpenAI API key for enrich=openai: set OPENAI_API_KEY"):
-        openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, Settings(enrich="openai"))
+        openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, Settings.of(enrich="openai"))
 
 
 def test_an_empty_transcript_asks_nothing(api: OpenAIServer, tmp_path: Path) -> None:
@@ -588,7 +588,7 @@ def test_the_key_can_come_from_a_prefect_secret_block(
     openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, settings)
     assert header(api.requests(CHAT)[0], "Authorization") == "Bearer sk-from-the-block-789"
 
-    missing = settings.model_copy(update={"openai_api_key_secret": "no-such-block"})
+    missing = settings.but(openai_api_key_secret="no-such-block")
     with pytest.raises(EnrichmentError, match="Secret block 'no-such-block' .* cannot be loaded"):
         openai_enrichment(DEMO_TRANSCRIPT, EPISODE, FEED, missing)
 
@@ -634,7 +634,7 @@ def test_the_enrichment_lands_in_metadata_json_and_the_key_nowhere(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
         )  # type: ignore[attr-defined]
     assert any("Enriched by gpt-4o-mini-2024-07-18: 1 part(s), 1 requests, 120 tokens" in log.message for log in logs)
-    written = {path: path.read_bytes() for path in Path(settings.output_dir).rglob("*") if path.is_file()}
+    written = {path: path.read_bytes() for path in Path(settings.output.output_dir).rglob("*") if path.is_file()}
     assert any(path.name == LEDGER for path in written)
     assert [str(path) for path, body in written.items() if KEY.encode() in body] == []
     assert KEY not in caplog.text and all(KEY not in log.message for log in logs)
@@ -687,7 +687,7 @@ def test_enrich_none_leaves_it_out_and_local_is_the_default(server: FeedServer, 
     server.add(f"/{demo.slug}.mp3", demo.audio)
     feed_url = server.add("/feed.xml", rss([rss_item(demo.title, guid="rivers", enclosure=f"{demo.slug}.mp3")]))
     for enrich_setting, method in (("none", None), ("local", "local")):
-        settings = Settings(
+        settings = Settings.of(
             output_dir=tmp_path / enrich_setting,
             enrich=enrich_setting,  # type: ignore[arg-type]
             allowed_networks=LOOPBACK,
@@ -704,4 +704,4 @@ def test_enrich_none_leaves_it_out_and_local_is_the_default(server: FeedServer, 
                 document.enrichment.summary
                 in (report.feed_dir / "episodes" / outcome.folder / "transcript.txt").read_text()
             )
-    assert Settings().enrich == "local"
+    assert Settings().metadata.enrich == "local"

@@ -128,7 +128,7 @@ def test_bad_feeds_fail_with_the_url_and_the_reason(
 ) -> None:
     url = server.add(path, body, **route)
     with pytest.raises(FeedError) as error:
-        fetch_feed(url, Settings(output_dir=tmp_path, max_feed_bytes=100_000, allowed_networks=LOOPBACK))
+        fetch_feed(url, Settings.of(output_dir=tmp_path, max_feed_bytes=100_000, allowed_networks=LOOPBACK))
     assert url in str(error.value)
     assert message in str(error.value)
 
@@ -226,7 +226,7 @@ with FeedServer() as server:
     url = server.add("/feed.xml", b"/dev/zero")
     started = time.monotonic()
     try:
-        fetch_feed(url, Settings(allowed_networks=("127.0.0.0/8",)))
+        fetch_feed(url, Settings.of(allowed_networks=("127.0.0.0/8",)))
     except FeedError as error:
         print(f"{time.monotonic() - started:.2f} {error}")
 """
@@ -395,7 +395,7 @@ def test_a_ledger_keyed_by_an_unmasked_guid_is_rekeyed_keeping_its_folder(
         ),
     )
     feed, episodes = fetch_feed(url, settings)
-    store = FeedStore.for_feed(settings.output_dir, url)
+    store = FeedStore.for_feed(settings.output.output_dir, url)
     # As podflow wrote it before GUIDs were masked.
     [old] = store.register([episodes[0].model_copy(update={"episode_id": TOKENIZED_GUIDS[0]})]).values()
 
@@ -535,7 +535,7 @@ def test_every_page_of_a_paged_feed_is_read_in_order(server: FeedServer, setting
             ),
         ],
     )
-    validators = FeedValidators(etag='"an older version"', last_modified=None, selection=settings.selection())
+    validators = FeedValidators(etag='"an older version"', last_modified=None, selection=settings.selection.key())
 
     feed, episodes = fetch_feed(url, settings, validators)
 
@@ -573,7 +573,7 @@ def test_paging_stops_at_max_feed_pages_saying_so(server: FeedServer, settings: 
             for n in range(1, 5)
         ],
     )
-    feed, episodes = fetch_feed(url, settings.model_copy(update={"max_feed_pages": 2}))
+    feed, episodes = fetch_feed(url, settings.but(max_feed_pages=2))
     assert [e.title for e in episodes] == ["Episode 1", "Episode 2"]
     assert feed.paging_error is not None and "max_feed_pages" in feed.paging_error
     assert server.count("/3.xml") == 0
@@ -595,7 +595,7 @@ def test_a_failing_page_keeps_the_pages_before_it_and_no_validators(server: Feed
     assert feed.paging_error is not None and "HTTP 500" in feed.paging_error
     assert "/3.xml?token=***" in feed.paging_error
     # A 304 next run would hide the episodes of the pages never read.
-    store = FeedStore.for_feed(settings.output_dir, url)
+    store = FeedStore.for_feed(settings.output.output_dir, url)
     register(FeedRun(url, store, feed, episodes), settings)
     assert store.read_ledger().validators is None
     assert b"SEKRIT" not in (store.feed_dir / "feed.json").read_bytes()

@@ -28,12 +28,12 @@ def episode(name: str, day: int | None, audio: bool = True) -> Episode:
 def test_selection_is_pure_and_keeps_feed_order() -> None:
     episodes = [episode("c", 3), episode("undated", None), episode("a", 1), episode("b", 2)]
     announcement = episode("news", 9, audio=False)
-    assert [e.title for e in selected_episodes([announcement, *episodes], Settings(newest=1))] == ["c"]
+    assert [e.title for e in selected_episodes([announcement, *episodes], Settings.of(newest=1).selection)] == ["c"]
 
-    assert [e.title for e in selected_episodes(episodes, Settings(newest=2))] == ["c", "b"]
-    chosen = selected_episodes(episodes, Settings(published_after=datetime(2026, 11, 1, 12)))
+    assert [e.title for e in selected_episodes(episodes, Settings.of(newest=2).selection)] == ["c", "b"]
+    chosen = selected_episodes(episodes, Settings.of(published_after=datetime(2026, 11, 1, 12)).selection)
     assert [e.title for e in chosen] == ["c", "undated", "b"]
-    assert selected_episodes(episodes, Settings()) == episodes
+    assert selected_episodes(episodes, Settings().selection) == episodes
 
 
 def test_a_repeated_guid_is_one_episode_the_first() -> None:
@@ -42,7 +42,7 @@ def test_a_repeated_guid_is_one_episode_the_first() -> None:
 
 
 def test_a_feed_given_twice_is_opened_once_and_a_held_folder_fails_alone(tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path)
+    settings = Settings.of(output_dir=tmp_path)
     with ExitStack() as locks:
         [feed_run] = open_feeds([URL, f" {URL.replace('feeds.example', 'FEEDS.example')} ", ""], settings, locks)
         assert (feed_run.url, feed_run.error, feed_run.operator_url) == (URL, None, True)
@@ -58,7 +58,7 @@ from contextlib import ExitStack
 from tasks.feed_run import open_feeds
 from tasks.models import Settings
 resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-settings = Settings(output_dir=sys.argv[1])
+settings = Settings.of(output_dir=sys.argv[1])
 urls = [f"https://feeds{n}.example.org/feed.xml" for n in range(10_000)]
 with ExitStack() as locks, ExitStack() as other_run:
     opened = open_feeds(urls, settings, locks)
@@ -88,7 +88,7 @@ class Run:
 
 
 def test_registered_episodes_are_reported_by_what_their_run_did(tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path)
+    settings = Settings.of(output_dir=tmp_path)
     since = utc_now()
     feed = Feed(url=URL, final_url=URL, title="Show", fetched_at=since, etag='"v1"')
     with ExitStack() as locks:
@@ -115,7 +115,7 @@ def test_registered_episodes_are_reported_by_what_their_run_did(tmp_path: Path) 
 
 
 def test_a_failed_or_unchanged_feed_is_reported_as_such(tmp_path: Path) -> None:
-    store_dir = Settings(output_dir=tmp_path)
+    store_dir = Settings.of(output_dir=tmp_path)
     with ExitStack() as locks:
         [feed_run] = open_feeds(["https://user:secret@feeds.example/x"], store_dir, locks)
     feed_run.not_modified = True

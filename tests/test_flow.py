@@ -41,7 +41,7 @@ def run(feed_url: str, settings: Settings) -> tuple[State, IngestReport]:
 
 
 def ledger_of(feed_url: str, settings: Settings) -> Ledger:
-    return FeedStore.for_feed(settings.output_dir, feed_url).read_ledger()
+    return FeedStore.for_feed(settings.output.output_dir, feed_url).read_ledger()
 
 
 def demo_feed(server: FeedServer, delays: dict[str, float] | None = None) -> str:
@@ -60,7 +60,7 @@ def demo_run(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """One run of the demo feed at the default settings, for the tests that only read what it left: its files and
     ledger, its task runs and artifacts. Tests that run the feed again or change it make their own."""
     with FeedServer() as server:
-        settings = Settings(
+        settings = Settings.of(
             output_dir=tmp_path_factory.mktemp("demo-run") / "out", retry_backoff_s=0.01, allowed_networks=LOOPBACK
         )
         feed_url = demo_feed(server)
@@ -200,7 +200,7 @@ def test_a_feed_that_fails_fails_the_run_with_the_url_and_reason(server: FeedSer
 def test_episodes_move_on_as_soon_as_their_download_ends_and_stages_keep_their_limits(
     server: FeedServer, tmp_path: Path
 ) -> None:
-    settings = Settings(
+    settings = Settings.of(
         output_dir=tmp_path, allowed_networks=LOOPBACK, download_workers=2, transcribe_workers=1, metadata_workers=1
     )
     first, *others = DEMO_EPISODES
@@ -220,7 +220,7 @@ def test_episodes_move_on_as_soon_as_their_download_ends_and_stages_keep_their_l
 
 
 def test_an_operator_limit_on_a_stage_tag_bounds_that_stage(server: FeedServer, tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path, allowed_networks=LOOPBACK, transcribe_workers=2)
+    settings = Settings.of(output_dir=tmp_path, allowed_networks=LOOPBACK, transcribe_workers=2)
     feed_url = demo_feed(server)
     with get_client(sync_client=True) as client:
         client.create_concurrency_limit(tag="podflow-transcribe", concurrency_limit=1)
@@ -240,7 +240,7 @@ def test_an_operator_limit_on_a_stage_tag_bounds_that_stage(server: FeedServer, 
 
 
 def test_transcribe_workers_can_be_processes(server: FeedServer, tmp_path: Path) -> None:
-    settings = Settings(
+    settings = Settings.of(
         output_dir=tmp_path,
         allowed_networks=LOOPBACK,
         transcriber="whisper",
@@ -266,7 +266,7 @@ def test_transcribe_workers_can_be_processes(server: FeedServer, tmp_path: Path)
 def test_published_transcripts_are_read_from_the_feed_and_bad_ones_fail_their_episode(
     server: FeedServer, tmp_path: Path
 ) -> None:
-    settings = Settings(output_dir=tmp_path, allowed_networks=LOOPBACK, transcriber="published")
+    settings = Settings.of(output_dir=tmp_path, allowed_networks=LOOPBACK, transcriber="published")
     good, unlinked, broken = DEMO_EPISODES[:3]
     for demo in (good, unlinked, broken):
         server.add(f"/{demo.slug}.mp3", demo.audio)

@@ -87,7 +87,7 @@ def test_many_feeds_flow_through_one_pipeline_whose_limits_hold_across_feeds(
     second = serve_feed(server, "/second.xml", DEMO_EPISODES[2:], title="Second Show", delay_s=0.3)
     missing = server.url("/missing.xml")
     broken = server.add("/broken.xml", b"<html><body>Moved, sorry</body></html>", content_type="text/html")
-    settings = settings.model_copy(update={"download_workers": 1, "transcribe_workers": 1, "metadata_workers": 1})
+    settings = settings.but(download_workers=1, transcribe_workers=1, metadata_workers=1)
 
     state, report = run(settings, [first, second, missing, broken])
 
@@ -107,7 +107,7 @@ def test_many_feeds_flow_through_one_pipeline_whose_limits_hold_across_feeds(
     entries = [
         entry
         for url in (first, second)
-        for entry in FeedStore.for_feed(settings.output_dir, url).read_ledger().episodes.values()
+        for entry in FeedStore.for_feed(settings.output.output_dir, url).read_ledger().episodes.values()
     ]
     for stage in STAGES:
         assert overlaps([(e.stages[stage].started, e.stages[stage].ended) for e in entries]) == 1, stage
@@ -165,7 +165,7 @@ def test_a_feed_folder_an_older_podflow_named_is_taken_over_and_nothing_is_redon
     feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:1])
     run(settings, [feed_url])
     # Leave the folders as an older podflow named them: slug + 8 hex of the (masked) URL, episodes with 8 hex.
-    store = FeedStore.for_feed(settings.output_dir, feed_url)
+    store = FeedStore.for_feed(settings.output.output_dir, feed_url)
     ledger = store.read_ledger()
     entries = {i: e.model_copy(update={"folder": e.folder[:-8]}) for i, e in ledger.episodes.items()}
     for entry in ledger.episodes.values():
@@ -173,14 +173,14 @@ def test_a_feed_folder_an_older_podflow_named_is_taken_over_and_nothing_is_redon
     write_old_ledger(store, ledger.model_copy(update={"episodes": entries}))
     parts = urlsplit(feed_url)
     old_name = f"{slugify(parts.netloc + ' ' + parts.path, 40)}-{hashlib.sha256(feed_url.encode()).hexdigest()[:8]}"
-    store.feed_dir.rename(settings.output_dir / old_name)
+    store.feed_dir.rename(settings.output.output_dir / old_name)
 
     state, report = run(settings, [feed_url])
 
     assert state.is_completed(), state.message
     assert report.feeds[0].status == "not modified"  # its ledger found, every episode in it complete
     assert audio_hits(server) == 1
-    assert sorted(os.listdir(settings.output_dir)) == [LOCK_FILE, store.feed_dir.name]
+    assert sorted(os.listdir(settings.output.output_dir)) == [LOCK_FILE, store.feed_dir.name]
 
 
 def test_a_feed_whose_folder_is_a_symbolic_link_fails_alone_and_nothing_goes_through_the_link(
@@ -191,8 +191,8 @@ def test_a_feed_whose_folder_is_a_symbolic_link_fails_alone_and_nothing_goes_thr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "theirs.part").write_text("theirs")
-    settings.output_dir.mkdir(parents=True)
-    FeedStore.for_feed(settings.output_dir, linked).feed_dir.symlink_to(elsewhere)
+    settings.output.output_dir.mkdir(parents=True)
+    FeedStore.for_feed(settings.output.output_dir, linked).feed_dir.symlink_to(elsewhere)
 
     state, report = run(settings, [linked, fine])
 
@@ -205,7 +205,7 @@ def test_a_feed_whose_folder_is_a_symbolic_link_fails_alone_and_nothing_goes_thr
 def test_a_feed_whose_ledger_is_broken_fails_alone(server: FeedServer, settings: Settings) -> None:
     broken = serve_feed(server, "/broken.xml", DEMO_EPISODES[:1])
     run(settings, [broken])
-    write_old_ledger(FeedStore.for_feed(settings.output_dir, broken), "{ not json")
+    write_old_ledger(FeedStore.for_feed(settings.output.output_dir, broken), "{ not json")
     serve_feed(server, "/broken.xml", DEMO_EPISODES[:2])  # a new version: the ledger must be read
     fine = serve_feed(server, "/fine.xml", DEMO_EPISODES[2:3])
 
@@ -279,14 +279,14 @@ def test_newest_and_published_after_choose_episodes_and_a_new_choice_refetches_t
     server: FeedServer, settings: Settings
 ) -> None:
     feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES)
-    newest_one = settings.model_copy(update={"newest": 1})
+    newest_one = settings.but(newest=1)
     _, report = run(newest_one, [feed_url])
     assert list(statuses(report.feeds[0])) == [DEMO_EPISODES[-1].title]
 
-    later = Settings(
-        output_dir=settings.output_dir,
+    later = Settings.of(
+        output_dir=settings.output.output_dir,
         published_after=datetime(2026, 11, 5),  # read as UTC
-        allowed_networks=settings.allowed_networks,
+        allowed_networks=settings.network.allowed_networks,
     )
     state, report = run(later, [feed_url])
 
@@ -300,7 +300,7 @@ def test_newest_and_published_after_choose_episodes_and_a_new_choice_refetches_t
 def test_skip_back_catalogue_marks_the_first_run_seen_and_takes_only_later_episodes(
     server: FeedServer, settings: Settings
 ) -> None:
-    settings = settings.model_copy(update={"skip_back_catalogue": True})
+    settings = settings.but(skip_back_catalogue=True)
     feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:2])
 
     state, report = run(settings, [feed_url])
@@ -320,7 +320,7 @@ def test_skip_back_catalogue_marks_the_first_run_seen_and_takes_only_later_episo
 def test_skip_back_catalogue_takes_the_first_episode_of_a_feed_that_started_empty(
     server: FeedServer, settings: Settings
 ) -> None:
-    settings = settings.model_copy(update={"skip_back_catalogue": True})
+    settings = settings.but(skip_back_catalogue=True)
     feed_url = serve_feed(server, "/feed.xml", [])
     run(settings, [feed_url])
 
@@ -334,7 +334,7 @@ def test_ledgers_of_podflow_0_1_keep_their_guidless_episodes(server: FeedServer,
     """podflow 0.1 named a GUID-less episode by its whole normalised enclosure URL; its ledger is re-keyed."""
     feed_url = serve_feed(server, "/feed.xml", DEMO_EPISODES[:2], guids=False, query="?id=7")
     _, before = run(settings, [feed_url])
-    store = FeedStore.for_feed(settings.output_dir, feed_url)
+    store = FeedStore.for_feed(settings.output.output_dir, feed_url)
     ledger = store.read_ledger()
     old_ids = {
         entry.episode_id: hashlib.sha256(normalise_url(entry.audio.source_url).encode()).hexdigest()[:32]

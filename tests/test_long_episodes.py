@@ -36,7 +36,7 @@ ENGINES: dict[str, dict[str, Any]] = {
 def transcribed(path: Path, folder: Path, **fields: Any) -> Transcript:
     folder.mkdir()
     return transcribe_audio(
-        audio_of(path), Episode(episode_id="long", title="long"), folder, Settings(output_dir=folder, **fields)
+        audio_of(path), Episode(episode_id="long", title="long"), folder, Settings.of(output_dir=folder, **fields)
     )
 
 
@@ -80,7 +80,7 @@ from tasks.transcribe.stage import transcribe_audio
 from tests.long_episode import audio_of
 path, folder = Path(sys.argv[1]), Path(sys.argv[2])
 transcript = transcribe_audio(audio_of(path), Episode(episode_id="long", title="long"), folder,
-                              Settings(output_dir=folder))
+                              Settings.of(output_dir=folder))
 print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "seconds": transcript.audio_duration_s, "segments": len(transcript.segments)}))
 """

@@ -80,7 +80,7 @@ def test_a_loopback_feed_is_refused_by_default_and_allowed_by_allowed_networks(s
     with pytest.raises(FeedError, match=r"refused to connect to 127\.0\.0\.1 .*loopback"):
         fetch_document(url, Settings(), FeedError)
     assert server.count("/feed.xml") == 0
-    assert fetch_document(url, Settings(allowed_networks=LOOPBACK), FeedError).body == rss([])
+    assert fetch_document(url, Settings.of(allowed_networks=LOOPBACK), FeedError).body == rss([])
 
 
 def test_a_url_the_operator_gave_trusts_its_own_host_for_that_request_alone(
@@ -104,7 +104,7 @@ def test_every_redirect_hop_obeys_the_rules(server: FeedServer, second_host: Fee
         fetch_document(hop, Settings(), FeedError, operator_url=True)
     assert "SECRET-INTERNAL-ANSWER" not in str(refused.value)
     assert second_host.count("/metadata") == 0
-    allowed = Settings(allowed_networks=("127.0.0.2/32",))
+    allowed = Settings.of(allowed_networks=("127.0.0.2/32",))
     assert fetch_document(hop, allowed, FeedError, operator_url=True).body == b"SECRET-INTERNAL-ANSWER"
 
 
@@ -132,13 +132,15 @@ def test_a_host_is_resolved_once_and_connected_to_at_the_address_checked(
     lookups = rebinding_resolver(monkeypatch, port, first="127.0.0.1", then="127.0.0.2")
     server.add("/feed.xml", b"<rss/>")
     fetched = fetch_document(
-        f"http://rebind.test:{port}/feed.xml", Settings(allowed_networks=("127.0.0.1/32",)), FeedError
+        f"http://rebind.test:{port}/feed.xml", Settings.of(allowed_networks=("127.0.0.1/32",)), FeedError
     )
     assert fetched.body == b"<rss/>" and lookups == ["rebind.test"]
     lookups.clear()
     lookups.append("pretend the first answer was given")  # now every answer is the forbidden one
     with pytest.raises(FeedError, match=r"127\.0\.0\.2: loopback"):
-        fetch_document(f"http://rebind.test:{port}/feed.xml", Settings(allowed_networks=("127.0.0.1/32",)), FeedError)
+        fetch_document(
+            f"http://rebind.test:{port}/feed.xml", Settings.of(allowed_networks=("127.0.0.1/32",)), FeedError
+        )
 
 
 def test_the_operators_host_is_pinned_to_its_first_lookup_for_every_hop(
@@ -204,7 +206,7 @@ DRIPPING_BODY = (b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\n\r\n", b"x")
     ids=["endless-100-continue", "dripping-headers", "dripping-body-without-length"],
 )
 def test_a_document_request_ends_at_its_deadline_headers_included(script: tuple[bytes, bytes]) -> None:
-    settings = Settings(allowed_networks=LOOPBACK, max_document_s=1.0, http_timeout_s=5.0)
+    settings = Settings.of(allowed_networks=LOOPBACK, max_document_s=1.0, http_timeout_s=5.0)
     with StallingServer(*script) as stalling, pytest.raises(FeedError, match="1-second max_document_s limit"):
         fetch_document(stalling.url, settings, FeedError)
 
@@ -215,11 +217,11 @@ def test_a_document_request_ends_at_its_deadline_headers_included(script: tuple[
     ids=["endless-100-continue", "dripping-headers", "dripping-body-without-length"],
 )
 def test_a_download_ends_at_its_deadline_headers_included(script: tuple[bytes, bytes], tmp_path: Path) -> None:
-    settings = Settings(allowed_networks=LOOPBACK, max_download_s=1.0, http_timeout_s=5.0, download_attempts=1)
+    settings = Settings.of(allowed_networks=LOOPBACK, max_download_s=1.0, http_timeout_s=5.0, download_attempts=1)
     with StallingServer(*script) as stalling:
         episode = Episode(episode_id="slow", title="slow", enclosure_url=stalling.url)
         with pytest.raises(DownloadError, match="1-second max_download_s limit"):
-            download_episode(episode, tmp_path, settings, previous=None)
+            download_episode(episode, tmp_path, settings.download, settings.network, previous=None)
     assert list(tmp_path.iterdir()) == []  # nothing half-downloaded is kept as the audio
 
 
@@ -228,7 +230,9 @@ def test_audio_sent_gzip_encoded_is_refused_not_inflated(server: FeedServer, tmp
     url = server.add("/ep.mp3", bomb, headers={"Content-Encoding": "gzip"})
     episode = Episode(episode_id="bomb", title="bomb", enclosure_url=url)
     with pytest.raises(DownloadError, match="sent audio in gzip where podflow asked for it unencoded"):
-        download_episode(episode, tmp_path, Settings(allowed_networks=LOOPBACK), previous=None)
+        download_episode(
+            episode, tmp_path, Settings().download, Settings.of(allowed_networks=LOOPBACK).network, previous=None
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -238,7 +242,8 @@ def test_an_enclosure_on_a_refused_address_fails_at_once_without_retries(
     url = second_host.add("/ep.mp3", b"ID3audio")
     episode = Episode(episode_id="lan", title="lan", enclosure_url=url)
     with pytest.raises(DownloadError, match=r"refused to connect to 127\.0\.0\.2") as refused:
-        download_episode(episode, tmp_path, Settings(download_attempts=4, retry_backoff_s=0.01), previous=None)
+        quick = Settings.of(download_attempts=4, retry_backoff_s=0.01)
+        download_episode(episode, tmp_path, quick.download, quick.network, previous=None)
     assert "attempts" not in str(refused.value)
     assert second_host.count("/ep.mp3") == 0
 
@@ -273,7 +278,7 @@ def test_in_a_run_the_feed_given_is_fetched_and_every_url_in_it_obeys_the_rules(
             ]
         ),
     )
-    nothing_allowed = Settings(output_dir=tmp_path / "strict", transcriber="published")
+    nothing_allowed = Settings.of(output_dir=tmp_path / "strict", transcriber="published")
     strict = ingest_feed(feed_url, nothing_allowed, return_state=True).result(raise_on_failure=False)
     assert isinstance(strict, IngestReport), strict
     assert strict.status == "fetched"  # the feed's own host, for the GET of the URL the operator gave
@@ -282,7 +287,7 @@ def test_in_a_run_the_feed_given_is_fetched_and_every_url_in_it_obeys_the_rules(
     assert server.count("/ours.mp3") == 0
 
     # The operator allows the worker's own address (where the feed's audio is), not its neighbour's.
-    settings = Settings(output_dir=tmp_path / "allowed", transcriber="published", allowed_networks=("127.0.0.1/32",))
+    settings = Settings.of(output_dir=tmp_path / "allowed", transcriber="published", allowed_networks=("127.0.0.1/32",))
     report = ingest_feed(feed_url, settings, return_state=True).result(raise_on_failure=False)
 
     assert isinstance(report, IngestReport), report
@@ -308,7 +313,7 @@ def test_feeds_an_opml_list_names_are_not_trusted(server: FeedServer, second_hos
         ).encode(),
     )
 
-    state = ingest_feeds(opml=opml_url, settings=Settings(output_dir=tmp_path), return_state=True)
+    state = ingest_feeds(opml=opml_url, settings=Settings.of(output_dir=tmp_path), return_state=True)
     report = state.result(raise_on_failure=False)
 
     assert isinstance(report, RunReport), report
@@ -359,13 +364,13 @@ def test_tls_connections_verify_the_host_name_and_end_at_the_deadline_too(tmp_pa
         port = tls_server.url("/").rsplit(":", 1)[1].strip("/")
         tls_server.add("/a", b"over TLS")
         tls_server.add("/drip", b"x" * 100_000, drip_s=0.05)
-        settings = Settings(allowed_networks=LOOPBACK, user_agent="podflow-test")
+        settings = Settings.of(allowed_networks=LOOPBACK, user_agent="podflow-test")
         # The connection goes to the address checked (127.0.0.1); the certificate is still checked for the name.
-        with GuardedSession(settings, deadline_s=30) as session:
+        with GuardedSession(settings.network, deadline_s=30) as session:
             assert session.get(f"https://localhost:{port}/a", verify=str(cert_path), timeout=5).content == b"over TLS"
-        with GuardedSession(settings, deadline_s=30) as session, pytest.raises(requests.exceptions.SSLError):
+        with GuardedSession(settings.network, deadline_s=30) as session, pytest.raises(requests.exceptions.SSLError):
             session.get(f"https://127.0.0.1:{port}/a", verify=str(cert_path), timeout=5)  # not the name signed
-        with GuardedSession(settings, deadline_s=1) as session:
+        with GuardedSession(settings.network, deadline_s=1) as session:
             with pytest.raises(requests.RequestException):
                 _ = session.get(f"https://localhost:{port}/drip", verify=str(cert_path), timeout=5).content
             assert session.deadline.expired
@@ -382,12 +387,18 @@ def test_tls_connections_verify_the_host_name_and_end_at_the_deadline_too(tmp_pa
     ids=["bad-status-line", "bad-chunk-length", "own-reason-phrase"],
 )
 def test_no_request_failure_quotes_what_the_server_sent(answer: bytes, tmp_path: Path) -> None:
-    settings = Settings(allowed_networks=LOOPBACK, download_attempts=1, max_document_s=5, max_download_s=5)
+    settings = Settings.of(allowed_networks=LOOPBACK, download_attempts=1, max_document_s=5, max_download_s=5)
     with StallingServer(answer, b"") as document_server, pytest.raises(FeedError) as failed:
         fetch_document(document_server.url, settings, FeedError)
     assert "SECRET-BODY-MARKER" not in str(failed.value)
     with StallingServer(answer, b"") as audio_server, pytest.raises(DownloadError) as failed_download:
-        download_episode(Episode(episode_id="e", title="e", enclosure_url=audio_server.url), tmp_path, settings, None)
+        download_episode(
+            Episode(episode_id="e", title="e", enclosure_url=audio_server.url),
+            tmp_path,
+            settings.download,
+            settings.network,
+            None,
+        )
     assert "SECRET-BODY-MARKER" not in str(failed_download.value)
 
 
@@ -396,5 +407,5 @@ def test_a_redirects_body_is_never_read(server: FeedServer) -> None:
     # 100 MB announced, dripped forever: read before following (as requests does), it would take it all or time out.
     redirect = f"HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 100000000\r\n\r\n".encode()
     with StallingServer(redirect, b"x" * 1024) as redirecting:
-        fetched = fetch_document(redirecting.url, Settings(allowed_networks=LOOPBACK, max_document_s=10), FeedError)
+        fetched = fetch_document(redirecting.url, Settings.of(allowed_networks=LOOPBACK, max_document_s=10), FeedError)
     assert fetched.body == b"<rss/>"

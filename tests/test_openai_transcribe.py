@@ -61,7 +61,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
 
 
 def openai_settings(tmp_path: Path, server: OpenAIServer, **options: object) -> Settings:
-    return Settings(
+    return Settings.of(
         output_dir=tmp_path,
         transcriber="openai",
         openai_base_url=server.base_url,
@@ -460,7 +460,7 @@ def test_an_answer_that_is_not_http_is_not_quoted(tmp_path: Path) -> None:
                 connection.sendall(f"{MARKER} garbage\r\n\r\n".encode())
 
         threading.Thread(target=answer_garbage, daemon=True).start()
-        settings = Settings(
+        settings = Settings.of(
             output_dir=tmp_path,
             transcriber="openai",
             openai_attempts=1,
@@ -512,9 +512,7 @@ def test_credentials_in_the_base_url_are_masked_in_messages(api: OpenAIServer, t
     """Errors mask URLs themselves; a retry's message must not need to."""
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
     api.queue(TRANSCRIPTIONS, error(503, "Slow down", "server_error"), error(400, "Invalid file format."))
-    settings = openai_settings(tmp_path, api).model_copy(
-        update={"openai_base_url": api.base_url.replace("://", "://podflow:hunter2@")}
-    )
+    settings = openai_settings(tmp_path, api).but(openai_base_url=api.base_url.replace("://", "://podflow:hunter2@"))
     heard: list[str] = []
 
     with pytest.raises(TranscriptionError) as raised:
@@ -555,7 +553,7 @@ def test_without_a_key_the_openai_api_is_not_called(tmp_path: Path, monkeypatch:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
     with pytest.raises(TranscriptionError, match="no OpenAI API key: set OPENAI_API_KEY"):
-        api_transcript(audio, Settings(transcriber="openai"))
+        api_transcript(audio, Settings.of(transcriber="openai"))
 
 
 # Prefect: the Secret block, the shared rate limit, and no key in what a run leaves behind --------------------
@@ -607,7 +605,7 @@ def test_waiting_for_a_rate_limit_slot_is_bounded_and_ends_when_a_sibling_fails(
             GlobalConcurrencyLimitCreate(name="openai-test-slow", limit=1, slot_decay_per_second=0.25)
         )
     rate_limit("openai-test-slow", strict=True)
-    settings = Settings(openai_rate_limit="openai-test-slow", openai_rate_limit_wait_s=1.0)
+    settings = Settings.of(openai_rate_limit="openai-test-slow", openai_rate_limit_wait_s=1.0)
     sent: list[str] = []
 
     def send(name: str):  # type: ignore[no-untyped-def]
@@ -619,7 +617,9 @@ def test_waiting_for_a_rate_limit_slot_is_bounded_and_ends_when_a_sibling_fails(
         match=r"no slot of the rate limit 'openai-test-slow' \(openai_rate_limit\) "
         r"within 1 s \(openai_rate_limit_wait_s\)",
     ):
-        call_with_retries(send("bounded"), settings, TranscriptionError, threading.Event(), key=None, timeout_s=1.0)
+        call_with_retries(
+            send("bounded"), settings.openai, TranscriptionError, threading.Event(), key=None, timeout_s=1.0
+        )
     assert time.monotonic() - started < 3.0
 
     stopped = threading.Event()
@@ -627,7 +627,7 @@ def test_waiting_for_a_rate_limit_slot_is_bounded_and_ends_when_a_sibling_fails(
     with pytest.raises(TranscriptionError, match="not sent: another request to the API failed"):
         call_with_retries(
             send("stopped"),
-            settings.model_copy(update={"openai_rate_limit_wait_s": 30.0}),
+            settings.but(openai_rate_limit_wait_s=30.0).openai,
             TranscriptionError,
             stopped,
             key=None,
@@ -659,9 +659,11 @@ def test_no_run_record_log_or_file_holds_the_key(
     failed = next(e for e in report.episodes if e.status == "failed")
     assert "HTTP 401, type invalid_request_error; the API key was refused" in (failed.error or "")
     done = next(e for e in report.episodes if e.status == "complete")
-    transcript = Transcript.model_validate_json(next(Path(settings.output_dir).rglob("transcript.json")).read_bytes())
+    transcript = Transcript.model_validate_json(
+        next(Path(settings.output.output_dir).rglob("transcript.json")).read_bytes()
+    )
     assert transcript.backend == "openai" and done.episode_id == transcript.episode_id
-    written = {path: path.read_bytes() for path in Path(settings.output_dir).rglob("*") if path.is_file()}
+    written = {path: path.read_bytes() for path in Path(settings.output.output_dir).rglob("*") if path.is_file()}
     with get_client(sync_client=True) as client:
         flow_run_id = state.state_details.flow_run_id
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))

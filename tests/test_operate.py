@@ -35,9 +35,15 @@ DEPLOYMENT = "ingest-feed/on-demand"
 SCHEDULED = "ingest-feeds/scheduled"
 
 
-def watched_with_settings(output: Path) -> tuple[str, ...]:
-    """`prefect deployment run`'s settings parameter (output folder; the test server's loopback allowed) and wait."""
-    settings = {"output_dir": str(output), "allowed_networks": ["127.0.0.0/8"]}
+def watched_with_settings(output: Path, flat: bool = False) -> tuple[str, ...]:
+    """`prefect deployment run`'s settings parameter (output folder; the test server's loopback allowed) and wait.
+    `flat`: as one flat dict, the form of deployments made before settings came in groups (mapped, with a warning)."""
+    settings: dict[str, object] = {
+        "output": {"output_dir": str(output)},
+        "network": {"allowed_networks": ["127.0.0.0/8"]},
+    }
+    if flat:
+        settings = {name: value for group in settings.values() for name, value in group.items()}  # type: ignore[attr-defined]
     return ("--param", "settings=" + json.dumps(settings), "--watch", "--watch-interval", "1", "--watch-timeout", "240")
 
 
@@ -154,7 +160,7 @@ def run_deployment(operation: Operation, feeds: list[str], output: Path, timing:
         SCHEDULED,
         "--param",
         f"feeds={json.dumps(feeds)}",
-        *watched_with_settings(output),
+        *watched_with_settings(output, flat=True),  # the scheduled runs keep a deployment's flat settings working
         timeout_s=270,
         timing=timing,
         check=False,  # a run that ends Failed exits 1: the test reads its state

@@ -117,7 +117,7 @@ def test_an_unparseable_url_is_a_feed_error(settings: Settings) -> None:
 
 
 def test_an_oversize_file_or_url_is_refused(server: FeedServer, tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path, max_feed_bytes=len(SUBSCRIPTIONS) - 1, allowed_networks=LOOPBACK)
+    settings = Settings.of(output_dir=tmp_path, max_feed_bytes=len(SUBSCRIPTIONS) - 1, allowed_networks=LOOPBACK)
     path = tmp_path / "big.opml"
     path.write_bytes(SUBSCRIPTIONS)
     url = server.add("/big.opml", SUBSCRIPTIONS)
@@ -126,4 +126,4 @@ def test_an_oversize_file_or_url_is_refused(server: FeedServer, tmp_path: Path) 
             read_opml(source, settings)
         assert source in str(error.value)
     # At the limit exactly, it is read.
-    assert read_opml(str(path), settings.model_copy(update={"max_feed_bytes": len(SUBSCRIPTIONS)})) == (FEEDS, None)
+    assert read_opml(str(path), settings.but(max_feed_bytes=len(SUBSCRIPTIONS))) == (FEEDS, None)

@@ -53,15 +53,17 @@ def ten_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 
 
 def test_a_transcriber_added_as_the_readme_says_transcribes_an_episode(ten_seconds: str, tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path, transcriber=ten_seconds, language="en")
-    assert ten_seconds in Settings.model_json_schema()["properties"]["transcriber"]["enum"]  # the UI form offers it
+    settings = Settings.of(output_dir=tmp_path, transcriber=ten_seconds, language="en")
+    assert (
+        ten_seconds in Settings.model_json_schema()["$defs"]["TranscribeSettings"]["properties"]["transcriber"]["enum"]
+    )  # the UI form offers it
     audio = demo_audio(DEMO_EPISODES[0], tmp_path / "episode")
     assert FAKE not in sys.modules  # imported when chosen, not before
     progress: list[tuple[float, float]] = []
 
     transcript = transcribe_audio(audio, episode_of(audio), audio.path.parent, settings, heard_into(progress))
 
-    assert (transcript.backend, transcript.model, transcript.language) == (ten_seconds, settings.model, "en")
+    assert (transcript.backend, transcript.model, transcript.language) == (ten_seconds, settings.transcribe.model, "en")
     assert 10 < transcript.audio_duration_s < 20  # the real decoder measured the clip
     duration_s = pytest.approx(transcript.audio_duration_s, abs=0.001)
     assert [(s.start, s.end, s.text) for s in transcript.segments] == [
@@ -77,7 +79,7 @@ def test_the_added_transcriber_gets_its_audio_from_the_one_decoder(ten_seconds: 
     path.write_bytes(b"<html>not audio</html>" * 50)
     audio = AudioFile(episode_id="x", path=path, source_url="http://127.0.0.1/x.mp3", bytes=1100, sha256="00")
     with pytest.raises(AudioDecodeError):
-        transcribe_audio(audio, episode_of(audio), tmp_path, Settings(output_dir=tmp_path, transcriber=ten_seconds))
+        transcribe_audio(audio, episode_of(audio), tmp_path, Settings.of(output_dir=tmp_path, transcriber=ten_seconds))
     assert not (tmp_path / "transcript.json").exists()
 
 
@@ -85,7 +87,7 @@ def test_only_registered_transcribers_are_taken_and_the_error_names_them() -> No
     with pytest.raises(
         ValueError, match="no transcriber 'parakeet'; registered: faster-whisper, whisper, openai, published"
     ):
-        Settings(transcriber="parakeet")
+        Settings.of(transcriber="parakeet")
 
 
 def test_the_setting_and_the_cli_help_describe_every_registered_transcriber() -> None:
@@ -96,7 +98,9 @@ def test_the_setting_and_the_cli_help_describe_every_registered_transcriber() ->
     output = CliRunner().invoke(app, ["ingest", "--help"]).output
     help_text = re.sub(r"-\s+", "-", " ".join(output.split()))  # unwrapped, words cut at a hyphen rejoined
     assert all(f"{name} ({info.description})" in help_text for name, info in BACKENDS.items()), help_text
-    assert Settings.model_json_schema()["properties"]["transcriber"]["enum"] == list(BACKENDS)
+    assert Settings.model_json_schema()["$defs"]["TranscribeSettings"]["properties"]["transcriber"]["enum"] == list(
+        BACKENDS
+    )
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))
@@ -108,7 +112,7 @@ def test_every_registered_transcriber_loads_a_class_with_the_one_entry_point(nam
 def test_choosing_faster_whisper_never_imports_torch() -> None:
     script = (
         "import sys; from tasks.models import Settings; from tasks.transcribe.stage import transcribe_audio; "
-        "from tasks.transcribe.base import load_backend; load_backend(Settings()); "
+        "from tasks.transcribe.base import load_backend; load_backend(Settings(), 1); "
         "print(sorted(m for m in ('torch', 'whisper', 'openai', 'av') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -118,10 +122,10 @@ def test_choosing_faster_whisper_never_imports_torch() -> None:
 
 
 def test_worker_processes_are_chosen_from_the_registry() -> None:
-    assert runs_in_processes(Settings(transcriber="whisper", device="cuda"))
-    assert not runs_in_processes(Settings(transcriber="whisper", device="cpu"))
-    assert not runs_in_processes(Settings(transcriber="faster-whisper", device="cuda"))
-    assert runs_in_processes(Settings(transcriber="faster-whisper", transcribe_pool="processes"))
+    assert runs_in_processes(Settings.of(transcriber="whisper", device="cuda"))
+    assert not runs_in_processes(Settings.of(transcriber="whisper", device="cpu"))
+    assert not runs_in_processes(Settings.of(transcriber="faster-whisper", device="cuda"))
+    assert runs_in_processes(Settings.of(transcriber="faster-whisper", transcribe_pool="processes"))
 
 
 def imports(path: Path) -> set[str]:

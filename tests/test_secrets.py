@@ -176,7 +176,7 @@ def test_nothing_a_run_writes_or_reports_holds_a_credential(server: FeedServer, 
 
     assert isinstance(report, IngestReport) and state.is_failed()
     assert [e.status for e in report.episodes] == ["complete", "failed", "failed", "failed"]
-    written = {path: path.read_bytes() for path in Path(settings.output_dir).rglob("*") if path.is_file()}
+    written = {path: path.read_bytes() for path in Path(settings.output.output_dir).rglob("*") if path.is_file()}
     assert any(b"token=***" in body for body in written.values())  # the URLs are there, masked
     with get_client(sync_client=True) as client:
         flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))

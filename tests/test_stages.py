@@ -96,7 +96,7 @@ def test_a_stage_added_as_the_readme_says_runs_alone_on_a_folder_the_previous_re
     feed_url = serve(server, 2)
     added = STAGES.pop(word_count)  # the previous release: three stages
     run(settings, feed_url)
-    store = FeedStore.for_feed(settings.output_dir, feed_url)
+    store = FeedStore.for_feed(settings.output.output_dir, feed_url)
     write_old_ledger(store, store.read_ledger())  # as that release left it: ledger.json, no database
     folders = [store.folder(entry) for entry in store.read_ledger().episodes.values()]
     before = {path: path.stat().st_mtime_ns for folder in folders for path in folder.path.iterdir()}

@@ -48,7 +48,7 @@ def script_as_vtt(script: str, duration_s: float) -> str:
 @pytest.mark.parametrize("engine", WHISPER_ENGINES)
 @pytest.mark.parametrize("demo", DEMO_EPISODES, ids=lambda d: d.slug)
 def test_whisper_transcript_matches_the_spoken_script(engine: str, demo: DemoEpisode, tmp_path: Path) -> None:
-    settings = Settings(output_dir=tmp_path, **WHISPER_ENGINES[engine])
+    settings = Settings.of(output_dir=tmp_path, **WHISPER_ENGINES[engine])
     progress: list[tuple[float, float]] = []
     audio = demo_audio(demo, tmp_path)
     transcript = transcribe_audio(audio, episode_of(audio), tmp_path, settings, heard_into(progress))
@@ -69,7 +69,7 @@ def test_published_transcript_is_used_instead_of_whisper(demo: DemoEpisode, serv
     audio = demo_audio(demo, tmp_path)
     duration_s = audio_codec.probe(audio.path).duration_s or 0
     url = server.add(f"/{demo.slug}.vtt", script_as_vtt(demo.script, duration_s).encode())
-    settings = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
+    settings = Settings.of(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
 
     transcript = transcribe_audio(
         audio, episode_of(audio, TranscriptLink(url=url, type="text/vtt", language="en")), tmp_path, settings
@@ -90,10 +90,10 @@ def test_the_most_preferred_published_type_wins(server: FeedServer, tmp_path: Pa
     vtt_url = server.add("/t.vtt", script_as_vtt(demo.script, duration_s).encode())
     episode = episode_of(audio, TranscriptLink(url=text_url, type="text/plain"), TranscriptLink(url=vtt_url))
 
-    published = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
+    published = Settings.of(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
     first = transcribe_audio(audio, episode, tmp_path / "a", published)
     assert first.source_url == vtt_url  # VTT (known by its suffix) outranks text by default
-    texts_only = published.model_copy(update={"published_types": ("text/plain",)})
+    texts_only = published.but(published_types=("text/plain",))
     second = transcribe_audio(audio, episode, tmp_path / "b", texts_only)
     assert second.source_url == text_url and second.estimated_timing
     assert [s.text for s in second.segments] == [
@@ -113,13 +113,13 @@ def test_a_malformed_published_transcript_falls_back_to_whisper_or_fails_as_told
     episode = episode_of(audio, TranscriptLink(url=url, type="text/vtt"))
     reasons: list[str] = []
 
-    preferred = Settings(output_dir=tmp_path, prefer_published=True, allowed_networks=LOOPBACK)
+    preferred = Settings.of(output_dir=tmp_path, prefer_published=True, allowed_networks=LOOPBACK)
     fallen_back = transcribe_audio(audio, episode, tmp_path / "a", preferred, fell_back_into(reasons))
     assert fallen_back.backend == "faster-whisper"
     assert word_error_rate(demo.script, fallen_back.text) < MAX_WER
     assert len(reasons) == 1 and url in reasons[0] and "WEBVTT header" in reasons[0]
 
-    strict = preferred.model_copy(update={"published_fallback": False})
+    strict = preferred.but(published_fallback=False)
     with pytest.raises(TranscriptionError, match="WEBVTT header") as error:
         transcribe_audio(audio, episode, tmp_path / "b", strict)
     assert url in str(error.value)
@@ -128,7 +128,7 @@ def test_a_malformed_published_transcript_falls_back_to_whisper_or_fails_as_told
 
 def test_published_only_fails_clearly_without_a_usable_link(server: FeedServer, tmp_path: Path) -> None:
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
-    settings = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
+    settings = Settings.of(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
     with pytest.raises(TranscriptionError, match=r"links no transcript.*offered: application/pdf"):
         transcribe_audio(
             audio,
@@ -145,7 +145,7 @@ def test_published_only_fails_clearly_without_a_usable_link(server: FeedServer, 
 def test_word_timestamps_fall_inside_their_segments(engine: str, tmp_path: Path) -> None:
     demo = DEMO_EPISODES[2]
     audio = demo_audio(demo, tmp_path)
-    settings = Settings(output_dir=tmp_path, word_timestamps=True, **WHISPER_ENGINES[engine])
+    settings = Settings.of(output_dir=tmp_path, word_timestamps=True, **WHISPER_ENGINES[engine])
     transcript = transcribe_audio(audio, episode_of(audio), tmp_path, settings)
 
     assert word_error_rate(demo.script, transcript.text) < MAX_WER
@@ -165,7 +165,7 @@ def test_word_timestamps_fall_inside_their_segments(engine: str, tmp_path: Path)
 def test_the_bundled_multilingual_model_detects_the_spoken_language(
     engine: str, clip: dict[str, str], tmp_path: Path
 ) -> None:
-    settings = Settings(output_dir=tmp_path, model="bundled:base", **WHISPER_ENGINES[engine])
+    settings = Settings.of(output_dir=tmp_path, model="bundled:base", **WHISPER_ENGINES[engine])
     audio = audio_file(FIXTURES / f"{clip['slug']}.mp3", tmp_path, clip["slug"])
     transcript = transcribe_audio(audio, episode_of(audio), tmp_path, settings)
 
@@ -177,7 +177,7 @@ def test_the_bundled_multilingual_model_detects_the_spoken_language(
 
 def test_a_named_language_is_used_not_detected(tmp_path: Path) -> None:
     clip = SPOKEN[0]
-    settings = Settings(output_dir=tmp_path, model="bundled:base", language=clip["language"])
+    settings = Settings.of(output_dir=tmp_path, model="bundled:base", language=clip["language"])
     audio = audio_file(FIXTURES / f"{clip['slug']}.mp3", tmp_path, clip["slug"])
     transcript = transcribe_audio(audio, episode_of(audio), tmp_path, settings)
     assert (transcript.language, transcript.language_probability) == (clip["language"], None)
@@ -202,7 +202,7 @@ def test_a_finished_transcript_is_not_redone_unless_the_audio_changed(settings: 
 def test_two_transcriptions_at_once_both_come_out_right(engine: str, tmp_path: Path) -> None:
     """The regression test for openai-whisper's shared-model corruption: two threads on one model object produced
     garbage text and 'cannot reshape tensor of 0 elements'. Each concurrent transcription must get its own model."""
-    settings = Settings(output_dir=tmp_path, transcribe_workers=2, **WHISPER_ENGINES[engine])
+    settings = Settings.of(output_dir=tmp_path, transcribe_workers=2, **WHISPER_ENGINES[engine])
     demos = DEMO_EPISODES[1:3]
     audios = [demo_audio(demo, tmp_path / demo.slug) for demo in demos]
     with ThreadPoolExecutor(2) as pool:
@@ -213,8 +213,8 @@ def test_two_transcriptions_at_once_both_come_out_right(engine: str, tmp_path: P
 
 def test_whisper_gives_each_concurrent_transcription_its_own_model(tmp_path: Path) -> None:
     # Three workers: a backend of its own, not one an earlier test left in the process's cache.
-    settings = Settings(output_dir=tmp_path, transcriber="whisper", transcribe_workers=3, beam_size=1)
-    backend = load_backend(settings)
+    settings = Settings.of(output_dir=tmp_path, transcriber="whisper", transcribe_workers=3, beam_size=1)
+    backend = load_backend(settings, 3)
     samples = decoded(DEMO_DIR / f"{DEMO_EPISODES[0].slug}.mp3")[: 3 * audio_codec.SAMPLE_RATE]
     together = threading.Barrier(2)
 
@@ -261,7 +261,7 @@ def test_when_the_preferred_link_fails_the_next_one_is_used(server: FeedServer, 
         TranscriptLink(url=server.url("/gone.vtt"), type="text/vtt"),
         TranscriptLink(url=srt_url, type="application/srt"),
     )
-    settings = Settings(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
+    settings = Settings.of(output_dir=tmp_path, transcriber="published", allowed_networks=LOOPBACK)
     transcript = transcribe_audio(audio, episode, tmp_path, settings)
     assert (transcript.source_url, transcript.model, transcript.text) == (
         srt_url,
@@ -283,7 +283,7 @@ def test_a_transcript_from_before_subtitles_gets_its_srt_and_vtt_on_the_next_run
 
 def test_audio_longer_than_the_limit_is_refused_while_decoding(tmp_path: Path) -> None:
     audio = demo_audio(DEMO_EPISODES[0], tmp_path)
-    settings = Settings(output_dir=tmp_path, max_audio_duration_s=5)
+    settings = Settings.of(output_dir=tmp_path, max_audio_duration_s=5)
     with pytest.raises(AudioTooLongError, match="audio.mp3 is longer than the 5-second limit"):
         transcribe_audio(audio, episode_of(audio), tmp_path, settings)
     assert not (tmp_path / "transcript.json").exists()
@@ -316,5 +316,5 @@ def test_a_full_disk_fails_the_transcript_cleanly_and_a_later_run_completes(tmp_
     assert "transcript.txt could not be written: File too large" in result.stdout, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audio.mp3"]  # no partial transcript, no temp file
 
-    transcript = transcribe_audio(audio, episode_of(audio), tmp_path, Settings(output_dir=tmp_path))
+    transcript = transcribe_audio(audio, episode_of(audio), tmp_path, Settings.of(output_dir=tmp_path))
     assert_files_agree(transcript, tmp_path)

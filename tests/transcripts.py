@@ -21,7 +21,7 @@ def episode_of(audio: AudioFile, *links: TranscriptLink) -> Episode:
 
 
 def published_settings(settings: Settings, **options: object) -> Settings:
-    return settings.model_copy(update={"transcriber": "published", **options})
+    return settings.but(transcriber="published", **options)
 
 
 def assert_files_agree(transcript: Transcript, folder: Path) -> None:

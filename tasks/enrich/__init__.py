@@ -17,10 +17,10 @@ def enrich(
     settings: Settings,
     tell: Tell = nobody,
 ) -> Enrichment | None:
-    """The enrichment `settings.enrich` asks for, or None for enrich=none; `tell` hears Retried of each request
+    """The enrichment `settings.metadata.enrich` asks for, or None for enrich=none; `tell` hears Retried of each request
     tried again."""
-    if settings.enrich == "none":
+    if settings.metadata.enrich == "none":
         return None
-    if settings.enrich == "local":
+    if settings.metadata.enrich == "local":
         return local_enrichment(transcript, episode)
     return openai_enrichment(transcript, episode, feed, settings, lambda message: tell(Retried(message)))

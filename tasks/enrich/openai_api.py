@@ -100,7 +100,7 @@ def openai_enrichment(
     """
     segments = [segment for segment in transcript.segments if segment.text.strip()]
     if not segments:
-        return Enrichment(method="openai", model=settings.enrich_model, parts=0, usage=TokenUsage())
+        return Enrichment(method="openai", model=settings.metadata.enrich_model, parts=0, usage=TokenUsage())
     context = _context(episode, feed)
     parts = split_parts(segments, part_tokens)
     chat = ChatModel(settings, on_retry)
@@ -115,7 +115,7 @@ def openai_enrichment(
         if len(parts) == 1:
             answer, chapters = describe(1)
         else:
-            with ThreadPoolExecutor(min(settings.openai_requests, len(parts)), "podflow-enrich") as pool:
+            with ThreadPoolExecutor(min(settings.openai.openai_requests, len(parts)), "podflow-enrich") as pool:
                 # Each part in a copy of this context: Prefect's settings, client and run context reach its requests.
                 futures = [
                     pool.submit(contextvars.copy_context().run, describe, number) for number in range(1, len(parts) + 1)
@@ -137,7 +137,7 @@ def openai_enrichment(
         chat.close()
     return Enrichment(
         method="openai",
-        model=", ".join(chat.models) or settings.enrich_model,
+        model=", ".join(chat.models) or settings.metadata.enrich_model,
         summary=answer.summary.strip(),
         topics=_names(answer.topics),
         chapters=chapters,

@@ -71,15 +71,17 @@ class ChatModel:
     def __init__(self, settings: Settings, on_retry: Callable[[str], None]):
         self.settings = settings
         self.on_retry = on_retry
-        self.key = api_key(settings, EnrichmentError)
-        if self.key is None and not settings.openai_base_url:
+        self.key = api_key(settings.openai, EnrichmentError)
+        if self.key is None and not settings.openai.openai_base_url:
             raise EnrichmentError(
                 "no OpenAI API key for enrich=openai: set OPENAI_API_KEY, or name a Prefect Secret block in "
                 "openai_api_key_secret"
             )
-        self.where = f"{settings.enrich_model} at {settings.openai_base_url or 'api.openai.com'}"
+        self.where = f"{settings.metadata.enrich_model} at {settings.openai.openai_base_url or 'api.openai.com'}"
         self.stopped = threading.Event()  # set when a part has failed: the others send nothing more
-        self.client = new_client(settings, self.key, openai.Timeout(CHAT_TIMEOUT_S, connect=settings.http_timeout_s))
+        self.client = new_client(
+            settings.openai, self.key, openai.Timeout(CHAT_TIMEOUT_S, connect=settings.network.http_timeout_s)
+        )
         self.lock = threading.Lock()
         self.usage = TokenUsage()
         self.models: list[str] = []
@@ -131,7 +133,7 @@ class ChatModel:
             try:
                 # Plain role/content dicts and a JSON-schema dict, as the API takes them; the stubs want TypedDicts.
                 return self.client.chat.completions.create(  # type: ignore[call-overload]
-                    model=self.settings.enrich_model, messages=messages, response_format=RESPONSE_FORMAT
+                    model=self.settings.metadata.enrich_model, messages=messages, response_format=RESPONSE_FORMAT
                 )
             except ValueError:  # a 200 whose body is no JSON at all
                 raise InvalidAnswer("the response is not JSON") from None
@@ -139,7 +141,7 @@ class ChatModel:
         try:
             response = call_with_retries(
                 send,
-                self.settings,
+                self.settings.openai,
                 EnrichmentError,
                 self.stopped,
                 key=self.key,

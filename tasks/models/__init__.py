@@ -34,7 +34,20 @@ from tasks.models.records import (
     utc_now,
 )
 from tasks.models.reports import EpisodeOutcome, IngestReport, RunReport
-from tasks.models.settings import PUBLISHED_TRANSCRIPT_TYPES, Settings
+from tasks.models.settings import (
+    PUBLISHED_TRANSCRIPT_TYPES,
+    ClusterSettings,
+    DocumentSettings,
+    DownloadSettings,
+    FlatSettingsWarning,
+    MetadataSettings,
+    NetworkSettings,
+    OpenAISettings,
+    OutputSettings,
+    SelectionSettings,
+    Settings,
+    TranscribeSettings,
+)
 
 __all__ = [
     "METADATA_SCHEMA_VERSION",
@@ -55,7 +68,17 @@ __all__ = [
     "Record",
     "RunReport",
     "Segment",
+    "ClusterSettings",
+    "DocumentSettings",
+    "DownloadSettings",
+    "FlatSettingsWarning",
+    "MetadataSettings",
+    "NetworkSettings",
+    "OpenAISettings",
+    "OutputSettings",
+    "SelectionSettings",
     "Settings",
+    "TranscribeSettings",
     "StageOutcome",
     "StageTiming",
     "TokenUsage",

@@ -47,7 +47,7 @@ class FeedValidators(Record):
 
     etag: str | None
     last_modified: str | None
-    selection: str = Field(description="Settings.selection() of the run that registered it.")
+    selection: str = Field(description="Settings.selection.key() of the run that registered it.")
 
 
 class Ledger(Record):

@@ -24,7 +24,8 @@ PROMPT_SEGMENTS = 8
 
 
 class Backend(Protocol):
-    """A transcriber, constructed with the Settings once per process (see load_backend), then called per episode."""
+    """A transcriber, constructed once per process (see load_backend) with the Settings and how many
+    transcriptions the process runs on it at once, then called per episode."""
 
     def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, tell: Tell) -> Transcript:
         """The episode's transcript; TranscriptionError, said so a user can act on it, when there can be none.
@@ -43,8 +44,8 @@ class SampleBackend(ABC):
     the episode is decoded and heard `transcribe_window_s` at a time, each window cut at a pause (windows.py), so
     memory stays the same however long the episode runs."""
 
-    def __init__(self, settings: Settings):
-        self.model_name = settings.model
+    def __init__(self, settings: Settings, at_once: int):
+        self.model_name = settings.transcribe.model
 
     @abstractmethod
     def segments(
@@ -57,11 +58,13 @@ class SampleBackend(ABC):
     def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, tell: Tell) -> Transcript:
         declared_s = audio_codec.declared_duration_s_of(audio.path)
         heard: list[Segment] = []
-        detected = Detected(settings.language, None)
+        detected = Detected(settings.transcribe.language, None)
         heard_s = 0.0
         try:
-            pieces = audio_codec.stream(audio.path, settings.max_audio_duration_s, settings.max_decode_s)
-            for number, window in enumerate(windows(pieces, settings.transcribe_window_s)):
+            pieces = audio_codec.stream(
+                audio.path, settings.transcribe.max_audio_duration_s, settings.transcribe.max_decode_s
+            )
+            for number, window in enumerate(windows(pieces, settings.transcribe.transcribe_window_s)):
                 prompt = " ".join(segment.text for segment in heard[-PROMPT_SEGMENTS:]) or None
                 window_detected, produced = self.segments(window.samples, settings, detected.language, prompt)
                 if number == 0:
@@ -74,11 +77,11 @@ class SampleBackend(ABC):
         except (AudioDecodeError, AudioTooLongError, StoppedError):
             raise
         except Exception as exc:
-            raise TranscriptionError(f"{settings.transcriber} failed on {audio.path.name}: {exc}") from exc
+            raise TranscriptionError(f"{settings.transcribe.transcriber} failed on {audio.path.name}: {exc}") from exc
         return Transcript(
             episode_id=audio.episode_id,
             audio_sha256=audio.sha256,
-            backend=settings.transcriber,
+            backend=settings.transcribe.transcriber,
             model=self.model_name,
             language=detected.language,
             language_probability=detected.probability,
@@ -88,41 +91,35 @@ class SampleBackend(ABC):
 
 
 # What a backend is constructed with: other settings may change from one call to the next.
-LOADED_BY = {
-    "transcriber",
-    "model",
-    "device",
-    "compute_type",
-    "transcribe_workers",
-    "transcribe_pool",
-}
+LOADED_BY = {"transcriber", "model", "device", "compute_type"}
 _backends: dict[str, Backend] = {}
 _backends_lock = threading.Lock()
 
 
-def load_backend(settings: Settings) -> Backend:
-    """The process's one backend for these settings, loaded on first use; TranscriptionError if it cannot be."""
-    key = settings.model_dump_json(include=LOADED_BY)
+def load_backend(settings: Settings, at_once: int) -> Backend:
+    """The process's one backend for these settings, run by `at_once` transcriptions at a time, loaded on first
+    use; TranscriptionError if it cannot be."""
+    key = f"{settings.transcribe.model_dump_json(include=LOADED_BY)} {at_once}"
     with _backends_lock:
         if key not in _backends:
             try:
-                _backends[key] = BACKENDS[settings.transcriber].load()(settings)
+                _backends[key] = BACKENDS[settings.transcribe.transcriber].load()(settings, at_once)
             except Exception as exc:
                 raise TranscriptionError(
-                    f"the {settings.transcriber} model {settings.model!r} cannot be loaded: {exc}"
+                    f"the {settings.transcribe.transcriber} model {settings.transcribe.model!r} cannot be loaded: {exc}"
                 ) from exc
         return _backends[key]
 
 
 def hears_audio(settings: Settings) -> bool:
     """Whether the transcriber hears the audio itself (Whisper), not through the OpenAI API or a published file."""
-    return issubclass(BACKENDS[settings.transcriber].load(), SampleBackend)
+    return issubclass(BACKENDS[settings.transcribe.transcriber].load(), SampleBackend)
 
 
 def on_cluster(settings: Settings) -> bool:
     """Whether a Dask cluster's workers hear the audio (cluster.py): a transcribe_cluster is set and the
     transcriber hears audio itself."""
-    return bool(settings.transcribe_cluster) and hears_audio(settings)
+    return bool(settings.cluster.transcribe_cluster) and hears_audio(settings)
 
 
 def runs_in_processes(settings: Settings) -> bool:
@@ -130,24 +127,25 @@ def runs_in_processes(settings: Settings) -> bool:
     processes_on_cuda (openai-whisper) when its model runs on CUDA. Never with a cluster: its threads only wait."""
     if on_cluster(settings):
         return False
-    if settings.transcribe_pool == "auto":
-        return BACKENDS[settings.transcriber].processes_on_cuda and torch_device(settings) == "cuda"
-    return settings.transcribe_pool == "processes"
+    if settings.transcribe.transcribe_pool == "auto":
+        return BACKENDS[settings.transcribe.transcriber].processes_on_cuda and torch_device(settings) == "cuda"
+    return settings.transcribe.transcribe_pool == "processes"
 
 
 def workers_in_process(settings: Settings) -> int:
     """How many transcriptions one process runs at once: all the stage's workers, or one where each is a process."""
-    return 1 if runs_in_processes(settings) else settings.transcribe_workers
+    return 1 if runs_in_processes(settings) else settings.transcribe.transcribe_workers
 
 
 def torch_device(settings: Settings) -> str:
-    if settings.device != "auto":
-        return settings.device
+    if settings.transcribe.device != "auto":
+        return settings.transcribe.device
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def threads_per_worker(settings: Settings) -> int:
-    """The CPU threads each concurrent transcription gets: the cores split between them, not oversubscribed."""
-    return max(1, (os.cpu_count() or 1) // settings.transcribe_workers)
+def threads_per_worker(at_once: int) -> int:
+    """The CPU threads each of `at_once` concurrent transcriptions gets: the cores split between them, not
+    oversubscribed."""
+    return max(1, (os.cpu_count() or 1) // at_once)

@@ -39,7 +39,7 @@ class _SendAgain(Exception):
 def cluster_slots(settings: Settings) -> int:
     """The transcribe slots of the settings' cluster, connecting to it: ClusterError, before any download, where
     its scheduler cannot be reached or no worker offers a slot within cluster_timeout_s."""
-    return cluster_client(settings).wait_for_slots(settings.cluster_timeout_s)
+    return cluster_client(settings).wait_for_slots(settings.cluster.cluster_timeout_s)
 
 
 def stage_workers(slots: int) -> int:
@@ -55,12 +55,12 @@ _clients_lock = threading.Lock()
 
 def cluster_client(settings: Settings) -> ClusterClient:
     """This process's client of the settings' cluster, connected on first use (and again after it closed)."""
-    address = settings.transcribe_cluster
+    address = settings.cluster.transcribe_cluster
     assert address, "no transcribe_cluster in the settings"
     with _clients_lock:
         known = _clients.get(address)
         if known is None or known.client.status in ("closing", "closed"):
-            _clients[address] = ClusterClient(address, settings.cluster_timeout_s)
+            _clients[address] = ClusterClient(address, settings.cluster.cluster_timeout_s)
         return _clients[address]
 
 
@@ -203,22 +203,23 @@ class ClusterClient:
                     tell(Moved(note_worker))
                 case "heard":
                     tell(Heard(note["done_s"], note["total_s"]))
-            if started is not None and now - started > settings.cluster_transcribe_timeout_s:
+            if started is not None and now - started > settings.cluster.cluster_transcribe_timeout_s:
                 # A running task ignores cancel() and keeps its slot: restart its worker (its nanny starts it again).
                 future.cancel()
-                self.client.restart_workers([note_worker], timeout=settings.cluster_timeout_s, raise_for_error=False)
-                raise ClusterError(
-                    f"not transcribed {settings.cluster_transcribe_timeout_s:g} s after a worker took it: given up"
+                self.client.restart_workers(
+                    [note_worker], timeout=settings.cluster.cluster_timeout_s, raise_for_error=False
                 )
+                given_s = settings.cluster.cluster_transcribe_timeout_s
+                raise ClusterError(f"not transcribed {given_s:g} s after a worker took it: given up")
             if now >= next_check:
                 next_check = now + HEALTH_CHECK_S
                 healthy = self.client.status == "running" and self._has_slots()
                 unhealthy_since = None if healthy else (unhealthy_since or now)
-                if unhealthy_since is not None and now - unhealthy_since > settings.cluster_timeout_s:
+                if unhealthy_since is not None and now - unhealthy_since > settings.cluster.cluster_timeout_s:
                     future.cancel()
                     raise ClusterError(
                         f"the transcribe cluster at {self.address} had no scheduler or no worker with a "
-                        f"{RESOURCE} slot for {settings.cluster_timeout_s:g} s"
+                        f"{RESOURCE} slot for {settings.cluster.cluster_timeout_s:g} s"
                     )
 
     def _has_slots(self) -> bool:

@@ -39,7 +39,12 @@ class WorkerModel(NamedTuple):
 
     @classmethod
     def of(cls, settings: Settings) -> WorkerModel:
-        return cls(settings.transcriber, settings.model, settings.device, settings.compute_type)
+        return cls(
+            settings.transcribe.transcriber,
+            settings.transcribe.model,
+            settings.transcribe.device,
+            settings.transcribe.compute_type,
+        )
 
     def serves(self, wanted: WorkerModel) -> bool:
         """The same transcriber and model; the same device and compute type, unless the flow leaves them to the
@@ -61,8 +66,8 @@ def dask_worker_command(
     scheduler: str, settings: Settings, options: Sequence[str] = ()
 ) -> tuple[list[str], dict[str, str]]:
     """The `dask worker` command line and environment `podflow worker` runs: one thread and one transcribe slot per
-    settings.transcribe_workers, this module preloaded with the settings; `options` go to `dask worker`."""
-    slots = str(settings.transcribe_workers)
+    settings.cluster.worker_slots, this module preloaded with the settings; `options` go to `dask worker`."""
+    slots = str(settings.cluster.worker_slots)
     command = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nthreads", slots]
     command += ["--resources", f"{RESOURCE}={slots}", "--preload", __name__, *options]
     return command, {**os.environ, WORKER_SETTINGS_VARIABLE: settings.model_dump_json()}
@@ -74,7 +79,7 @@ def dask_setup(worker: distributed.Worker) -> None:
     global _serving
     try:
         settings = Settings.model_validate_json(os.environ[WORKER_SETTINGS_VARIABLE])
-        load_backend(settings)
+        load_backend(settings, settings.cluster.worker_slots)
     except Exception as exc:
         # Dask logs a preload's error and starts the worker anyway, slots and all: it would take every episode and
         # fail it. Exit instead, so it never offers a slot.
@@ -137,7 +142,9 @@ def hear(key: str, audio: AudioFile, sent: bytes | None, episode: Episode, setti
 
     with audio_on_worker(audio, sent, Path(worker.local_directory) / "podflow-audio") as local:
         note("started", audio="bytes" if sent is not None else "path")
-        heard_with = settings.model_copy(update=mine._asdict() | {"transcribe_workers": _serving.transcribe_workers})
-        transcript = load_backend(_serving).transcribe(local, episode, heard_with, by_tenths(heard))
+        heard_with = settings.but(**mine._asdict())
+        transcript = load_backend(_serving, _serving.cluster.worker_slots).transcribe(
+            local, episode, heard_with, by_tenths(heard)
+        )
     note("finished")
     return transcript

@@ -14,7 +14,7 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from tasks.audio import SAMPLE_RATE
 from tasks.models import Segment, Settings, Word
-from tasks.transcribe.base import Detected, SampleBackend, threads_per_worker, workers_in_process
+from tasks.transcribe.base import Detected, SampleBackend, threads_per_worker
 from tasks.transcribe.bundled import bundled_model
 
 STRETCH_S = 30  # what Whisper hears at once
@@ -29,43 +29,45 @@ CLOSING = "\"')]}»”’"  # after a sentence's full stop: `jar."` ends one
 
 
 class FasterWhisperBackend(SampleBackend):
-    def __init__(self, settings: Settings):
-        super().__init__(settings)
-        device = settings.device
-        compute_type = settings.compute_type or {"cpu": "int8", "cuda": "float16"}.get(device, "default")
-        bundled = bundled_model(settings.model)
+    def __init__(self, settings: Settings, at_once: int):
+        super().__init__(settings, at_once)
+        device = settings.transcribe.device
+        compute_type = settings.transcribe.compute_type or {"cpu": "int8", "cuda": "float16"}.get(device, "default")
+        bundled = bundled_model(settings.transcribe.model)
         # num_workers lets that many transcriptions run truly in parallel on the one model.
         self.model = WhisperModel(
-            settings.model,
+            settings.transcribe.model,
             device=device,
             compute_type=compute_type,
-            num_workers=workers_in_process(settings),
-            cpu_threads=threads_per_worker(settings),
-            local_files_only=bundled is not None or Path(settings.model).is_dir(),
+            num_workers=at_once,
+            cpu_threads=threads_per_worker(at_once),
+            local_files_only=bundled is not None or Path(settings.transcribe.model).is_dir(),
             files=bundled.files() if bundled else None,
         )
 
     def segments(
         self, samples: np.ndarray, settings: Settings, language: str | None, prompt: str | None
     ) -> tuple[Detected, Iterator[Segment]]:
-        if settings.batch_size > 1:
+        if settings.transcribe.batch_size > 1:
             words, info = heard_words(self.model, samples, settings, language)
-            heard: Iterator[Segment] = sentences(words, settings.word_timestamps)
+            heard: Iterator[Segment] = sentences(words, settings.transcribe.word_timestamps)
         else:
             produced, info = self.model.transcribe(
                 samples,
                 language=language,
-                beam_size=settings.beam_size,
-                word_timestamps=settings.word_timestamps,
+                beam_size=settings.transcribe.beam_size,
+                word_timestamps=settings.transcribe.word_timestamps,
                 initial_prompt=prompt,
             )
-            heard = (record(s.start, s.end, s.text, s.words or (), settings.word_timestamps) for s in produced)
+            heard = (
+                record(s.start, s.end, s.text, s.words or (), settings.transcribe.word_timestamps) for s in produced
+            )
         if info is None:  # no speech in the window
             return Detected(language, None), heard
         detected = Detected(
             info.language,
             round(info.language_probability, 4)
-            if settings.language is None and self.model.model.is_multilingual
+            if settings.transcribe.language is None and self.model.model.is_multilingual
             else None,
         )
         return detected, heard
@@ -116,8 +118,8 @@ def heard_words(
     produced, info = BatchedInferencePipeline(model).transcribe(
         samples,
         language=language,
-        beam_size=settings.beam_size,
-        batch_size=settings.batch_size,
+        beam_size=settings.transcribe.beam_size,
+        batch_size=settings.transcribe.batch_size,
         without_timestamps=True,
         word_timestamps=True,
         clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in stretches],
@@ -132,7 +134,7 @@ def heard_words(
         again, _ = model.transcribe(
             samples[start:end],
             language=language or info.language,
-            beam_size=settings.beam_size,
+            beam_size=settings.transcribe.beam_size,
             word_timestamps=True,
             condition_on_previous_text=False,
         )

@@ -43,18 +43,20 @@ def api_transcript(
     in chunks of at most `chunk_s`, `openai_requests` at once; `tell` hears Heard after each finished chunk and
     Retried of each request tried again. `plan` cuts the episode (as
     plan_chunks does) and `encode(samples)` makes each chunk a file."""
-    key = api_key(settings, TranscriptionError)
-    if key is None and not settings.openai_base_url:
+    key = api_key(settings.openai, TranscriptionError)
+    if key is None and not settings.openai.openai_base_url:
         raise TranscriptionError(
             "no OpenAI API key: set OPENAI_API_KEY, or name a Prefect Secret block in openai_api_key_secret"
         )
     # Twice through the file, never all of it in memory: once for its loudness (where to cut), once for the chunks.
     power, sample_count = streamed_power(
-        audio_codec.stream(audio.path, settings.max_audio_duration_s, settings.max_decode_s)
+        audio_codec.stream(audio.path, settings.transcribe.max_audio_duration_s, settings.transcribe.max_decode_s)
     )
     duration_s = sample_count / audio_codec.SAMPLE_RATE
     chunks = plan(power, duration_s, chunk_s=chunk_s)
-    client = new_client(settings, key, openai.Timeout(settings.http_timeout_s))  # each request sets its own
+    client = new_client(
+        settings.openai, key, openai.Timeout(settings.network.http_timeout_s)
+    )  # each request sets its own
     requester = Requester(client, settings, key, lambda message: tell(Retried(message)), encode)
     done: dict[int, ChunkTranscript] = {}
 
@@ -66,16 +68,16 @@ def api_transcript(
             tell(Heard(duration_s if len(done) == len(chunks) else min(heard, duration_s), duration_s))
 
     pending: set[Future[ChunkTranscript]] = set()
-    with client, ThreadPoolExecutor(settings.openai_requests, thread_name_prefix="openai-transcribe") as pool:
+    with client, ThreadPoolExecutor(settings.openai.openai_requests, thread_name_prefix="openai-transcribe") as pool:
         try:
             samples = stretches(
-                audio_codec.stream(audio.path, max_decode_s=settings.max_decode_s),
+                audio_codec.stream(audio.path, max_decode_s=settings.transcribe.max_decode_s),
                 ((c.start_s, c.end_s) for c in chunks),
             )
             for chunk, chunk_samples in zip(chunks, samples):
                 # Each chunk in a copy of this context: Prefect's settings, client and run context reach its requests.
                 pending.add(pool.submit(contextvars.copy_context().run, requester.transcribe, chunk_samples, chunk))
-                if len(pending) >= settings.openai_requests:  # no more chunks decoded than can be sent
+                if len(pending) >= settings.openai.openai_requests:  # no more chunks decoded than can be sent
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     collect(finished)
             while pending:
@@ -92,20 +94,22 @@ def api_transcript(
         episode_id=audio.episode_id,
         audio_sha256=audio.sha256,
         backend=BACKEND,
-        model=settings.openai_transcribe_model,
-        language=settings.language or (languages.most_common(1)[0][0] if languages else None),
+        model=settings.openai.openai_transcribe_model,
+        language=settings.transcribe.language or (languages.most_common(1)[0][0] if languages else None),
         language_probability=None,
         audio_duration_s=round(duration_s, 3),
         estimated_timing=not all(p.timed for p in parts),
         # Word times, where a server sent them unasked, helped the stitching; the transcript has them if asked.
-        segments=tuple(s if settings.word_timestamps else s.model_copy(update={"words": ()}) for s in stitch(parts)),
+        segments=tuple(
+            s if settings.transcribe.word_timestamps else s.model_copy(update={"words": ()}) for s in stitch(parts)
+        ),
     )
 
 
 class OpenAIBackend:
     """The OpenAI audio API behind the transcribe stage's one entry point."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, at_once: int):
         """Nothing to load: the client is made per episode, from the settings of that call."""
 
     def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, tell: Tell) -> Transcript:

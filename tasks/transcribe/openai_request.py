@@ -58,16 +58,18 @@ class Requester:
     ):
         self.client, self.settings, self.key, self.on_retry, self.encode = client, settings, key, on_retry, encode
         self.where = masked(f"the OpenAI API at {client.base_url}".rstrip("/"), key)  # credentials in it masked
-        self.model = settings.openai_transcribe_model
+        self.model = settings.openai.openai_transcribe_model
         self.timed = not self.model.startswith(TEXT_ONLY_PREFIXES)
         self.stopped = threading.Event()  # set when a chunk has failed: the others send nothing more
 
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"model": self.model, "response_format": "verbose_json" if self.timed else "json"}
         if self.timed:
-            params["timestamp_granularities"] = ["segment", "word"] if self.settings.word_timestamps else ["segment"]
-        if self.settings.language:
-            params["language"] = self.settings.language
+            params["timestamp_granularities"] = (
+                ["segment", "word"] if self.settings.transcribe.word_timestamps else ["segment"]
+            )
+        if self.settings.transcribe.language:
+            params["language"] = self.settings.transcribe.language
         return params
 
     def transcribe(self, samples: np.ndarray, chunk: Chunk) -> ChunkTranscript:
@@ -80,8 +82,8 @@ class Requester:
 
     def _send(self, data: bytes, chunk: Chunk) -> dict[str, Any]:
         # A server slower than real time is taken for stuck: http_timeout_s per minute of audio, at least once.
-        read_s = max(1.0, (chunk.end_s - chunk.start_s) / 60) * self.settings.http_timeout_s
-        timeout = openai.Timeout(read_s, connect=self.settings.http_timeout_s)
+        read_s = max(1.0, (chunk.end_s - chunk.start_s) / 60) * self.settings.network.http_timeout_s
+        timeout = openai.Timeout(read_s, connect=self.settings.network.http_timeout_s)
 
         def send() -> dict[str, Any]:
             response = self.client.audio.transcriptions.with_raw_response.create(
@@ -92,7 +94,7 @@ class Requester:
         try:
             return call_with_retries(
                 send,
-                self.settings,
+                self.settings.openai,
                 TranscriptionError,
                 self.stopped,
                 key=self.key,

@@ -36,12 +36,12 @@ def load_model(model: str, device: str) -> Whisper:
 
 
 class WhisperBackend(SampleBackend):
-    def __init__(self, settings: Settings):
-        super().__init__(settings)
+    def __init__(self, settings: Settings, at_once: int):
+        super().__init__(settings, at_once)
         self.device = torch_device(settings)
-        torch.set_num_threads(threads_per_worker(settings))
+        torch.set_num_threads(threads_per_worker(at_once))
         self._idle: queue.SimpleQueue[Whisper] = queue.SimpleQueue()
-        self._idle.put(load_model(settings.model, self.device))  # fail on a bad model now, not mid-run
+        self._idle.put(load_model(settings.transcribe.model, self.device))  # fail on a bad model now, not mid-run
 
     @contextmanager
     def _checked_out(self) -> Iterator[Whisper]:
@@ -69,8 +69,8 @@ class WhisperBackend(SampleBackend):
             result = model.transcribe(
                 samples,
                 language=detected.language,
-                beam_size=settings.beam_size,
-                word_timestamps=settings.word_timestamps,
+                beam_size=settings.transcribe.beam_size,
+                word_timestamps=settings.transcribe.word_timestamps,
                 fp16=self.device == "cuda",
                 initial_prompt=prompt,
                 verbose=None,

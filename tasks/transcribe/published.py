@@ -40,7 +40,7 @@ def read_link(
     try:
         segments, timed = parse_isolated(
             parse_published,
-            (fetched.body, media_type, duration_s, settings.max_transcript_segments),
+            (fetched.body, media_type, duration_s, settings.documents.max_transcript_segments),
             settings,
             "the transcript",
             TranscriptionError,
@@ -64,10 +64,12 @@ def published_transcript(episode: Episode, audio: AudioFile, settings: Settings)
     """The first usable transcript the feed links for the episode, trying the preferred types in order (at most
     MAX_LINKS_TRIED of them: a feed may list thousands); None when it links none of them. Raises TranscriptionError
     with each tried link's reason when none could be used."""
-    links = ranked_links(episode, settings.published_types)
+    links = ranked_links(episode, settings.transcribe.published_types)
     if not links:
         return None
-    duration_s = audio_codec.duration_s(audio.path, settings.max_audio_duration_s, settings.max_decode_s)
+    duration_s = audio_codec.duration_s(
+        audio.path, settings.transcribe.max_audio_duration_s, settings.transcribe.max_decode_s
+    )
     reasons = []
     for link, media_type in links[:MAX_LINKS_TRIED]:
         try:
@@ -81,7 +83,7 @@ def published_transcript(episode: Episode, audio: AudioFile, settings: Settings)
 class PublishedBackend:
     """transcriber=published: only the transcripts the feed links, never the audio transcribed."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, at_once: int):
         """Nothing to load: each episode's links are fetched as it comes."""
 
     def transcribe(self, audio: AudioFile, episode: Episode, settings: Settings, tell: Tell) -> Transcript:

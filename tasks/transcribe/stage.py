@@ -15,7 +15,7 @@ from tasks.files import atomic_write_text, no_link, write_record
 from tasks.models import AudioFile, Episode, Settings, Transcript
 from tasks.prefect_glue import stage_task
 from tasks.store import StageRecording
-from tasks.transcribe.base import Backend, load_backend, on_cluster
+from tasks.transcribe.base import Backend, load_backend, on_cluster, workers_in_process
 from tasks.transcribe.published import PUBLISHED, published_transcript
 from tasks.transcribe.subtitles import to_srt, to_vtt
 
@@ -42,7 +42,7 @@ def preferred_published(episode: Episode, audio: AudioFile, settings: Settings, 
     try:
         return published_transcript(episode, audio, settings)
     except TranscriptionError as exc:
-        if not settings.published_fallback:
+        if not settings.transcribe.published_fallback:
             raise
         tell(FellBack(str(exc)))
         return None
@@ -72,10 +72,12 @@ def transcribe_audio(
             write_transcript(done, episode_dir)
         return done
     transcript = None
-    if settings.prefer_published and settings.transcriber != PUBLISHED:
+    if settings.transcribe.prefer_published and settings.transcribe.transcriber != PUBLISHED:
         transcript = preferred_published(episode, audio, settings, tell)
     if transcript is None:
-        backend = cluster_backend(settings) if on_cluster(settings) else load_backend(settings)
+        backend = (
+            cluster_backend(settings) if on_cluster(settings) else load_backend(settings, workers_in_process(settings))
+        )
         transcript = backend.transcribe(audio, episode, settings, tell)
     write_transcript(transcript, episode_dir)
     return transcript
