@@ -12,11 +12,9 @@ CHART ?= bench/out/pipeline-gantt.png
 $(BIN)/podflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# First, so nothing pulls a multi-GB CUDA build: this release's CPU wheel.
-	$(BIN)/pip install --quiet torch==2.13.0
-	# Without its requirements, which pull triton (1 GB, GPU only); pyproject.toml lists the ones it needs.
+	$(BIN)/pip install --quiet -e '.[dev,cluster,whisper]'
+	# Without its requirements, which pull triton (1 GB, GPU only); the whisper extra holds the ones it needs on a CPU.
 	$(BIN)/pip install --quiet --no-deps openai-whisper==20250625
-	$(BIN)/pip install --quiet -e '.[test,cluster]'
 	touch $@
 
 demo: $(BIN)/podflow
