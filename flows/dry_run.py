@@ -16,7 +16,7 @@ from tasks.errors import PodflowError
 from tasks.feed import fetch_feed
 from tasks.ledger_db import OLD_LEDGER
 from tasks.models import Episode, Ledger, Settings
-from tasks.models.units import human_bytes, human_seconds
+from tasks.models.units import human_bytes
 from tasks.opml import read_opml
 from tasks.redaction import redact_url, redact_urls
 from tasks.selection import selected_episodes, unique_episodes
@@ -24,6 +24,13 @@ from tasks.stages import STAGES
 from tasks.store import FeedStore
 
 SHOWN_EPISODES = 20  # per feed: a dry run of a 40,000-episode feed prints its totals, not 40,000 lines
+
+
+def duration(seconds: float) -> str:
+    """`14 s`, `20 min`, `3.5 h`: a length to read, not to type back."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ def print_feed_plan(url: str, settings: Settings, operator_url: bool) -> bool:
     console.print(escape(printable(f"{feed.title}  ({redact_url(url)})  →  {store.feed_dir}")), style="bold")
     console.print(
         f"  {len(found):,} episodes in the feed, {len(episodes):,} chosen: {len(todo):,} to process "
-        f"({human_bytes(declared_bytes)} and {human_seconds(round(declared_s))} of audio declared"
+        f"({human_bytes(declared_bytes)} and {duration(declared_s)} of audio declared"
         + (f", {unknown:,} of unknown size" if unknown else "")
         + f"), {len(plans) - len(todo) - seen:,} done"
         + (f", {seen:,} to be recorded as seen (skip_back_catalogue)" if seen else ""),
@@ -93,7 +100,7 @@ def print_feed_plan(url: str, settings: Settings, operator_url: bool) -> bool:
         episode = plan.episode
         date = episode.published.strftime("%Y-%m-%d") if episode.published else "undated   "
         size = human_bytes(episode.enclosure_length) if episode.enclosure_length is not None else "size unknown"
-        length = human_seconds(round(episode.itunes_duration_s)) if episode.itunes_duration_s else "length unknown"
+        length = duration(episode.itunes_duration_s) if episode.itunes_duration_s else "length unknown"
         line = f"  {date}  {episode.title}  ({size}, {length}): {', '.join(plan.stages)}"
         console.print(escape(printable(line)), highlight=False)
     if len(todo) > SHOWN_EPISODES:
