@@ -141,7 +141,7 @@ def cluster_settings(cluster: DaskProcesses, output: Path, **changes: Any) -> Se
 def test_many_runs_on_many_hosts_share_the_slots_and_a_worker_killed_mid_episode_hands_it_to_another(
     cluster: DaskProcesses, events: Events, server: FeedServer, tmp_path: Path
 ) -> None:
-    """README "Scale out" on one machine: a `prefect server start`, a work pool with two process workers started
+    """docs/operate/scale-out.md on one machine: a `prefect server start`, a work pool with two process workers started
     from folders of their own (two flow hosts, one flow run at a time each), the scheduled many-feed deployment
     and the on-demand one run at once, and a `podflow ingest --transcribe-cluster` beside them: three flow runs,
     eight episodes, one output folder, two slots. The first worker to start an episode is SIGKILLed by its PID."""
