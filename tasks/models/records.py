@@ -66,6 +66,9 @@ class Episode(Record):
     itunes_duration_s: float | None = None
     season: int | None = None
     episode_number: int | None = None
+    language: str | None = Field(
+        None, description="The spoken language the item declares (dc:language), as Whisper's code; None: none it knows."
+    )
     transcripts: tuple[TranscriptLink, ...] = ()
 
 
