@@ -58,7 +58,7 @@ def test_a_transcriber_added_as_the_docs_say_transcribes_an_episode(ten_seconds:
 
     transcript = transcribe_audio(audio, episode_of(audio), audio.path.parent, settings, heard_into(progress))
 
-    assert (transcript.backend, transcript.model, transcript.language) == (ten_seconds, settings.transcribe.model, "en")
+    assert (transcript.backend, transcript.model, transcript.language) == (ten_seconds, "bundled:tiny.en", "en")
     assert 10 < transcript.audio_duration_s < 20  # the real decoder measured the clip
     duration_s = pytest.approx(transcript.audio_duration_s, abs=0.001)
     assert [(s.start, s.end, s.text) for s in transcript.segments] == [
@@ -144,7 +144,14 @@ def test_no_transcribe_module_imports_in_a_cycle_and_the_base_imports_no_backend
     modules |= {f"tasks.models.{p.stem}": p for p in (ROOT / "tasks/models").glob("*.py") if p.stem != "__init__"}
     graph = {name: imports(path) & set(modules) for name, path in modules.items()}
     assert graph["tasks.transcribers"] == set()
-    assert graph["tasks.transcribe.base"] <= {"tasks.models", "tasks.transcribers", "tasks.transcribe.windows"}
+    assert graph["tasks.transcribe.base"] <= {
+        "tasks.models",
+        "tasks.transcribers",
+        "tasks.transcribe.windows",
+        "tasks.transcribe.languages",
+        "tasks.transcribe.model_choice",
+    }
+    assert graph["tasks.transcribe.languages"] == set()  # the settings read it
     assert graph["tasks.transcribe.windows"] <= {"tasks.models"}
 
     def cycle_from(name: str, trail: tuple[str, ...]) -> tuple[str, ...] | None:

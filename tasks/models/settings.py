@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, IPvAnyNetwork, PositiveInt, field_valida
 
 from tasks.models.records import Record
 from tasks.models.units import ByteSize, Delay, Seconds
+from tasks.transcribe.languages import AUTO_MODEL, spoken_language
 from tasks.transcribers import BACKENDS, DEFAULT_BACKEND, described_backends, registered
 
 # Timed formats first: their cue times are the speaker's, where HTML and text timings can only be estimated.
@@ -122,10 +123,13 @@ class TranscribeSettings(Record):
         json_schema_extra=lambda schema: schema.update(enum=list(BACKENDS)),  # the UI form's choices, as registered
     )
     model: str = Field(
-        "bundled:tiny.en",
-        description="bundled:tiny.en (English) or bundled:base (multilingual) ship with podflow and need no network; "
-        "otherwise a model name the engine fetches (tiny.en … large-v3) or a local model (faster-whisper: a "
-        "CTranslate2 folder; whisper: a checkpoint file).",
+        AUTO_MODEL,
+        description="auto: bundled:tiny.en for English or undeclared languages, bundled:base for any other declared "
+        "language (the language setting, else the episode's, else the feed's). bundled:tiny.en (English) and "
+        "bundled:base (multilingual) ship with podflow and need no network; otherwise a model name the engine fetches "
+        "(tiny.en … large-v3) or a local model (faster-whisper: a CTranslate2 folder; whisper: a checkpoint file). "
+        "Any model but auto is used for every episode: one that hears only English (*.en) refuses an episode "
+        "declared in another language.",
     )
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where the model runs: cpu, cuda or auto.")
     transcribe_pool: Literal["auto", "threads", "processes"] = Field(
@@ -149,7 +153,11 @@ class TranscribeSettings(Record):
         description="Local transcribers decode and hear the audio this many seconds at a time, each window cut at a "
         "pause near its end: memory stays the same however long the episode runs.",
     )
-    language: str | None = Field(None, description="Spoken language code; detected when empty.")
+    language: str | None = Field(
+        None,
+        description="Spoken language code (fr, de, …) of every episode. Empty: the language the episode, else its "
+        "feed, declares (faster-whisper and whisper; the OpenAI API detects it), detected where neither does.",
+    )
     word_timestamps: bool = Field(False, description="Add word timings to transcript.json.")
     max_audio_duration_s: Seconds = Field(
         6 * 3600.0, description="Longer audio is refused (checked while decoding) instead of transcribed."
@@ -177,6 +185,16 @@ class TranscribeSettings(Record):
     def _registered(cls, name: str) -> str:
         """One of the transcribers in tasks/transcribers.py's BACKENDS."""
         return registered(name)
+
+    @field_validator("language")
+    @classmethod
+    def _spoken(cls, language: str | None) -> str | None:
+        """Whisper's code of the language (`fr-FR` -> `fr`); ValueError for one Whisper does not hear."""
+        if not language or not language.strip():
+            return None
+        if (code := spoken_language(language)) is None:
+            raise ValueError(f"Whisper hears no language {language!r}: give a code such as fr or de")
+        return code
 
 
 class ClusterSettings(Record):
