@@ -5,7 +5,7 @@ side by side in one run, on synthetic stages of controlled duration.
   synthetic ones.
 - naive map: `download.map` -> `transcribe.map` -> `metadata.map` on one ThreadPoolTaskRunner sized to the sum of
   the stage limits.
-- original design (../shared/docs/pipeline-analysis.md): a download thread pool; one transcription thread fed by
+- original design (docs/design.md): a download thread pool; one transcription thread fed by
   a queue, running transcriptions one after another, each followed inline by its metadata.
 - ideal: the makespan of a zero-overhead pipeline with the same durations and limits, each stage a pool of
   workers taking episodes in the order their upstream stage finished them (a discrete-event simulation).
@@ -415,7 +415,7 @@ ROW_COLUMNS = (
 
 
 def reference(episodes: int, scale: float, transcribe_limit: int = LIMITS["transcribe"]) -> Workload:
-    """The issue's workload: 0.3 s download, 1.0 s transcription, 0.2 s metadata per episode, times `scale`."""
+    """The reference workload: 0.3 s download, 1.0 s transcription, 0.2 s metadata per episode, times `scale`."""
     d, t, m = 0.3 * scale, 1.0 * scale, 0.2 * scale
     workload = uniform(f"{episodes:,} × {d:.3g} / {t:.3g} / {m:.3g} s", episodes, d, t, m)
     return Workload(workload.name, workload.seconds, transcribe_limit=transcribe_limit)
@@ -546,7 +546,7 @@ def main() -> None:
         type=int,
         nargs="+",
         default=[100],
-        help="cluster rows: these episode counts, the issue's durations scaled to ~50 s each (default: 100)",
+        help="cluster rows: these episode counts, the reference durations scaled to ~50 s each (default: 100)",
     )
     parser.add_argument(
         "--curve-workers",
@@ -559,7 +559,7 @@ def main() -> None:
         "--curve-scale",
         type=float,
         default=0.3,
-        help="throughput curve: 100 episodes of the issue's durations times this (default 0.3: about a minute)",
+        help="throughput curve: 100 episodes of the reference durations times this (default 0.3: about a minute)",
     )
     args = parser.parse_args()
     console = Console(width=200)

@@ -1,7 +1,7 @@
 """The stages podflow runs for every episode: their names, what each takes from the stages before it, and where its
 code lives.
 
-Adding one is a module and a line in STAGES (README, "Add a stage"). The flow's wiring, `podflow limits`, the
+Adding one is a module and a line in STAGES (docs/extending.md). The flow's wiring, `podflow limits`, the
 ledger, the reports, the progress display, the Prefect artifacts and the CLI all read STAGES. Like
 tasks/transcribers.py, this module imports nothing of podflow's and no stage's code: a stage's module (and Prefect
 with it) is imported only when a flow wires it.

@@ -1,6 +1,6 @@
 """The transcribers podflow knows: the names `Settings.transcriber` takes, what each is, and where its code lives.
 
-Adding one is a module in tasks/transcribe/ and a line in BACKENDS (README, "Add a transcriber"). The settings'
+Adding one is a module in tasks/transcribe/ and a line in BACKENDS (docs/extending.md). The settings'
 choices, the CLI's help and the Prefect UI form all read BACKENDS; the transcribe stage loads the chosen one from it.
 A backend's module is imported only when it is used, so choosing faster-whisper never imports torch. This module
 imports nothing of podflow's at import time, so tasks/models.py can read it without importing the transcribe stage.
@@ -41,7 +41,7 @@ class BackendInfo:
 
 BACKENDS: dict[str, BackendInfo] = {
     "faster-whisper": BackendInfo("CTranslate2", "tasks.transcribe.faster_whisper:FasterWhisperBackend"),
-    # Threads sharing one interpreter made throughput worse as they were added on CUDA (measured in issue 3).
+    # Threads sharing one interpreter made throughput worse as they were added on CUDA (docs/benchmarks.md).
     "whisper": BackendInfo(
         "openai-whisper, PyTorch",
         "tasks.transcribe.openai_whisper:WhisperBackend",

@@ -1,4 +1,4 @@
-"""Operate podflow for real (GitHub issue 5): a `prefect server start` on 127.0.0.1, the work pool, the deployments
+"""Operate podflow for real: a `prefect server start` on 127.0.0.1, the work pool, the deployments
 of prefect.yaml, a process worker, and `prefect deployment run --watch` against the demo feed; then the outputs,
 the flow run, its task runs and its artifacts, read through the Prefect API. Once on SQLite, once on PostgreSQL."""
 

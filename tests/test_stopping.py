@@ -20,7 +20,7 @@ from tests.ledgers import read_folder_ledger
 from tests.long_episode import write_episode
 
 ROOT = Path(__file__).resolve().parents[1]
-STOPPED_WITHIN_S = 5.0  # the bound; podflow exits at most tasks/stopping.py's STOP_GRACE_S after the signal
+STOPPED_WITHIN_S = 5.0  # the promised bound; podflow exits at most tasks/stopping.py's STOP_GRACE_S after the signal
 
 
 def ingest(feed_url: str, output: Path, prefect_home: Path) -> subprocess.Popen[bytes]:
