@@ -1,5 +1,5 @@
 """A failed request in a user's words: each way a request fails, against real servers on 127.0.0.1, said first as
-a plain reason, the chain of errors after it."""
+a plain reason, the chain of errors after it; and the words of a report's failures with and without that chain."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pytest
 import requests
 import urllib3
 
+from flows.summary import episode_failure, plain_error
 from tasks.errors import FeedError
 from tasks.http import failure_detail, fetch_document, without_chain
-from tasks.models import Settings
+from tasks.models import EpisodeOutcome, Settings
 from tests.conftest import LOOPBACK
 from tests.feedserver import FeedServer
 from tests.test_network import self_signed_localhost
@@ -115,3 +116,41 @@ def test_a_name_that_does_not_resolve() -> None:
         "could not connect to feeds.example.invalid:443: name not resolved "
         "[ConnectionError ← MaxRetryError ← NameResolutionError ← gaierror]"
     )
+
+
+@pytest.mark.parametrize(
+    ("recorded", "plain", "verbose"),
+    [
+        (
+            "FeedError: http://h/f.xml: could not connect to h:80: connection refused [ConnectionError ← OSError]",
+            "http://h/f.xml: could not connect to h:80: connection refused",
+            "http://h/f.xml: could not connect to h:80: connection refused [FeedError ← ConnectionError ← OSError]",
+        ),
+        (
+            "DownloadError: http://h/a.mp3 returned HTTP 404 Not Found",
+            "http://h/a.mp3 returned HTTP 404 Not Found",
+            "http://h/a.mp3 returned HTTP 404 Not Found [DownloadError]",
+        ),
+        ("ValueError: no speech found", "ValueError: no speech found", "ValueError: no speech found"),  # a bug's kind
+        (
+            "TranscriptionError: failed 3 times; the last: the connection was reset [ConnectError ← OSError]; stop",
+            "failed 3 times; the last: the connection was reset; stop",
+            "failed 3 times; the last: the connection was reset [ConnectError ← OSError]; stop [TranscriptionError]",
+        ),
+    ],
+)
+def test_a_recorded_failure_in_plain_words_and_with_its_chain(recorded: str, plain: str, verbose: str) -> None:
+    assert plain_error(recorded) == plain
+    assert plain_error(recorded, verbose=True) == verbose
+
+
+def test_a_failed_episode_in_one_line_names_its_title_and_stage() -> None:
+    episode = EpisodeOutcome(
+        episode_id="e",
+        title="Gone Episode",
+        folder="f",
+        status="failed",
+        stages={"download": "failed"},
+        error="DownloadError: http://h/a.mp3 returned HTTP 404 Not Found",
+    )
+    assert episode_failure(episode) == "Gone Episode: download: http://h/a.mp3 returned HTTP 404 Not Found"
