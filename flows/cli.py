@@ -19,7 +19,7 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
-from flows.cli_display import StageDisplay, console, print_feed, print_ledger, printable  # noqa: E402
+from flows.cli_display import StageDisplay, console, failures_kept_for_the_summary, print_ledger, print_run  # noqa: E402
 from flows.cli_options import setting_fields, setting_option  # noqa: E402
 from flows.demo_server import serving  # noqa: E402
 from flows.ingest import ingest_feeds, listening  # noqa: E402
@@ -48,22 +48,20 @@ def setting_errors(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'][1:] or e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
-def run(feed_urls: list[str], opml: str | None, settings: Settings) -> int:
-    """Ingest the feeds with the live display; the exit status is 1 when anything failed."""
+def run(
+    feed_urls: list[str], opml: str | None, settings: Settings, details: bool = False, verbose: bool = False
+) -> int:
+    """Ingest the feeds with the live display, then say how each went; the exit status is 1 when anything failed."""
     display = StageDisplay()
-    with display.bars, listening(display):
+    with failures_kept_for_the_summary(verbose), display, listening(display):
         state = ingest_feeds(feed_urls, opml, settings, return_state=True)
     outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, RunReport):
-        for report in outcome.feeds:
-            print_feed(report)
-    if state.is_failed():
-        console.print(printable(f"Run failed: {state.message}"), style="red", soft_wrap=True, markup=False)
-        return 1
-    return 0
+    failure = (state.message or "no reason given") if state.is_failed() else None
+    print_run(outcome if isinstance(outcome, RunReport) else None, failure, details, verbose)
+    return 1 if failure is not None else 0
 
 
-def ingest(feed_urls: list[str] | None, opml: str | None, **given: object) -> None:
+def ingest(feed_urls: list[str] | None, opml: str | None, details: bool, verbose: bool, **given: object) -> None:
     """Ingest every new episode of each FEED_URL and of each feed in the OPML file, in one pipeline."""
     if not feed_urls and not opml:
         raise typer.BadParameter("give at least one FEED_URL, or --opml")
@@ -77,7 +75,7 @@ def ingest(feed_urls: list[str] | None, opml: str | None, **given: object) -> No
         settings = Settings.of(**values)
     except ValidationError as exc:
         raise typer.BadParameter(setting_errors(exc)) from None
-    raise typer.Exit(run(feed_urls or [], opml, settings))
+    raise typer.Exit(run(feed_urls or [], opml, settings, details, verbose))
 
 
 # What only `podflow worker` is told: a run starts no workers.
@@ -100,6 +98,20 @@ ingest.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             default=None,
             annotation=Annotated[
                 str | None, typer.Option(metavar="FILE|URL", help="An OPML file or URL listing feeds to ingest too.")
+            ],
+        ),
+        inspect.Parameter(
+            "details",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=False,
+            annotation=Annotated[bool, typer.Option("--details", help="At the end, a row per episode of each feed.")],
+        ),
+        inspect.Parameter(
+            "verbose",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=False,
+            annotation=Annotated[
+                bool, typer.Option("--verbose", help="Each failure's chain of errors, and the traceback of a bug.")
             ],
         ),
         *(setting_option(name, field) for name, field in setting_fields().items() if name not in WORKER_ONLY),
