@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -269,3 +270,32 @@ def test_ingest_takes_many_feeds_and_an_opml_file(server: FeedServer, tmp_path) 
 def test_ingest_needs_a_feed() -> None:
     result = runner.invoke(app, ["ingest"])
     assert result.exit_code == 2 and "FEED_URL" in result.output
+
+
+def test_the_console_keeps_warnings_and_drops_run_failures_but_a_bugs_traceback_with_verbose() -> None:
+    def record(name: str, level: int, traceback: bool | None) -> logging.LogRecord:
+        try:
+            raise KeyError("a bug")
+        except KeyError:
+            exc_info = sys.exc_info() if traceback else (None, None, None) if traceback is False else None
+        return logging.LogRecord(name, level, __file__, 1, "message", None, exc_info)
+
+    quiet, verbose = cli_display.RunFailureFilter(verbose=False), cli_display.RunFailureFilter(verbose=True)
+    warning = record("prefect.task_runs", logging.WARNING, None)  # a stage's warning: not a failure
+    failed_state = record("prefect.task_runs", logging.ERROR, False)  # Prefect's exc_info=True with no exception
+    bug = record("prefect.flow_runs", logging.ERROR, True)
+    elsewhere = record("prefect.server", logging.ERROR, None)
+    assert [quiet.filter(r) for r in (warning, failed_state, bug, elsewhere)] == [True, False, False, True]
+    assert [verbose.filter(r) for r in (warning, failed_state, bug, elsewhere)] == [True, False, True, True]
+
+
+def test_a_stage_gets_its_bar_with_its_first_episode() -> None:
+    from flows.pipeline import Progress
+
+    display = cli_display.StageDisplay()
+    with display:
+        display(Progress(total=0, settled=0, done={}, failed={}, planned={}, dropped={}))
+        assert display.bars.tasks == []  # nothing to do: no bar, no 0/0
+        display(Progress(total=2, settled=0, done={}, failed={}, planned={"metadata": 2}, dropped={}))
+        display(Progress(total=2, settled=1, done={"metadata": 1}, failed={}, planned={"metadata": 2}, dropped={}))
+        assert [(bar.description, bar.completed, bar.total) for bar in display.bars.tasks] == [("metadata", 1, 2)]
