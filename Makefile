@@ -3,20 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
-# Where `make bench` draws the Gantt chart: bench/out/ is ignored by git. To update the picture the README shows:
-# `make bench CHART=bench/pipeline-gantt.png`.
+# Where `make bench` draws the Gantt chart: bench/out/ is ignored by git. To update the picture the docs show:
+# `make bench CHART=docs/images/pipeline-gantt.png`.
 CHART ?= bench/out/pipeline-gantt.png
 
-.PHONY: demo test check lint bench clean
+.PHONY: demo test check lint docs bench clean
 
 $(BIN)/podflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# First, so nothing pulls a multi-GB CUDA build: this release's CPU wheel.
-	$(BIN)/pip install --quiet torch==2.13.0
-	# Without its requirements, which pull triton (1 GB, GPU only); pyproject.toml lists the ones it needs.
+	$(BIN)/pip install --quiet -e '.[dev,cluster,whisper]'
+	# Without its requirements, which pull triton (1 GB, GPU only); the whisper extra holds the ones it needs on a CPU.
 	$(BIN)/pip install --quiet --no-deps openai-whisper==20250625
-	$(BIN)/pip install --quiet -e '.[test,cluster]'
 	touch $@
 
 demo: $(BIN)/podflow
@@ -25,12 +23,21 @@ demo: $(BIN)/podflow
 # The whole suite, after lint and types: what CI runs. Two processes, each taking whole modules (their fixtures,
 # such as test_cluster.py's Dask cluster, start once): many tests wait on servers and subprocesses, so two
 # overlap well on 2 cores.
+# The docs are built, not regenerated: tests/test_settings_reference.py fails where the committed page is stale.
 test: lint
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The fast lane: lint, types and every test not marked integration (no Prefect server, subprocess or Whisper).
 check: lint
 	$(BIN)/python -m pytest -m "not integration"
+
+# The user docs (docs/, mkdocs.yml) as a site in site/, ignored by git, the settings reference regenerated from
+# the Settings model first; --strict fails on a broken link or anchor.
+# NO_MKDOCS_2_WARNING: Material prints its end-of-life notice (May 2027) on every build otherwise.
+docs: $(BIN)/podflow
+	$(BIN)/python -m flows.settings_reference docs/reference/settings.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: $(BIN)/podflow
 	$(BIN)/ruff check flows tasks tests bench
@@ -51,4 +58,4 @@ bench: $(BIN)/podflow
 	$(BIN)/python bench/long.py --minutes 10 --rows faster-whisper-unbatched whisper openai
 
 clean:
-	rm -rf $(VENV) podflow-demo
+	rm -rf $(VENV) podflow-demo site

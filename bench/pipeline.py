@@ -28,7 +28,7 @@ run, on a real local cluster of separate processes (tests/dask_cluster.py: a `da
 - throughput curve: 1, 2 and 4 workers of one slot each. The transcriptions SLEEP rather than compute: this
   machine has 2 cores, so computing ones would measure CPU contention; sleeping ones show how dispatch scales.
 Run: `.venv/bin/python bench/pipeline.py [--chart bench/out/pipeline-gantt.png] [--cluster [--episodes 100 1000]
-[--curve-scale 1]]` (bench/out/ is ignored by git; the README's picture is bench/pipeline-gantt.png).
+[--curve-scale 1]]` (bench/out/ is ignored by git; the docs' picture is docs/images/pipeline-gantt.png).
 """
 
 from __future__ import annotations

@@ -13,18 +13,27 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import inspect  # noqa: E402
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Annotated  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
 
 import typer  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
 
 from flows.cli_display import StageDisplay, console, failures_kept_for_the_summary, print_ledger, print_run  # noqa: E402
-from flows.cli_options import setting_fields, setting_option  # noqa: E402
+from flows.cli_options import COMMON, COMMON_SETTINGS, PanelledCommand, in_panel_order, setting_option  # noqa: E402
+from flows.config import (  # noqa: E402
+    CONFIG_FILE,
+    ConfigError,
+    command_settings,
+    commented_config,
+    setting_fields,
+    settings_toml,
+)
 from flows.demo_server import serving  # noqa: E402
 from flows.ingest import ingest_feeds, listening  # noqa: E402
 from flows.limits import limits_app  # noqa: E402
 from tasks.errors import TranscriptionError  # noqa: E402
+from tasks.files import atomic_write_text  # noqa: E402
 from tasks.ledger_db import LedgerDB  # noqa: E402
 from tasks.metadata import metadata_json_schema  # noqa: E402
 from tasks.models import RunReport, Settings  # noqa: E402
@@ -40,12 +49,57 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+CONFIG_OPTION = typer.Option(
+    "--config",
+    metavar="FILE",
+    help=f"A TOML file of settings; default: $PODFLOW_CONFIG, else ./{CONFIG_FILE} where there is one.",
+    rich_help_panel=COMMON,
 )
 
 
-def setting_errors(exc: ValidationError) -> str:
-    """Each error named by the setting's user-facing name (`allowed_networks.0`), not by its group."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'][1:] or e['loc']))}: {e['msg']}" for e in exc.errors())
+def podflow_version() -> str:
+    try:
+        return version("podflow")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def print_version(asked: bool) -> None:
+    if asked:
+        print(f"podflow {podflow_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    _version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=print_version, is_eager=True, help="Print podflow's version and exit."),
+    ] = None,
+) -> None:
+    """podflow: download, transcribe and describe every episode of a podcast feed."""
+
+
+def settings_or_exit(flags: dict[str, Any], config: Path | None) -> Settings:
+    """The command's Settings from flags, environment and file, or one error line and exit status 2."""
+    try:
+        return command_settings(flags, config)[0]
+    except ConfigError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def given_flags(given: dict[str, object]) -> dict[str, object]:
+    """The setting flags given on the command line: an option not given is None, a repeatable one not given ()."""
+    values: dict[str, object] = {}
+    for name, value in given.items():
+        if isinstance(value, (list, tuple)):
+            value = tuple(value) or None
+        if value is not None:
+            values[name] = value
+    return values
 
 
 def run(
@@ -61,20 +115,26 @@ def run(
     return 1 if failure is not None else 0
 
 
-def ingest(feed_urls: list[str] | None, opml: str | None, details: bool, verbose: bool, **given: object) -> None:
-    """Ingest every new episode of each FEED_URL and of each feed in the OPML file, in one pipeline."""
+def ingest(
+    feed_urls: list[str] | None,
+    opml: str | None,
+    config: Path | None,
+    dry_run: bool,
+    details: bool,
+    verbose: bool,
+    **given: object,
+) -> None:
+    """Ingest every new episode of each FEED_URL and of each feed in the OPML file, in one pipeline.
+
+    Each setting comes from its option, else its PODFLOW_<NAME> environment variable, else the config file, else
+    its default (`podflow config show` prints them all)."""
     if not feed_urls and not opml:
         raise typer.BadParameter("give at least one FEED_URL, or --opml")
-    values: dict[str, object] = {}
-    for name, value in given.items():
-        if isinstance(value, (list, tuple)):
-            value = tuple(value) or None  # a repeatable option not given
-        if value is not None:  # an option not given: the field's default
-            values[name] = value
-    try:
-        settings = Settings.of(**values)
-    except ValidationError as exc:
-        raise typer.BadParameter(setting_errors(exc)) from None
+    settings = settings_or_exit(given_flags(given), config)
+    if dry_run:
+        from flows.dry_run import print_plan
+
+        raise typer.Exit(print_plan(feed_urls or [], opml, settings))
     raise typer.Exit(run(feed_urls or [], opml, settings, details, verbose))
 
 
@@ -92,32 +152,73 @@ ingest.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                 list[str] | None, typer.Argument(metavar="FEED_URL", help="RSS or Atom feed URLs.", show_default=False)
             ],
         ),
+        *(setting_option(name, setting_fields()[name]) for name in COMMON_SETTINGS),
         inspect.Parameter(
             "opml",
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
             default=None,
             annotation=Annotated[
-                str | None, typer.Option(metavar="FILE|URL", help="An OPML file or URL listing feeds to ingest too.")
+                str | None,
+                typer.Option(
+                    metavar="FILE|URL", help="An OPML file or URL listing feeds to ingest too.", rich_help_panel=COMMON
+                ),
+            ],
+        ),
+        inspect.Parameter(
+            "config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Path | None, CONFIG_OPTION]
+        ),
+        inspect.Parameter(
+            "dry_run",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[
+                bool,
+                typer.Option(
+                    "--dry-run",
+                    help="Read the feeds and print what a run would do (episodes chosen, their declared size and "
+                    "length, which are done), downloading no audio and writing nothing.",
+                    rich_help_panel=COMMON,
+                ),
             ],
         ),
         inspect.Parameter(
             "details",
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
             default=False,
-            annotation=Annotated[bool, typer.Option("--details", help="At the end, a row per episode of each feed.")],
+            annotation=Annotated[
+                bool,
+                typer.Option("--details", help="At the end, a row per episode of each feed.", rich_help_panel=COMMON),
+            ],
         ),
         inspect.Parameter(
             "verbose",
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
             default=False,
             annotation=Annotated[
-                bool, typer.Option("--verbose", help="Each failure's chain of errors, and the traceback of a bug.")
+                bool,
+                typer.Option(
+                    "--verbose",
+                    help="Each failure's chain of errors, and the traceback of a bug.",
+                    rich_help_panel=COMMON,
+                ),
             ],
         ),
-        *(setting_option(name, field) for name, field in setting_fields().items() if name not in WORKER_ONLY),
+        *(
+            setting_option(name, setting_fields()[name])
+            for name in in_panel_order(list(setting_fields()))
+            if name not in WORKER_ONLY and name not in COMMON_SETTINGS
+        ),
     ]
 )
-app.command()(ingest)
+INGEST_EXAMPLES = """Examples:
+
+\b
+  podflow ingest https://example.com/feed.xml
+  podflow ingest --opml subscriptions.opml --newest 3 -o ~/podcasts
+  podflow ingest https://example.com/fr.xml --model bundled:base --language fr
+  PODFLOW_NEWEST=1 podflow ingest --dry-run https://example.com/feed.xml
+"""
+app.command(cls=PanelledCommand, epilog=INGEST_EXAMPLES)(ingest)
 
 
 @app.command()
@@ -137,7 +238,7 @@ def demo(
 WORKER_SETTINGS = ("worker_slots", "transcriber", "model", "device", "compute_type")
 
 
-def worker(ctx: typer.Context, scheduler: str, **given: object) -> None:
+def worker(ctx: typer.Context, scheduler: str, config: Path | None, **given: object) -> None:
     """Start a Dask worker that hears audio for runs with --transcribe-cluster SCHEDULER: its model loaded once
     and kept; each run's transcriber, model, device and compute type checked against it. Options this command
     does not know go to `dask worker` (--name, --local-directory, --nanny/--no-nanny ...)."""
@@ -146,10 +247,7 @@ def worker(ctx: typer.Context, scheduler: str, **given: object) -> None:
     except TranscriptionError as exc:
         raise typer.BadParameter(str(exc)) from None
 
-    try:
-        settings = Settings.of(**{name: value for name, value in given.items() if value is not None})
-    except ValidationError as exc:
-        raise typer.BadParameter(setting_errors(exc)) from None
+    settings = settings_or_exit(given_flags(given), config)
     if not hears_audio(settings):
         raise typer.BadParameter(
             f"{settings.transcribe.transcriber} does not hear audio itself: a worker has nothing to run"
@@ -167,11 +265,39 @@ worker.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
             annotation=Annotated[str, typer.Argument(metavar="SCHEDULER", help="The Dask scheduler: tcp://HOST:8786.")],
         ),
+        inspect.Parameter(
+            "config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Path | None, CONFIG_OPTION]
+        ),
         *(setting_option(name, setting_fields()[name]) for name in WORKER_SETTINGS),
     ]
 )
-app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(worker)
+app.command(cls=PanelledCommand, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(worker)
 app.add_typer(limits_app, name="limits")
+config_app = typer.Typer(help="The settings podflow reads from flags, PODFLOW_* variables and podflow.toml.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(config: Annotated[Path | None, CONFIG_OPTION] = None) -> None:
+    """Print every setting `podflow ingest` would use here and where each comes from, as TOML; secrets masked."""
+    try:
+        settings, given = command_settings({}, config)
+    except ConfigError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    print(settings_toml(settings, given), end="")
+
+
+@config_app.command("init")
+def config_init(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write it.")] = CONFIG_FILE,
+    force: Annotated[bool, typer.Option("--force", help="Replace a file that is there.")] = False,
+) -> None:
+    """Write a podflow.toml naming every setting, its description and default, each line commented out."""
+    if path.exists() and not force:
+        raise typer.BadParameter(f"{path} exists; --force replaces it", param_hint="FILE")
+    atomic_write_text(path, commented_config())
+    print(f"Wrote {path}: uncomment a line to change that setting.")
 
 
 @app.command()

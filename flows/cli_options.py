@@ -1,4 +1,5 @@
-"""The options of `podflow ingest` and `podflow worker`, generated from the fields of Settings."""
+"""The options of `podflow ingest` and `podflow worker`, generated from the fields of Settings, and their help in
+panels that follow the settings groups, the options a user changes first at the top."""
 
 from __future__ import annotations
 
@@ -10,38 +11,68 @@ from typing import Annotated, Literal, Union, get_args, get_origin
 
 import typer
 from pydantic.fields import FieldInfo
+from typer import _click  # typer's own copy of click, whose Command typer's commands are
+from typer.core import TyperCommand
 
-from tasks.models import Settings
+from flows.config import option_names
+from tasks.models.settings import GROUP_OF
+from tasks.models.units import BYTES, human, unit_of
 
-# The settings spelled otherwise on the command line; every other field is `--its-name`, so a new field of Settings
-# is an option of `podflow ingest` with no edit here.
-SPELLED = {"output_dir": ("--output", "-o"), "allowed_networks": ("--allow-network",), "worker_slots": ("--slots",)}
+COMMON = "Common options"
+# The options most runs change, shown first whatever their group.
+COMMON_SETTINGS = ("output_dir", "model", "language", "newest", "transcriber", "enrich")
+# Each settings group's panel, in the order `--help` shows them.
+PANELS = {
+    "selection": "Which episodes",
+    "transcribe": "Transcription",
+    "download": "Download",
+    "metadata": "Metadata",
+    "openai": "OpenAI API (transcriber=openai, enrich=openai)",
+    "network": "Network",
+    "documents": "Limits on feeds, OPML lists and published transcripts",
+    "cluster": "Dask cluster (transcribe_cluster)",
+    "output": COMMON,
+}
 METAVAR = {"allowed_networks": "CIDR"}
 
 
-def setting_fields() -> dict[str, FieldInfo]:
-    """Every setting by its user-facing name, group after group (tasks/models/settings.py)."""
-    return {
-        name: field
-        for group in Settings.model_fields.values()
-        for name, field in group.annotation.model_fields.items()  # type: ignore[union-attr]  # each a group model
-    }
+class PanelledCommand(TyperCommand):
+    """Plain click help (rich cuts long option names short at 80 columns), its options in titled sections by each
+    option's `rich_help_panel`, in the order the panels first appear."""
+
+    def format_options(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        arguments: list[tuple[str, str]] = []
+        panels: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":  # its metavar, not typer's `FEED_URL <list[str]>`
+                arguments.append((param.metavar or param.name or "", getattr(param, "help", None) or ""))
+            elif (record := param.get_help_record(ctx)) is not None:
+                panels.setdefault(getattr(param, "rich_help_panel", None) or COMMON, []).append(record)
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        for panel, records in panels.items():
+            with formatter.section(panel):
+                formatter.write_dl(records)
 
 
-def shown(default: object) -> str:
-    """A default as a user would type it."""
-    if default is None or default == ():
-        return "none"
-    if isinstance(default, tuple):
-        return ", ".join(map(str, default))
-    return str(default)
+def panel_of(name: str) -> str:
+    return COMMON if name in COMMON_SETTINGS else PANELS[GROUP_OF[name]]
+
+
+def in_panel_order(names: list[str]) -> list[str]:
+    """The common settings first, then each group's in PANELS order."""
+    common, order = list(COMMON_SETTINGS), list(PANELS)
+    return sorted(
+        names, key=lambda name: common.index(name) if name in common else len(common) + order.index(GROUP_OF[name])
+    )
 
 
 def setting_option(name: str, field: FieldInfo) -> inspect.Parameter:
-    """The `ingest` option of one Settings field: its type, its name, and help from its description and default.
+    """The option of one Settings field: its type, its name, and help from its description and default.
 
-    Values are only parsed here (a number, a date); Settings validates them, so the CLI and the Prefect UI form
-    accept the same."""
+    Values are only parsed here (a number, a date); Settings validates them, so the CLI, the environment, the file
+    and the Prefect UI form accept the same. A size or a time is text (`20 MiB`, `3 h`), read by its type."""
     kind, metavar, repeated = field.annotation, METAVAR.get(name), False
     if get_origin(kind) in (Union, UnionType):  # `X | None`
         kind = next(arg for arg in get_args(kind) if arg is not type(None))
@@ -49,23 +80,24 @@ def setting_option(name: str, field: FieldInfo) -> inspect.Parameter:
         kind = get_args(kind)[0]
     if get_origin(kind) in (tuple, list):  # the option repeated, once for each value
         kind, repeated = get_args(kind)[0], True
-    if get_origin(kind) is Literal:
-        metavar = metavar or "<" + "|".join(map(str, get_args(kind))) + ">"
+    if (unit := unit_of(field)) is not None:
+        kind, metavar = str, "SIZE" if unit == BYTES else "TIME"
+    elif get_origin(kind) is Literal:
+        metavar = metavar or "[" + "|".join(map(str, get_args(kind))) + "]"
         kind = str
     elif kind not in (bool, int, float, Path, datetime):
         kind = str  # IP networks and anything else: Settings parses the text
     if kind is datetime:
-        metavar = metavar or "<YYYY-MM-DD[THH:MM:SS]>"
-    elif repeated:
-        metavar = metavar or f"<{kind.__name__}>"  # one value per option, not typer's <list[...]>
-    decls = SPELLED.get(name, (f"--{name.replace('_', '-')}",))
-    default = shown(field.default)
+        metavar = metavar or "YYYY-MM-DD[THH:MM:SS]"
+    metavar = metavar or {int: "N", float: "X", Path: "PATH"}.get(kind, "TEXT")  # type: ignore[arg-type]
+    decls = option_names(name)
+    default = human(field, field.default)
     if kind is bool:
         on, off = decls[0], f"--no-{decls[0].removeprefix('--')}"
         decls, default = (f"{on}/{off}",), on if field.default else off
-    text = f"{'Repeat the option for each value. ' if repeated else ''}{field.description} (default: {default})"
+    text = f"{field.description} {'Repeatable. ' if repeated else ''}[default: {default}]"
     annotation = (list[kind] if repeated else kind) | None  # type: ignore[valid-type]
-    option = typer.Option(*decls, help=text, metavar=metavar, show_default=False)
+    option = typer.Option(*decls, help=text, metavar=metavar, show_default=False, rich_help_panel=panel_of(name))
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[annotation, option]
     )

@@ -81,6 +81,10 @@ class ModelMismatchError(TranscriptionError):
     """The worker that took the transcription loaded another model than the flow asks for."""
 
 
+class EnglishOnlyModelError(TranscriptionError):
+    """The model setting names a model that hears only English, and the episode is declared in another language."""
+
+
 class AudioNotVisibleError(PodflowError):
     """The worker does not see the flow's audio file at its path: the audio must travel as bytes."""
 

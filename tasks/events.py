@@ -40,7 +40,15 @@ class Moved:
     worker: str
 
 
-StageEvent = Heard | Retried | FellBack | Moved
+@dataclass(frozen=True)
+class Chose:
+    """The model that hears the episode, and why (model=auto chooses it by the language declared)."""
+
+    model: str
+    reason: str
+
+
+StageEvent = Heard | Retried | FellBack | Moved | Chose
 Tell = Callable[[StageEvent], None]
 
 

@@ -27,6 +27,7 @@ from tasks.errors import FeedError
 from tasks.feed_cut import first_items
 from tasks.models import Episode, Feed, TranscriptLink, utc_now
 from tasks.redaction import redact_url
+from tasks.transcribe.languages import spoken_language
 
 # Every URI the Podcasting 2.0 project has published for its namespace; the GitHub one is in most feeds.
 PODCAST_NAMESPACES = (
@@ -237,6 +238,7 @@ def episode_from_entry(entry: Any, base_url: str, transcripts: tuple[TranscriptL
         itunes_duration_s=_parse_duration(entry.get("itunes_duration")),
         season=_parse_int(entry.get("itunes_season")),
         episode_number=_parse_int(entry.get("itunes_episode")),
+        language=spoken_language(entry.get("language")),  # the item's <dc:language>: feedparser's `language`
         transcripts=transcripts,
     )
 

@@ -62,6 +62,7 @@ def build_metadata(
             model=transcript.model,
             language=transcript.language,
             language_probability=transcript.language_probability,
+            model_choice=transcript.model_choice,
             source_url=transcript.source_url,
             estimated_timing=transcript.estimated_timing,
             word_count=len(transcript.text.split()),

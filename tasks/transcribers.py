@@ -3,7 +3,7 @@
 Adding one is a module in tasks/transcribe/ and a line in BACKENDS (README, "Add a transcriber"). The settings'
 choices, the CLI's help and the Prefect UI form all read BACKENDS; the transcribe stage loads the chosen one from it.
 A backend's module is imported only when it is used, so choosing faster-whisper never imports torch. This module
-imports nothing of podflow's, so tasks/models.py can read it without importing the transcribe stage.
+imports nothing of podflow's at import time, so tasks/models.py can read it without importing the transcribe stage.
 """
 
 from __future__ import annotations
@@ -21,18 +21,32 @@ class BackendInfo:
     description: str
     target: str
     processes_on_cuda: bool = False  # transcribe_pool auto: run the workers as processes when its model is on CUDA
+    install: str | None = None  # how to install what it needs, where the default install lacks it
 
     def load(self) -> Any:
-        """The backend's class, its module imported now."""
+        """The backend's class, its module imported now; a TranscriptionError saying how to install what it needs
+        where that is missing."""
         module, _, name = self.target.partition(":")
-        return getattr(importlib.import_module(module), name)
+        try:
+            return getattr(importlib.import_module(module), name)
+        except ModuleNotFoundError as exc:
+            if self.install is None:
+                raise
+            from tasks.errors import TranscriptionError  # here, not above: this module imports nothing of podflow's
+
+            raise TranscriptionError(
+                f"{self.description} is not installed ({exc.name} is missing): {self.install}"
+            ) from None
 
 
 BACKENDS: dict[str, BackendInfo] = {
     "faster-whisper": BackendInfo("CTranslate2", "tasks.transcribe.faster_whisper:FasterWhisperBackend"),
     # Threads sharing one interpreter made throughput worse as they were added on CUDA (measured in issue 3).
     "whisper": BackendInfo(
-        "openai-whisper, PyTorch", "tasks.transcribe.openai_whisper:WhisperBackend", processes_on_cuda=True
+        "openai-whisper, PyTorch",
+        "tasks.transcribe.openai_whisper:WhisperBackend",
+        processes_on_cuda=True,
+        install="pip install 'podflow[whisper]' && pip install --no-deps openai-whisper==20250625",
     ),
     "openai": BackendInfo(
         "the OpenAI audio API or a compatible server: see openai_*", "tasks.transcribe.openai_api:OpenAIBackend"

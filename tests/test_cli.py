@@ -149,7 +149,7 @@ def test_schema_is_the_metadata_json_schema() -> None:
 def test_invalid_settings_are_refused_before_anything_runs(tmp_path) -> None:
     result = runner.invoke(app, ["ingest", "http://127.0.0.1:9/feed.xml", "--download-workers", "0"])
     assert result.exit_code == 2  # a usage error, said as one: no traceback
-    assert "download_workers: Input should be greater than 0" in result.output
+    assert "--download-workers: Input should be greater than 0" in result.output
 
 
 def test_every_setting_is_an_ingest_option() -> None:
@@ -226,7 +226,7 @@ def test_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     ("option", "value", "message"),
     [
         ("--device", "tpu", "device: Input should be 'cpu', 'cuda' or 'auto'"),
-        ("--allow-network", "not-a-network", "allowed_networks.0: "),
+        ("--allow-network", "not-a-network", "--allow-network: value is not a valid"),
         ("--download-workers", "many", "Invalid value for '--download-workers'"),
         ("--published-after", "yesterday", "Invalid value for '--published-after'"),
     ],
@@ -299,3 +299,45 @@ def test_a_stage_gets_its_bar_with_its_first_episode() -> None:
         display(Progress(total=2, settled=0, done={}, failed={}, planned={"metadata": 2}, dropped={}))
         display(Progress(total=2, settled=1, done={"metadata": 1}, failed={}, planned={"metadata": 2}, dropped={}))
         assert [(bar.description, bar.completed, bar.total) for bar in display.bars.tasks] == [("metadata", 1, 2)]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_dry_run_says_what_a_run_would_do_and_fetches_no_audio(server: FeedServer, tmp_path: Path) -> None:
+    first, second = DEMO_EPISODES[:2]
+    for demo in (first, second):
+        server.add(f"/{demo.slug}.mp3", demo.audio)
+    items = [
+        rss_item(
+            demo.title,
+            guid=demo.slug,
+            enclosure=f"{demo.slug}.mp3",  # its declared length: 1 byte
+            published=f"Mon, 0{day} Nov 2026 08:00:00 GMT",
+            extra="<itunes:duration>00:02:00</itunes:duration>",
+        )
+        for day, demo in ((2, first), (9, second))
+    ]
+    feed_url = server.add("/feed.xml", rss(items, title="Dry <b>Show</b>"))
+    out = tmp_path / "out"
+    options = ["--output", str(out), "--allow-network", "127.0.0.0/8"]
+
+    before = runner.invoke(app, ["ingest", "--dry-run", feed_url, *options], env={"COLUMNS": "250"})
+
+    assert before.exit_code == 0, before.output
+    assert "Dry <b>Show</b>" in before.output  # a stranger's markup shown as text
+    assert "2 episodes in the feed, 2 chosen: 2 to process (2 B and 4 min of audio declared), 0 done" in before.output
+    assert before.output.count("download, transcribe, metadata") == 2
+    assert sum(server.count(f"/{demo.slug}.mp3") for demo in (first, second)) == 0
+    assert not out.exists()  # nothing written
+
+    ran = runner.invoke(app, ["ingest", feed_url, *options, "--newest", "1"])
+    assert ran.exit_code == 0, ran.output
+    fetched = sum(server.count(f"/{demo.slug}.mp3") for demo in (first, second))
+
+    after = runner.invoke(app, ["ingest", "--dry-run", feed_url, *options], env={"COLUMNS": "250"})
+    assert after.exit_code == 0, after.output
+    assert "1 to process" in after.output and "1 done" in after.output
+    assert after.output.count("download, transcribe, metadata") == 1
+    assert sum(server.count(f"/{demo.slug}.mp3") for demo in (first, second)) == fetched
+
+    unreachable = runner.invoke(app, ["ingest", "--dry-run", "http://127.0.0.1:9/feed.xml", *options])
+    assert unreachable.exit_code == 1 and "127.0.0.1:9" in unreachable.output

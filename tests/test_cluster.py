@@ -141,7 +141,7 @@ def cluster_settings(cluster: DaskProcesses, output: Path, **changes: Any) -> Se
 def test_many_runs_on_many_hosts_share_the_slots_and_a_worker_killed_mid_episode_hands_it_to_another(
     cluster: DaskProcesses, events: Events, server: FeedServer, tmp_path: Path
 ) -> None:
-    """README "Scale out" on one machine: a `prefect server start`, a work pool with two process workers started
+    """docs/operate/scale-out.md on one machine: a `prefect server start`, a work pool with two process workers started
     from folders of their own (two flow hosts, one flow run at a time each), the scheduled many-feed deployment
     and the on-demand one run at once, and a `podflow ingest --transcribe-cluster` beside them: three flow runs,
     eight episodes, one output folder, two slots. The first worker to start an episode is SIGKILLed by its PID."""
@@ -277,6 +277,30 @@ def test_a_worker_with_another_model_fails_each_episode_and_says_which_models(
         assert "runs faster-whisper bundled:tiny.en on cpu" in (episode.error or "")
         assert "asks for faster-whisper bundled:base on cpu" in (episode.error or "")
     assert events.started() == []  # refused before any hearing
+
+
+def test_a_worker_started_without_a_model_hears_english_and_fails_a_french_episode_saying_why(
+    cluster: DaskProcesses, events: Events, server: FeedServer, tmp_path: Path
+) -> None:
+    english = DEMO_EPISODES[0]
+    server.add("/fr.mp3", (Path(__file__).parent / "fixtures" / "speech-fr.mp3").read_bytes())
+    server.add("/en.mp3", english.audio)
+    items = [
+        rss_item("Bonjour", guid="fr", enclosure="fr.mp3"),
+        rss_item(english.title, guid="en", enclosure="en.mp3", extra="<language>en</language>"),
+    ]
+    body = rss(items, title="Le Show").replace(b"<channel>", b"<channel><language>fr</language>")
+    state = ingest_feed(server.add("/fr.xml", body), cluster_settings(cluster, tmp_path / "out"), return_state=True)
+
+    report = state.result(raise_on_failure=False)
+    assert isinstance(report, IngestReport)
+    outcome = {episode.title: episode for episode in report.episodes}
+    assert outcome[english.title].status == "complete"  # model auto, English: the workers' bundled:tiny.en
+    assert outcome["Bonjour"].status == "failed"
+    error = outcome["Bonjour"].error or ""
+    assert "runs faster-whisper bundled:tiny.en on cpu" in error and "asks for faster-whisper bundled:base" in error
+    assert "Model auto chose bundled:base for this episode: feed language fr; bundled:tiny.en is English-only" in error
+    assert [note["episode"] for note in events.started()] == [guid_episode_id("en")]
 
 
 def test_an_episode_heard_past_its_deadline_fails_and_its_worker_is_restarted(

@@ -1,4 +1,4 @@
-"""The transcriber registry: adding one is what the README's "Add a transcriber" says, done here with its own two
+"""The transcriber registry: adding one is what the docs' "Add a transcriber" says, done here with its own two
 blocks; every choice the settings offer is registered, loaded lazily, and no transcribe module imports in a cycle."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tasks.transcribe.stage import transcribe_audio
 from tasks.transcribers import BACKENDS, BackendInfo
 from tests.audio_files import demo_audio
 from tests.conftest import DEMO_EPISODES
+from tests.doc_examples import python_blocks
 from tests.events import heard_into
 from tests.transcripts import assert_files_agree, episode_of
 
@@ -27,23 +28,17 @@ ROOT = Path(__file__).parents[1]
 FAKE = "tasks.transcribe.ten_seconds"
 
 
-def readme_section(title: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index(f"### {title}\n")
-    return text[start : text.index("\n## ", start)]
-
-
 @pytest.fixture
 def ten_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The README's fake transcriber as tasks/transcribe/ten_seconds.py (the file in a folder of the package) and
-    the README's line in BACKENDS; the name it is registered under."""
-    module, line = re.findall(r"```python\n(.*?)```", readme_section("Add a transcriber"), re.DOTALL)
+    """The docs' fake transcriber as tasks/transcribe/ten_seconds.py (the file in a folder of the package) and the
+    docs' line in BACKENDS; the name it is registered under."""
+    module, line = python_blocks("extending.md", "Add a transcriber")
     path, code = module.split("\n", 1)
     assert path == f"# {FAKE.replace('.', '/')}.py"
     (tmp_path / "ten_seconds.py").write_text(code)
     monkeypatch.setattr(tasks.transcribe, "__path__", [*tasks.transcribe.__path__, str(tmp_path)])
     entry = line.split("\n", 1)[1]
-    [(name, info)] = eval("{" + entry + "}", {"BackendInfo": BackendInfo}).items()  # the README's line, as written
+    [(name, info)] = eval("{" + entry + "}", {"BackendInfo": BackendInfo}).items()  # the docs' line, as written
     monkeypatch.setitem(BACKENDS, name, info)
     try:
         yield name
@@ -52,7 +47,7 @@ def ten_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
         vars(tasks.transcribe).pop("ten_seconds", None)
 
 
-def test_a_transcriber_added_as_the_readme_says_transcribes_an_episode(ten_seconds: str, tmp_path: Path) -> None:
+def test_a_transcriber_added_as_the_docs_say_transcribes_an_episode(ten_seconds: str, tmp_path: Path) -> None:
     settings = Settings.of(output_dir=tmp_path, transcriber=ten_seconds, language="en")
     assert (
         ten_seconds in Settings.model_json_schema()["$defs"]["TranscribeSettings"]["properties"]["transcriber"]["enum"]
@@ -63,7 +58,7 @@ def test_a_transcriber_added_as_the_readme_says_transcribes_an_episode(ten_secon
 
     transcript = transcribe_audio(audio, episode_of(audio), audio.path.parent, settings, heard_into(progress))
 
-    assert (transcript.backend, transcript.model, transcript.language) == (ten_seconds, settings.transcribe.model, "en")
+    assert (transcript.backend, transcript.model, transcript.language) == (ten_seconds, "bundled:tiny.en", "en")
     assert 10 < transcript.audio_duration_s < 20  # the real decoder measured the clip
     duration_s = pytest.approx(transcript.audio_duration_s, abs=0.001)
     assert [(s.start, s.end, s.text) for s in transcript.segments] == [
@@ -149,7 +144,14 @@ def test_no_transcribe_module_imports_in_a_cycle_and_the_base_imports_no_backend
     modules |= {f"tasks.models.{p.stem}": p for p in (ROOT / "tasks/models").glob("*.py") if p.stem != "__init__"}
     graph = {name: imports(path) & set(modules) for name, path in modules.items()}
     assert graph["tasks.transcribers"] == set()
-    assert graph["tasks.transcribe.base"] <= {"tasks.models", "tasks.transcribers", "tasks.transcribe.windows"}
+    assert graph["tasks.transcribe.base"] <= {
+        "tasks.models",
+        "tasks.transcribers",
+        "tasks.transcribe.windows",
+        "tasks.transcribe.languages",
+        "tasks.transcribe.model_choice",
+    }
+    assert graph["tasks.transcribe.languages"] == set()  # the settings read it
     assert graph["tasks.transcribe.windows"] <= {"tasks.models"}
 
     def cycle_from(name: str, trail: tuple[str, ...]) -> tuple[str, ...] | None:

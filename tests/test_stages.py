@@ -1,11 +1,10 @@
-"""The stage registry: a stage added as the README's "Add a stage" says runs through the real flow, and on a folder
+"""The stage registry: a stage added as the docs' "Add a stage" says runs through the real flow, and on a folder
 the previous release wrote it runs alone, nothing before it downloaded or transcribed again; the registry's
 graph is checked, and each episode runs just the stages it has not done."""
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,25 +30,19 @@ from tasks.models import (
 from tasks.stages import STAGES, StageInfo, check_stages, to_run
 from tasks.store import FeedStore
 from tests.conftest import DEMO_EPISODES
+from tests.doc_examples import python_blocks
 from tests.feeds import rss, rss_item
 from tests.feedserver import FeedServer
 from tests.ledgers import write_old_ledger
 
-ROOT = Path(__file__).parents[1]
 FAKE = "tasks.word_count"
-
-
-def readme_section(title: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index(f"### {title}\n")
-    return text[start : re.compile(r"\n#{2,3} ").search(text, start + 1).start()]  # type: ignore[union-attr]
 
 
 @pytest.fixture
 def word_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The README's stage as tasks/word_count.py (the file in a folder of the package) and the README's entry in
-    STAGES; the name it is registered under."""
-    module, entry = re.findall(r"```python\n(.*?)```", readme_section("Add a stage"), re.DOTALL)
+    """The docs' stage as tasks/word_count.py (the file in a folder of the package) and the docs' entry in STAGES;
+    the name it is registered under."""
+    module, entry = python_blocks("extending.md", "Add a stage")
     path, code = module.split("\n", 1)
     assert path == f"# {FAKE.replace('.', '/')}.py"
     (tmp_path / "word_count.py").write_text(code)
@@ -90,7 +83,7 @@ def audio_hits(server: FeedServer) -> int:
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_a_stage_added_as_the_readme_says_runs_alone_on_a_folder_the_previous_release_wrote(
+def test_a_stage_added_as_the_docs_say_runs_alone_on_a_folder_the_previous_release_wrote(
     word_count: str, server: FeedServer, settings: Settings
 ) -> None:
     feed_url = serve(server, 2)

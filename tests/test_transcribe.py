@@ -18,6 +18,7 @@ from tasks import audio as audio_codec
 from tasks.errors import AudioDecodeError, AudioTooLongError, TranscriptionError
 from tasks.models import AudioFile, Segment, Settings, TranscriptLink
 from tasks.transcribe.base import load_backend
+from tasks.transcribe.model_choice import choose_model, heard_with
 from tasks.transcribe.stage import transcribe_audio
 from tasks.transcribe.subtitles import to_vtt
 from tests.audio_files import audio_file, demo_audio
@@ -181,6 +182,17 @@ def test_a_named_language_is_used_not_detected(tmp_path: Path) -> None:
     audio = audio_file(FIXTURES / f"{clip['slug']}.mp3", tmp_path, clip["slug"])
     transcript = transcribe_audio(audio, episode_of(audio), tmp_path, settings)
     assert (transcript.language, transcript.language_probability) == (clip["language"], None)
+
+
+def test_episodes_heard_with_one_chosen_model_share_its_loaded_backend(tmp_path: Path) -> None:
+    settings = Settings.of(output_dir=tmp_path)
+    french, german, english = (
+        heard_with(settings, choose_model(settings.transcribe, None, feed)) for feed in ("fr", "de", "en")
+    )
+    base = load_backend(french, 1)
+    assert base is load_backend(german, 1) and base.model_name == "bundled:base"  # type: ignore[attr-defined]
+    tiny = load_backend(english, 1)
+    assert tiny is load_backend(settings, 1) and tiny.model_name == "bundled:tiny.en"  # type: ignore[attr-defined]
 
 
 def test_a_finished_transcript_is_not_redone_unless_the_audio_changed(settings: Settings, tmp_path: Path) -> None:

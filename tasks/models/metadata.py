@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tasks.models.records import Episode, Feed, Record
+from tasks.models.records import Episode, Feed, ModelChoice, Record
 from tasks.redaction import RedactedUrl
 from tasks.stages import StageName
 
@@ -32,6 +32,7 @@ class TranscriptFacts(Record):
     model: str
     language: str | None
     language_probability: float | None = None
+    model_choice: ModelChoice | None = None
     source_url: RedactedUrl | None = None
     estimated_timing: bool = False
     word_count: int

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +67,9 @@ class Episode(Record):
     itunes_duration_s: float | None = None
     season: int | None = None
     episode_number: int | None = None
+    language: str | None = Field(
+        None, description="The spoken language the item declares (dc:language), as Whisper's code; None: none it knows."
+    )
     transcripts: tuple[TranscriptLink, ...] = ()
 
 
@@ -92,6 +96,20 @@ class Segment(Record):
     words: tuple[Word, ...] = Field((), description="Word timings, when the settings ask for them.")
 
 
+LanguageSource = Literal["setting", "episode", "feed"]
+
+
+class ModelChoice(Record):
+    """The model an episode was heard with, and why: model=auto chooses by the language declared for it."""
+
+    model: str
+    reason: str = Field(description="Why this model, e.g. `feed language fr; bundled:tiny.en is English-only`.")
+    language: str | None = Field(description="The language the model was told; None: it detected the language.")
+    language_source: LanguageSource | None = Field(
+        description="Where that language came from: the language setting, the item, the channel."
+    )
+
+
 class Transcript(Record):
     episode_id: str
     audio_sha256: str = Field(description="The audio file this transcript was made from.")
@@ -99,6 +117,9 @@ class Transcript(Record):
     model: str
     language: str | None
     language_probability: float | None = Field(None, description="How sure the detection was; None when given.")
+    model_choice: ModelChoice | None = Field(
+        None, description="Why the model heard the audio; None where podflow chose none (published, the OpenAI API)."
+    )
     audio_duration_s: float = Field(description="Length of the decoded audio.")
     source_url: RedactedUrl | None = Field(None, description="The published transcript this was read from.")
     estimated_timing: bool = Field(

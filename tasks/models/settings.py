@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, IPvAnyNetwork, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import ConfigDict, Field, IPvAnyNetwork, PositiveInt, field_validator, model_validator
 
 from tasks.models.records import Record
+from tasks.models.units import ByteSize, Delay, Seconds
+from tasks.transcribe.languages import AUTO_MODEL, spoken_language
 from tasks.transcribers import BACKENDS, DEFAULT_BACKEND, described_backends, registered
 
 # Timed formats first: their cue times are the speaker's, where HTML and text timings can only be estimated.
@@ -55,7 +57,7 @@ class NetworkSettings(Record):
     """How podflow talks to feed and media hosts, and which networks it may reach."""
 
     user_agent: str = Field("podflow/0.1", description="HTTP User-Agent.")
-    http_timeout_s: PositiveFloat = Field(30.0, description="Connect and read timeout of each HTTP request.")
+    http_timeout_s: Seconds = Field(30.0, description="Connect and read timeout of each HTTP request.")
     allowed_networks: tuple[IPvAnyNetwork, ...] = Field(
         (),
         description="Private, loopback, link-local or other non-public networks (CIDR) podflow may connect to, e.g. "
@@ -67,12 +69,12 @@ class NetworkSettings(Record):
 class DocumentSettings(Record):
     """Bounds on the documents podflow reads from strangers: feeds, OPML lists and published transcripts."""
 
-    max_document_s: PositiveFloat = Field(
+    max_document_s: Seconds = Field(
         120.0,
         description="A feed, OPML list or published transcript still arriving after this long (headers and "
         "redirects included) is given up.",
     )
-    max_feed_bytes: PositiveInt = Field(
+    max_feed_bytes: ByteSize = Field(
         20 * 2**20, description="Larger feeds and published transcripts are refused while streaming."
     )
     max_feed_pages: PositiveInt = Field(
@@ -85,12 +87,12 @@ class DocumentSettings(Record):
     max_transcript_segments: PositiveInt = Field(
         100_000, description="A published transcript of more segments (cues, paragraphs) is refused."
     )
-    max_parse_s: PositiveFloat = Field(
+    max_parse_s: Seconds = Field(
         60.0,
         description="Parsing one feed page, OPML list or published transcript (in a child process) may take this "
         "long; past it the child is killed and the document refused.",
     )
-    max_parse_bytes: PositiveInt = Field(
+    max_parse_bytes: ByteSize = Field(
         2 * 2**30, description="The address space of that child process: a document that needs more is refused."
     )
 
@@ -100,13 +102,11 @@ class DownloadSettings(Record):
 
     download_workers: PositiveInt = Field(4, description="Episodes downloading at once.")
     download_attempts: PositiveInt = Field(4, description="Tries per download on connection errors, 429 and 5xx.")
-    retry_backoff_s: float = Field(
-        1.0, ge=0, description="A download's first retry delay; doubles each try, with jitter."
-    )
-    max_download_s: PositiveFloat = Field(
+    retry_backoff_s: Delay = Field(1.0, description="A download's first retry delay; doubles each try, with jitter.")
+    max_download_s: Seconds = Field(
         3 * 3600.0, description="A download still going after this long, retries included, is given up."
     )
-    max_episode_bytes: PositiveInt = Field(2 * 2**30, description="Larger enclosures are refused while streaming.")
+    max_episode_bytes: ByteSize = Field(2 * 2**30, description="Larger enclosures are refused while streaming.")
 
 
 class TranscribeSettings(Record):
@@ -123,10 +123,13 @@ class TranscribeSettings(Record):
         json_schema_extra=lambda schema: schema.update(enum=list(BACKENDS)),  # the UI form's choices, as registered
     )
     model: str = Field(
-        "bundled:tiny.en",
-        description="bundled:tiny.en (English) or bundled:base (multilingual) ship with podflow and need no network; "
-        "otherwise a model name the engine fetches (tiny.en … large-v3) or a local model (faster-whisper: a "
-        "CTranslate2 folder; whisper: a checkpoint file).",
+        AUTO_MODEL,
+        description="auto: bundled:tiny.en for English or undeclared languages, bundled:base for any other declared "
+        "language (the language setting, else the episode's, else the feed's). bundled:tiny.en (English) and "
+        "bundled:base (multilingual) ship with podflow and need no network; otherwise a model name the engine fetches "
+        "(tiny.en … large-v3) or a local model (faster-whisper: a CTranslate2 folder; whisper: a checkpoint file). "
+        "Any model but auto is used for every episode: one that hears only English (*.en) refuses an episode "
+        "declared in another language.",
     )
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where the model runs: cpu, cuda or auto.")
     transcribe_pool: Literal["auto", "threads", "processes"] = Field(
@@ -144,18 +147,22 @@ class TranscribeSettings(Record):
         "at once, each on its own. 1: its classic decoder instead, 30 s after 30 s, each seeded with the text before "
         "it (about 3x slower on 2 cores).",
     )
-    transcribe_window_s: float = Field(
+    transcribe_window_s: Seconds = Field(
         300.0,
         ge=60,
         description="Local transcribers decode and hear the audio this many seconds at a time, each window cut at a "
         "pause near its end: memory stays the same however long the episode runs.",
     )
-    language: str | None = Field(None, description="Spoken language code; detected when empty.")
+    language: str | None = Field(
+        None,
+        description="Spoken language code (fr, de, …) of every episode. Empty: the language the episode, else its "
+        "feed, declares (faster-whisper and whisper; the OpenAI API detects it), detected where neither does.",
+    )
     word_timestamps: bool = Field(False, description="Add word timings to transcript.json.")
-    max_audio_duration_s: PositiveFloat = Field(
+    max_audio_duration_s: Seconds = Field(
         6 * 3600.0, description="Longer audio is refused (checked while decoding) instead of transcribed."
     )
-    max_decode_s: PositiveFloat = Field(
+    max_decode_s: Seconds = Field(
         1800.0,
         description="Decoding one episode's audio may take this long (the decoder's own time, not the "
         "transcriber's); past it the episode fails.",
@@ -179,6 +186,16 @@ class TranscribeSettings(Record):
         """One of the transcribers in tasks/transcribers.py's BACKENDS."""
         return registered(name)
 
+    @field_validator("language")
+    @classmethod
+    def _spoken(cls, language: str | None) -> str | None:
+        """Whisper's code of the language (`fr-FR` -> `fr`); ValueError for one Whisper does not hear."""
+        if not language or not language.strip():
+            return None
+        if (code := spoken_language(language)) is None:
+            raise ValueError(f"Whisper hears no language {language!r}: give a code such as fr or de")
+        return code
+
 
 class ClusterSettings(Record):
     """A Dask cluster of `podflow worker`s that hears the audio instead of this machine."""
@@ -188,12 +205,12 @@ class ClusterSettings(Record):
         description="A Dask scheduler (tcp://HOST:8786) whose workers, started with `podflow worker`, hear the audio; "
         "the run then transcribes as many episodes at once as the cluster has transcribe slots. Empty: this machine.",
     )
-    cluster_timeout_s: PositiveFloat = Field(
+    cluster_timeout_s: Seconds = Field(
         30.0,
         description="transcribe_cluster: how long to wait for its scheduler and for a worker with a transcribe slot, "
         "at the start of a run and while an episode waits, before failing.",
     )
-    cluster_transcribe_timeout_s: PositiveFloat = Field(
+    cluster_transcribe_timeout_s: Seconds = Field(
         6 * 3600.0,
         description="transcribe_cluster: an episode still being heard this long after a worker took it is given up.",
     )
@@ -231,10 +248,8 @@ class OpenAISettings(Record):
     openai_attempts: PositiveInt = Field(
         4, description="Tries per API request on timeouts, lost connections, 408, 409, 429 and 5xx."
     )
-    openai_retry_backoff_s: float = Field(
-        1.0, ge=0, description="An API request's first retry delay; doubles each try."
-    )
-    openai_rate_limit_wait_s: PositiveFloat = Field(
+    openai_retry_backoff_s: Delay = Field(1.0, description="An API request's first retry delay; doubles each try.")
+    openai_rate_limit_wait_s: Seconds = Field(
         3 * 3600.0,
         description="How long an API request waits for a slot of openai_rate_limit before its episode fails.",
     )

@@ -16,6 +16,8 @@ from tasks import stopping
 from tasks.errors import AudioDecodeError, AudioTooLongError, StoppedError, TranscriptionError
 from tasks.events import Heard, Tell
 from tasks.models import AudioFile, Episode, Segment, Settings, Transcript
+from tasks.transcribe.languages import AUTO_MODEL
+from tasks.transcribe.model_choice import choose_model, heard_with
 from tasks.transcribe.windows import shifted, windows
 from tasks.transcribers import BACKENDS
 
@@ -98,7 +100,10 @@ _backends_lock = threading.Lock()
 
 def load_backend(settings: Settings, at_once: int) -> Backend:
     """The process's one backend for these settings, run by `at_once` transcriptions at a time, loaded on first
-    use; TranscriptionError if it cannot be."""
+    use (one per model: episodes heard with the same model share it); TranscriptionError if it cannot be. Of model
+    auto, the model it takes for an episode declaring no language (model_choice.py)."""
+    if settings.transcribe.model == AUTO_MODEL:
+        settings = heard_with(settings, choose_model(settings.transcribe))
     key = f"{settings.transcribe.model_dump_json(include=LOADED_BY)} {at_once}"
     with _backends_lock:
         if key not in _backends:

@@ -18,6 +18,7 @@ from tasks.events import Heard, StageEvent, by_tenths
 from tasks.files import sha256_of
 from tasks.models import AudioFile, Episode, Settings, Transcript
 from tasks.transcribe.base import load_backend
+from tasks.transcribe.model_choice import choose_model, heard_with
 
 try:
     import distributed
@@ -59,7 +60,7 @@ class WorkerModel(NamedTuple):
         return f"{self.transcriber} {self.model} on {self.device} ({self.compute_type or 'default'} compute type)"
 
 
-_serving: Settings | None = None  # the settings `podflow worker` gave this worker process
+_serving: Settings | None = None  # the settings `podflow worker` gave this worker process, its model chosen
 
 
 def dask_worker_command(
@@ -78,7 +79,9 @@ def dask_setup(worker: distributed.Worker) -> None:
     before it takes any task, from the settings `podflow worker` put in the environment."""
     global _serving
     try:
-        settings = Settings.model_validate_json(os.environ[WORKER_SETTINGS_VARIABLE])
+        given = Settings.model_validate_json(os.environ[WORKER_SETTINGS_VARIABLE])
+        # One model for every episode: of model auto, the one for episodes declaring no language.
+        settings = heard_with(given, choose_model(given.transcribe))
         load_backend(settings, settings.cluster.worker_slots)
     except Exception as exc:
         # Dask logs a preload's error and starts the worker anyway, slots and all: it would take every episode and
@@ -142,9 +145,9 @@ def hear(key: str, audio: AudioFile, sent: bytes | None, episode: Episode, setti
 
     with audio_on_worker(audio, sent, Path(worker.local_directory) / "podflow-audio") as local:
         note("started", audio="bytes" if sent is not None else "path")
-        heard_with = settings.but(**mine._asdict())
+        worker_settings = settings.but(**mine._asdict())
         transcript = load_backend(_serving, _serving.cluster.worker_slots).transcribe(
-            local, episode, heard_with, by_tenths(heard)
+            local, episode, worker_settings, by_tenths(heard)
         )
     note("finished")
     return transcript

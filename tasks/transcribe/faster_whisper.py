@@ -16,6 +16,7 @@ from tasks.audio import SAMPLE_RATE
 from tasks.models import Segment, Settings, Word
 from tasks.transcribe.base import Detected, SampleBackend, threads_per_worker
 from tasks.transcribe.bundled import bundled_model
+from tasks.transcribe.cuda_libraries import load_cuda_libraries
 
 STRETCH_S = 30  # what Whisper hears at once
 VAD = {"max_speech_duration_s": STRETCH_S, "min_silence_duration_ms": 160}  # BatchedInferencePipeline's own
@@ -34,6 +35,8 @@ class FasterWhisperBackend(SampleBackend):
         device = settings.transcribe.device
         compute_type = settings.transcribe.compute_type or {"cpu": "int8", "cuda": "float16"}.get(device, "default")
         bundled = bundled_model(settings.transcribe.model)
+        if device != "cpu":
+            load_cuda_libraries()
         # num_workers lets that many transcriptions run truly in parallel on the one model.
         self.model = WhisperModel(
             settings.transcribe.model,

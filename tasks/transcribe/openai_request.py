@@ -14,34 +14,12 @@ import openai
 from tasks.errors import RequestFailed, TranscriptionError
 from tasks.models import Segment, Settings, Word
 from tasks.openai_client import call_with_retries, masked
+from tasks.transcribe.languages import LANGUAGE_CODES
 from tasks.transcribe.openai_chunks import FILE_NAME, MIME_TYPE, Chunk, encode_chunk
 from tasks.transcribe.openai_stitch import ChunkTranscript
 
 MAX_UPLOAD_BYTES = 25_000_000  # the API's limit is 25 MB; 25 MiB would be the kinder reading, so not that one
 TEXT_ONLY_PREFIXES = ("gpt-",)  # gpt-4o-transcribe & co. answer `json` (text only); whisper-1 and servers: segments
-
-# Whisper's languages: verbose_json names them ("english"); the other backends record codes ("en").
-# Own table, not whisper.tokenizer.TO_LANGUAGE_CODE: importing whisper loads torch (2 s, a GiB) on an API-only path.
-LANGUAGE_CODES = {
-    name.replace("_", " "): code
-    for code, name in (
-        pair.split(":")
-        for pair in (
-            "en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french ja:japanese pt:portuguese "
-            "tr:turkish pl:polish ca:catalan nl:dutch ar:arabic sv:swedish it:italian id:indonesian hi:hindi "
-            "fi:finnish vi:vietnamese he:hebrew uk:ukrainian el:greek ms:malay cs:czech ro:romanian da:danish "
-            "hu:hungarian ta:tamil no:norwegian th:thai ur:urdu hr:croatian bg:bulgarian lt:lithuanian la:latin "
-            "mi:maori ml:malayalam cy:welsh sk:slovak te:telugu fa:persian lv:latvian bn:bengali sr:serbian "
-            "az:azerbaijani sl:slovenian kn:kannada et:estonian mk:macedonian br:breton eu:basque is:icelandic "
-            "hy:armenian ne:nepali mn:mongolian bs:bosnian kk:kazakh sq:albanian sw:swahili gl:galician "
-            "mr:marathi pa:punjabi si:sinhala km:khmer sn:shona yo:yoruba so:somali af:afrikaans oc:occitan "
-            "ka:georgian be:belarusian tg:tajik sd:sindhi gu:gujarati am:amharic yi:yiddish lo:lao uz:uzbek "
-            "fo:faroese ht:haitian_creole ps:pashto tk:turkmen nn:nynorsk mt:maltese sa:sanskrit lb:luxembourgish "
-            "my:myanmar bo:tibetan tl:tagalog mg:malagasy as:assamese tt:tatar haw:hawaiian ln:lingala ha:hausa "
-            "ba:bashkir jw:javanese su:sundanese yue:cantonese"
-        ).split()
-    )
-}
 
 
 class Requester:

@@ -8,14 +8,16 @@ from pathlib import Path
 from prefect import get_run_logger
 
 from tasks.episode_folder import TRANSCRIPT_FILES, TRANSCRIPT_JSON, TRANSCRIPT_SRT, TRANSCRIPT_TEXT, TRANSCRIPT_VTT
-from tasks.errors import TranscriptionError
-from tasks.events import FellBack, Heard, Moved, Retried, StageEvent, Tell, by_tenths, nobody
+from tasks.errors import ModelMismatchError, TranscriptionError
+from tasks.events import Chose, FellBack, Heard, Moved, Retried, StageEvent, Tell, by_tenths, nobody
 from tasks.feed_run import FeedEpisode
 from tasks.files import atomic_write_text, no_link, write_record
 from tasks.models import AudioFile, Episode, Settings, Transcript
 from tasks.prefect_glue import stage_task
 from tasks.store import StageRecording
-from tasks.transcribe.base import Backend, load_backend, on_cluster, workers_in_process
+from tasks.transcribe.base import Backend, hears_audio, load_backend, on_cluster, workers_in_process
+from tasks.transcribe.languages import AUTO_MODEL
+from tasks.transcribe.model_choice import choose_model, heard_with
 from tasks.transcribe.published import PUBLISHED, published_transcript
 from tasks.transcribe.subtitles import to_srt, to_vtt
 
@@ -60,12 +62,15 @@ def transcribe_audio(
     episode_dir: Path,
     settings: Settings,
     tell: Tell = nobody,
+    feed_language: str | None = None,
 ) -> Transcript:
     """The episode's transcript, written to its folder; one already written from this audio is returned as is.
 
     A published transcript first where the settings ask for one and the feed links one (FellBack says why the
-    transcriber was used after all), else the transcriber the settings choose from BACKENDS. `tell` hears how it
-    goes (tasks/events.py): Heard as the audio is heard, Retried, Moved to each cluster worker that takes it.
+    transcriber was used after all), else the transcriber the settings choose from BACKENDS; one that hears the
+    audio with the model chosen by the language the episode, else its feed (`feed_language`), declares. `tell`
+    hears how it goes (tasks/events.py): Chose the model, Heard as the audio is heard, Retried, Moved to each
+    cluster worker that takes it.
     """
     if (done := read_transcript(episode_dir, audio)) is not None:
         if not all((episode_dir / name).is_file() for name in TRANSCRIPT_FILES):  # made before podflow wrote them
@@ -75,12 +80,31 @@ def transcribe_audio(
     if settings.transcribe.prefer_published and settings.transcribe.transcriber != PUBLISHED:
         transcript = preferred_published(episode, audio, settings, tell)
     if transcript is None:
-        backend = (
-            cluster_backend(settings) if on_cluster(settings) else load_backend(settings, workers_in_process(settings))
+        transcript = (
+            heard_transcript(audio, episode, settings, tell, feed_language)
+            if hears_audio(settings)
+            else load_backend(settings, workers_in_process(settings)).transcribe(audio, episode, settings, tell)
         )
-        transcript = backend.transcribe(audio, episode, settings, tell)
     write_transcript(transcript, episode_dir)
     return transcript
+
+
+def heard_transcript(
+    audio: AudioFile, episode: Episode, settings: Settings, tell: Tell, feed_language: str | None
+) -> Transcript:
+    """The transcript by a transcriber that hears the audio, here or on the cluster, with the model and language
+    chosen for the episode (model_choice.py; Chose says which and why)."""
+    choice = choose_model(settings.transcribe, episode.language, feed_language)
+    tell(Chose(choice.model, choice.reason))
+    chosen = heard_with(settings, choice)
+    backend = cluster_backend(chosen) if on_cluster(chosen) else load_backend(chosen, workers_in_process(chosen))
+    try:
+        transcript = backend.transcribe(audio, episode, chosen, tell)
+    except ModelMismatchError as exc:  # a cluster worker holds another model
+        if settings.transcribe.model != AUTO_MODEL:
+            raise
+        raise ModelMismatchError(f"{exc}. Model auto chose {choice.model} for this episode: {choice.reason}") from None
+    return transcript.model_copy(update={"model_choice": choice})
 
 
 def stored_transcript(job: FeedEpisode) -> Transcript | None:
@@ -105,7 +129,9 @@ def transcribe(job: FeedEpisode, settings: Settings, audio: AudioFile, recording
                 logger.warning("Moved to cluster worker %s: worker %s left mid-way", worker, recording.workers[-1])
             case Moved(worker):
                 logger.info("Transcribing on cluster worker %s", worker)
+            case Chose(model, reason):
+                logger.info("Transcribing with %s: %s", model, reason)
         if isinstance(event, Moved):
             recording.workers.append(event.worker)  # the ledger keeps them too
 
-    return transcribe_audio(audio, job.episode, job.folder.path, settings, by_tenths(log))
+    return transcribe_audio(audio, job.episode, job.folder.path, settings, by_tenths(log), job.feed.language)
