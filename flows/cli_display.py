@@ -143,12 +143,12 @@ def print_feed(report: IngestReport, details: bool = False, verbose: bool = Fals
     console.print(Text(f"{title}: ").append(Text(", ").join(counts) or "no episodes chosen"), soft_wrap=True)
     for episode in report.episodes:
         if episode.status == "failed":
-            print_failure(printable(episode_failure(episode, verbose)))
+            print_failure(f"  {printable(episode_failure(episode, verbose))}")  # under its feed's line
 
 
 def print_failure(line: str) -> None:
     """One failure on one line: never wrapped, never read as markup."""
-    console.print(f"✗ {line}", style="red", soft_wrap=True, markup=False, highlight=False)
+    console.print(line, style="red", soft_wrap=True, markup=False, highlight=False)
 
 
 def print_ledger(ledger: Ledger) -> None:

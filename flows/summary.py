@@ -60,9 +60,9 @@ def failed_stage(episode: EpisodeOutcome) -> str | None:
 
 
 def episode_failure(episode: EpisodeOutcome, verbose: bool = False) -> str:
-    """A failed episode in a line: `<title>: <stage>: <why>`."""
+    """A failed episode in a line: `<title> — <stage>: <why>` (a title may hold colons of its own)."""
     stage = failed_stage(episode)
-    return f"{episode.title}: {f'{stage}: ' if stage else ''}{plain_error(episode.error or 'failed', verbose)}"
+    return f"{episode.title} — {f'{stage}: ' if stage else ''}{plain_error(episode.error or 'failed', verbose)}"
 
 
 def _duration(seconds: float) -> str:

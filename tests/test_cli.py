@@ -31,7 +31,7 @@ runner = CliRunner()
 
 @pytest.mark.usefixtures("prefect_api")
 def test_ingest_prints_each_feeds_counts_and_failures_and_exits_non_zero_when_an_episode_failed(
-    server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: FeedServer, tmp_path: Path
 ) -> None:
     demo = DEMO_EPISODES[3]
     server.add(f"/{demo.slug}.mp3", demo.audio)
@@ -62,24 +62,24 @@ def test_ingest_prints_each_feeds_counts_and_failures_and_exits_non_zero_when_an
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     assert "CLI Show: 1 complete, 1 failed, 1 skipped" in lines, result.output
-    assert f"✗ Gone Episode: download: {server.url('/gone.mp3')} returned HTTP 404 Not Found" in lines
+    assert f"  Gone Episode — download: {server.url('/gone.mp3')} returned HTTP 404 Not Found" in lines
     assert demo.title not in result.output and "Text Only Post" not in result.output  # no row per episode
     assert "DownloadError" not in result.output  # the kind of error, only with --verbose
     assert len(list(tmp_path.glob("*/episodes/*/metadata.json"))) == 1
 
-    monkeypatch.setattr(cli_display.console, "width", 250)  # each row on one line
-    again = runner.invoke(app, [*command, "--details", "--verbose"])
+    wide = {"COLUMNS": "250"}  # each row on one line
+    again = runner.invoke(app, [*command, "--details", "--verbose"], env=wide)
     assert again.exit_code == 1, again.output
     assert re.search(rf"{demo.title} .* already complete .* done .* done .* done", again.output), again.output
     assert re.search(r"Gone Episode .* failed .* failed .* - .* -", again.output)
     assert re.search(r"Text Only Post .* skipped .* - .* - .* -", again.output)
     assert "CLI Show: 1 already complete, 1 failed, 1 skipped" in again.output
-    assert f"✗ Gone Episode: download: {server.url('/gone.mp3')} returned HTTP 404 Not Found [DownloadError]" in (
+    assert f"  Gone Episode — download: {server.url('/gone.mp3')} returned HTTP 404 Not Found [DownloadError]" in (
         again.output.splitlines()
     )
 
     (feed_folder,) = tmp_path.glob("*/ledger.sqlite")
-    shown = runner.invoke(app, ["ledger", str(feed_folder.parent)])
+    shown = runner.invoke(app, ["ledger", str(feed_folder.parent)], env=wide)
     assert shown.exit_code == 0, shown.output
     assert re.search(rf"{demo.title} .* done .* done .* done", shown.output)
     assert re.search(r"Gone Episode .* failed .* - .* - .* download: DownloadError: .*HTTP 404", shown.output)
@@ -117,15 +117,15 @@ def test_an_unreachable_feed_is_one_line_with_the_reason_and_leaves_nothing_behi
         shown = result.stdout + result.stderr
         assert result.returncode == 1, shown
         said = [line for line in shown.splitlines() if "connection refused" in line.lower()]
-        assert len(said) == 1 and said[0].startswith(f"✗ {feed_url}: could not connect to 127.0.0.1:{port}"), shown
+        assert len(said) == 1 and said[0].startswith(f"{feed_url}: could not connect to 127.0.0.1:{port}"), shown
         assert "NoneType" not in shown and "0/0" not in shown and "Traceback" not in shown
         assert "Run failed" not in shown  # the feed's line says it
         assert os.listdir(tmp_path) == []  # no lock file, no feed folder
-    assert plain.stdout.strip() == f"✗ {feed_url}: could not connect to 127.0.0.1:{port}: connection refused"
+    assert plain.stdout.strip() == f"{feed_url}: could not connect to 127.0.0.1:{port}: connection refused"
     assert plain.stderr.strip() == ""
     assert "Error" not in plain.stdout  # no kinds of error without --verbose
     assert verbose.stdout.strip() == (
-        f"✗ {feed_url}: could not connect to 127.0.0.1:{port}: connection refused "
+        f"{feed_url}: could not connect to 127.0.0.1:{port}: connection refused "
         "[FeedError ← ConnectionError ← MaxRetryError ← NewConnectionError ← ConnectionRefusedError]"
     )
 

@@ -143,9 +143,7 @@ def test_one_translation_of_request_failures_for_downloads_and_documents() -> No
     url = "http://host.example/ep.mp3"
 
     def download_error(exc: Exception) -> PodflowError:
-        return request_error(
-            exc, url, DownloadError, transient=RetryableDownloadError, redirects="too many times"
-        )
+        return request_error(exc, url, DownloadError, transient=RetryableDownloadError, redirects="too many times")
 
     lost = requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer"))
     assert type(download_error(lost)) is RetryableDownloadError

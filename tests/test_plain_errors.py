@@ -153,4 +153,4 @@ def test_a_failed_episode_in_one_line_names_its_title_and_stage() -> None:
         stages={"download": "failed"},
         error="DownloadError: http://h/a.mp3 returned HTTP 404 Not Found",
     )
-    assert episode_failure(episode) == "Gone Episode: download: http://h/a.mp3 returned HTTP 404 Not Found"
+    assert episode_failure(episode) == "Gone Episode — download: http://h/a.mp3 returned HTTP 404 Not Found"
