@@ -19,7 +19,7 @@ from typing import Annotated, Any  # noqa: E402
 
 import typer  # noqa: E402
 
-from flows.cli_display import StageDisplay, console, print_feed, print_ledger, printable  # noqa: E402
+from flows.cli_display import StageDisplay, console, failures_kept_for_the_summary, print_ledger, print_run  # noqa: E402
 from flows.cli_options import COMMON, COMMON_SETTINGS, PanelledCommand, in_panel_order, setting_option  # noqa: E402
 from flows.config import (  # noqa: E402
     CONFIG_FILE,
@@ -102,22 +102,28 @@ def given_flags(given: dict[str, object]) -> dict[str, object]:
     return values
 
 
-def run(feed_urls: list[str], opml: str | None, settings: Settings) -> int:
-    """Ingest the feeds with the live display; the exit status is 1 when anything failed."""
+def run(
+    feed_urls: list[str], opml: str | None, settings: Settings, details: bool = False, verbose: bool = False
+) -> int:
+    """Ingest the feeds with the live display, then say how each went; the exit status is 1 when anything failed."""
     display = StageDisplay()
-    with display.bars, listening(display):
+    with failures_kept_for_the_summary(verbose), display, listening(display):
         state = ingest_feeds(feed_urls, opml, settings, return_state=True)
     outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, RunReport):
-        for report in outcome.feeds:
-            print_feed(report)
-    if state.is_failed():
-        console.print(printable(f"Run failed: {state.message}"), style="red", soft_wrap=True, markup=False)
-        return 1
-    return 0
+    failure = (state.message or "no reason given") if state.is_failed() else None
+    print_run(outcome if isinstance(outcome, RunReport) else None, failure, details, verbose)
+    return 1 if failure is not None else 0
 
 
-def ingest(feed_urls: list[str] | None, opml: str | None, config: Path | None, dry_run: bool, **given: object) -> None:
+def ingest(
+    feed_urls: list[str] | None,
+    opml: str | None,
+    config: Path | None,
+    dry_run: bool,
+    details: bool,
+    verbose: bool,
+    **given: object,
+) -> None:
     """Ingest every new episode of each FEED_URL and of each feed in the OPML file, in one pipeline.
 
     Each setting comes from its option, else its PODFLOW_<NAME> environment variable, else the config file, else
@@ -129,7 +135,7 @@ def ingest(feed_urls: list[str] | None, opml: str | None, config: Path | None, d
         from flows.dry_run import print_plan
 
         raise typer.Exit(print_plan(feed_urls or [], opml, settings))
-    raise typer.Exit(run(feed_urls or [], opml, settings))
+    raise typer.Exit(run(feed_urls or [], opml, settings, details, verbose))
 
 
 # What only `podflow worker` is told: a run starts no workers.
@@ -171,6 +177,28 @@ ingest.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                     "--dry-run",
                     help="Read the feeds and print what a run would do (episodes chosen, their declared size and "
                     "length, which are done), downloading no audio and writing nothing.",
+                    rich_help_panel=COMMON,
+                ),
+            ],
+        ),
+        inspect.Parameter(
+            "details",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[
+                bool,
+                typer.Option("--details", help="At the end, a row per episode of each feed.", rich_help_panel=COMMON),
+            ],
+        ),
+        inspect.Parameter(
+            "verbose",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[
+                bool,
+                typer.Option(
+                    "--verbose",
+                    help="Each failure's chain of errors, and the traceback of a bug.",
                     rich_help_panel=COMMON,
                 ),
             ],

@@ -196,7 +196,7 @@ def ingest(
         todo: list[FeedEpisode] = []
         for feed_run in feeds:
             if feed_run.error is not None:
-                logger.warning("%s: %s", redact_url(feed_run.url), feed_run.error)
+                logger.error("%s: %s", redact_url(feed_run.url), feed_run.error)
             elif feed_run.not_modified:
                 logger.info("%s: not modified since the last run", redact_url(feed_run.url))
             else:

@@ -1,10 +1,14 @@
-"""The markdown summary of a run that the Prefect UI shows on its flow run page."""
+"""The markdown summary of a run that the Prefect UI shows on its flow run page, and the plain words of a failure
+that it and the CLI give."""
 
 from __future__ import annotations
 
 import re
 
-from tasks.models import RunReport
+from tasks import errors
+from tasks.http import CHAIN, without_chain
+from tasks.models import EpisodeOutcome, RunReport
+from tasks.stages import STAGES
 
 # Everything markdown could read as markup or HTML in a title or an error a feed controls.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~])")
@@ -22,6 +26,43 @@ def table_text(text: str) -> str:
     character that could close a link's text, open an HTML tag or an autolink, or join a bare URL (`] < : .`): no
     link, image or tag can form, and both UIs show the text as written."""
     return _LINK_FORMING.sub("\\1\u200b", " ".join(text.split()))
+
+
+# `FeedError: `: how a report records an expected failure, its kind first.
+_KIND = re.compile(r"([A-Z]\w*): ")
+
+
+def _expected_kinds(kind: type[errors.PodflowError] = errors.PodflowError) -> set[str]:
+    return {kind.__name__}.union(*(_expected_kinds(sub) for sub in kind.__subclasses__()))
+
+
+EXPECTED_KINDS = frozenset(_expected_kinds())
+
+
+def plain_error(error: str, verbose: bool = False) -> str:
+    """A failure as a report records it (`FeedError: <what failed>: <why> [<chain of errors>]`) in a user's words:
+    the message alone. `verbose`: the chain too, led by the failure's own kind (`[FeedError ← ConnectionError ←
+    …]`). An unexpected error keeps its kind, which is all it says (`KeyError: 'x'`)."""
+    kind = _KIND.match(error)
+    if kind is None or kind[1] not in EXPECTED_KINDS:
+        return error if verbose else without_chain(error)
+    message = error[kind.end() :]
+    if not verbose:
+        return without_chain(message)
+    chains = list(CHAIN.finditer(message))
+    if chains and chains[-1].end() == len(message):
+        return f"{message[: chains[-1].start()]} [{kind[1]} ← {chains[-1][1]}]"
+    return f"{message} [{kind[1]}]"
+
+
+def failed_stage(episode: EpisodeOutcome) -> str | None:
+    return next((stage for stage in STAGES if episode.stages.get(stage) == "failed"), None)
+
+
+def episode_failure(episode: EpisodeOutcome, verbose: bool = False) -> str:
+    """A failed episode in a line: `<title> — <stage>: <why>` (a title may hold colons of its own)."""
+    stage = failed_stage(episode)
+    return f"{episode.title} — {f'{stage}: ' if stage else ''}{plain_error(episode.error or 'failed', verbose)}"
 
 
 def _duration(seconds: float) -> str:
@@ -58,14 +99,14 @@ def summary_markdown(report: RunReport) -> str:
         f"| throughput | {rate}{real_time} |",
     ]
     failures = (
-        [f"- {markdown_text(error)}" for error in report.source_errors]
+        [f"- {markdown_text(plain_error(error))}" for error in report.source_errors]
         + [
-            f"- feed {markdown_text(feed.feed_title)}: {markdown_text(feed.error or '')}"
+            f"- feed {markdown_text(feed.feed_title)}: {markdown_text(plain_error(feed.error or ''))}"
             for feed in report.feeds
             if feed.status == "failed"
         ]
         + [
-            f"- {markdown_text(feed.feed_title)} / {markdown_text(e.title)}: {markdown_text(e.error or '')}"
+            f"- {markdown_text(feed.feed_title)} / {markdown_text(episode_failure(e))}"
             for feed in report.feeds
             for e in feed.episodes
             if e.status == "failed"

@@ -172,7 +172,7 @@ def _fetch_once(
             )
     except REQUEST_ERRORS as exc:  # a lost connection or a cut-off body is retried; a malformed URL is not
         raise request_error(
-            exc, url, DownloadError, transient=RetryableDownloadError, failed="", redirects="too many times"
+            exc, url, DownloadError, transient=RetryableDownloadError, timeout_s=timeout_s, redirects="too many times"
         ) from exc
     except OSError as exc:  # the disk is full, or the folder is not writable
         raise DownloadError(f"{url} could not be saved: {exc.strerror or exc}") from exc

@@ -3,7 +3,10 @@ the bounded GET for small documents (feeds, OPML lists, published transcripts)."
 
 from __future__ import annotations
 
+import http.client
+import re
 import socket
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,22 +52,87 @@ def status_line(status: int) -> str:
         return f"HTTP {status}"
 
 
-def failure_detail(exc: BaseException) -> str:
-    """What went wrong with a request, in words that hold nothing the server sent: the kinds of error along the
-    chain (`ConnectionError: ProtocolError: RemoteDisconnected`), and the system's reason where it gave one. The
-    libraries' own messages may quote the bytes received (a status line, a chunk length)."""
-    kinds: list[str] = []
-    reason = ""
+def failure_detail(exc: BaseException, timeout_s: float | None = None) -> str:
+    """What went wrong with a request, in words that hold nothing the server sent: a plain reason first (`could
+    not connect to 127.0.0.1:9: connection refused`), then, in brackets, the kinds of error along the chain
+    (`[ConnectionError ← MaxRetryError ← NewConnectionError ← ConnectionRefusedError]`), which without_chain
+    leaves out. The libraries' own messages may quote the bytes received (a status line, a chunk length).
+    `timeout_s`: the request's timeout, which a timeout's reason names."""
+    errors: list[BaseException] = []
     pending: list[BaseException] = [exc]
-    while pending and len(kinds) < 8:
+    while pending and len(errors) < 8:
         error = pending.pop(0)
-        if type(error).__name__ not in kinds:
-            kinds.append(type(error).__name__)
-        if isinstance(error, OSError) and error.strerror and not reason:
-            reason = error.strerror
-        inner = [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
-        pending += [found for found in inner if isinstance(found, BaseException)]
-    return ": ".join(kinds[:4]) + (f" ({reason})" if reason else "")
+        if all(error is not seen for seen in errors):
+            errors.append(error)
+            inner = [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
+            pending += [found for found in inner if isinstance(found, BaseException)]
+    kinds = list(dict.fromkeys(type(error).__name__ for error in errors))
+    return f"{plain_reason(errors, timeout_s)} [{' ← '.join(kinds)}]"
+
+
+def plain_reason(errors: list[BaseException], timeout_s: float | None = None) -> str:
+    """The reason a request failed, from the errors along its chain (outermost first), in a user's words."""
+
+    def found(*kinds: type[BaseException]) -> BaseException | None:
+        return next((error for error in errors if isinstance(error, kinds)), None)
+
+    def connecting(why: str) -> str:
+        target = next(filter(None, map(_requested_host_port, errors)), None)
+        return f"could not connect{f' to {target}' if target else ''}: {why}"
+
+    after = f" after {timeout_s:g} s" if timeout_s else ""
+    if isinstance(cert := found(ssl.SSLCertVerificationError), ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted: {(cert.verify_message or 'verify failed').rstrip('.')}"
+    if isinstance(tls := found(ssl.SSLError), ssl.SSLError):
+        return "TLS handshake failed" + (f": {tls.reason.lower().replace('_', ' ')}" if tls.reason else "")
+    if found(ConnectionRefusedError):
+        return connecting("connection refused")
+    if found(socket.gaierror):
+        return connecting("name not resolved")
+    if found(http.client.IncompleteRead, requests.exceptions.ChunkedEncodingError):
+        return "the answer was cut off"
+    if found(http.client.RemoteDisconnected):  # before ConnectionResetError, which it is too
+        return "the server closed the connection without answering"
+    if found(ConnectionResetError):
+        return "the connection was reset"
+    if found(requests.ConnectTimeout) or any(
+        type(error) is urllib3.exceptions.ConnectTimeoutError for error in errors
+    ):  # not its subclass NewConnectionError, which any failed connection raises
+        return connecting(f"timed out{after}")
+    if found(requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
+        return f"timed out{after} with nothing arriving"
+    if found(requests.exceptions.ContentDecodingError, urllib3.exceptions.DecodeError):
+        return "the answer could not be decompressed"
+    if found(requests.exceptions.InvalidURL, urllib3.exceptions.LocationParseError):
+        return "the URL is not valid"
+    if system := next((error for error in errors if isinstance(error, OSError) and error.strerror), None):
+        why = str(system.strerror)[:1].lower() + str(system.strerror)[1:]  # the system's: `network is unreachable`
+        return connecting(why) if found(urllib3.exceptions.NewConnectionError) else why
+    # http.client's and h11's (under httpx) errors for an answer that is not HTTP
+    if found(http.client.HTTPException) or any(type(error).__name__ == "RemoteProtocolError" for error in errors):
+        return "the answer is not valid HTTP"
+    if found(urllib3.exceptions.ProtocolError):
+        return "the connection broke off"
+    return "the request failed"
+
+
+def _requested_host_port(error: BaseException) -> str | None:
+    """`host:port` of the request an error is about (requests' and httpx's errors carry it), or None."""
+    try:
+        request = getattr(error, "request", None)  # httpx's raises RuntimeError where none was set
+    except RuntimeError:
+        return None
+    url = getattr(request, "url", None)
+    return host_port(str(url)) if url else None
+
+
+# A failure's chain of kinds in brackets, as failure_detail writes it: class names only, so nothing else matches.
+CHAIN = re.compile(r" \[(\w+(?: ← \w+)*)\]")
+
+
+def without_chain(text: str) -> str:
+    """`text` with each chain of kinds failure_detail wrote left out: the plain reasons alone."""
+    return CHAIN.sub("", text)
 
 
 # What a request through a GuardedSession raises when it fails; the transient ones are worth another try.
@@ -84,15 +152,15 @@ def request_error(
     *,
     transient: type[PodflowError] | None = None,
     late: str | None = None,
-    failed: str = " could not be fetched",
+    timeout_s: float | None = None,
     redirects: str = f"more than {MAX_REDIRECTS} times",
 ) -> PodflowError:
     """The error a request for `named` (its URL, and what it was meant to be) fails with, for `exc`, one of
     REQUEST_ERRORS, in words that quote nothing the server sent. A refused address or a passed deadline names its
     rule, and too many redirects or a redirect to a URL that is not http(s) says so; any other failure is `late`
-    where given (the caller's deadline has passed), else `named`, `failed` and failure_detail's words: a
-    `transient` error for TRANSIENT_ERRORS where given (connection errors, timeouts, cut-off bodies), an `error`
-    for the rest (a malformed URL)."""
+    where given (the caller's deadline has passed), else `named` and failure_detail's words (`timeout_s`: the
+    request's timeout): a `transient` error for TRANSIENT_ERRORS where given (connection errors, timeouts, cut-off
+    bodies), an `error` for the rest (a malformed URL)."""
     if isinstance(exc, (AddressRefusedError, DeadlineExceededError)):
         return error(f"{named}: {exc}")
     if isinstance(exc, requests.TooManyRedirects):
@@ -102,7 +170,7 @@ def request_error(
     if late is not None:
         return error(late)
     kind = transient if transient is not None and isinstance(exc, TRANSIENT_ERRORS) else error
-    return kind(f"{named}{failed}: {failure_detail(exc)}")
+    return kind(f"{named}: {failure_detail(exc, timeout_s)}")
 
 
 class _GuardedConnectionMixin:
@@ -242,4 +310,5 @@ def fetch_document(
                     raise error(too_slow)
                 return Fetched(bytes(body), response.url, dict(response.headers))
         except REQUEST_ERRORS as exc:
-            raise request_error(exc, named, error, late=too_slow if session.deadline.expired else None) from exc
+            late = too_slow if session.deadline.expired else None
+            raise request_error(exc, named, error, late=late, timeout_s=settings.network.http_timeout_s) from exc

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
 import typer
+from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
 from flows import cli, cli_display
@@ -24,8 +30,8 @@ runner = CliRunner()
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_ingest_prints_the_summary_and_exits_non_zero_when_an_episode_failed(
-    server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_ingest_prints_each_feeds_counts_and_failures_and_exits_non_zero_when_an_episode_failed(
+    server: FeedServer, tmp_path: Path
 ) -> None:
     demo = DEMO_EPISODES[3]
     server.add(f"/{demo.slug}.mp3", demo.audio)
@@ -35,25 +41,45 @@ def test_ingest_prints_the_summary_and_exits_non_zero_when_an_episode_failed(
             [
                 rss_item(demo.title, guid="good", enclosure=f"{demo.slug}.mp3"),
                 rss_item("Gone Episode", guid="gone", enclosure="gone.mp3"),
+                rss_item("Text Only Post", guid="text"),
             ],
             title="CLI Show",
         ),
     )
+    command = [
+        "ingest",
+        feed_url,
+        "--output",
+        str(tmp_path),
+        "--download-workers",
+        "2",
+        "--allow-network",
+        "127.0.0.0/8",
+    ]
 
-    result = runner.invoke(
-        app,
-        ["ingest", feed_url, "--output", str(tmp_path), "--download-workers", "2", "--allow-network", "127.0.0.0/8"],
-    )
+    result = runner.invoke(app, command)
 
     assert result.exit_code == 1, result.output
-    assert "CLI Show" in result.output
-    assert "Gone Episode" in result.output and "HTTP 404" in result.output
-    assert "1 complete, 1 failed" in result.output
+    lines = result.output.splitlines()
+    assert "CLI Show: 1 complete, 1 failed, 1 skipped" in lines, result.output
+    assert f"  Gone Episode — download: {server.url('/gone.mp3')} returned HTTP 404 Not Found" in lines
+    assert demo.title not in result.output and "Text Only Post" not in result.output  # no row per episode
+    assert "DownloadError" not in result.output  # the kind of error, only with --verbose
     assert len(list(tmp_path.glob("*/episodes/*/metadata.json"))) == 1
 
+    wide = {"COLUMNS": "250"}  # each row on one line
+    again = runner.invoke(app, [*command, "--details", "--verbose"], env=wide)
+    assert again.exit_code == 1, again.output
+    assert re.search(rf"{demo.title} .* already complete .* done .* done .* done", again.output), again.output
+    assert re.search(r"Gone Episode .* failed .* failed .* - .* -", again.output)
+    assert re.search(r"Text Only Post .* skipped .* - .* - .* -", again.output)
+    assert "CLI Show: 1 already complete, 1 failed, 1 skipped" in again.output
+    assert f"  Gone Episode — download: {server.url('/gone.mp3')} returned HTTP 404 Not Found [DownloadError]" in (
+        again.output.splitlines()
+    )
+
     (feed_folder,) = tmp_path.glob("*/ledger.sqlite")
-    monkeypatch.setattr(cli_display.console, "width", 250)  # each row on one line
-    shown = runner.invoke(app, ["ledger", str(feed_folder.parent)])
+    shown = runner.invoke(app, ["ledger", str(feed_folder.parent)], env=wide)
     assert shown.exit_code == 0, shown.output
     assert re.search(rf"{demo.title} .* done .* done .* done", shown.output)
     assert re.search(r"Gone Episode .* failed .* - .* - .* download: DownloadError: .*HTTP 404", shown.output)
@@ -62,6 +88,46 @@ def test_ingest_prints_the_summary_and_exits_non_zero_when_an_episode_failed(
     assert exported.episodes["good"].complete
     missing = runner.invoke(app, ["ledger", str(tmp_path)])
     assert missing.exit_code == 2 and "holds no podflow ledger" in missing.output
+
+
+def podflow(*args: str) -> subprocess.CompletedProcess[str]:
+    """The `podflow` command in a process of its own, as a user runs it, its output as the terminal would show it;
+    on the test harness's Prefect API."""
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-c", "from flows.cli import app; app()", *args],
+        cwd=Path(__file__).parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_an_unreachable_feed_is_one_line_with_the_reason_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on: bound, never listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        feed_url = f"http://127.0.0.1:{port}/feed.xml"
+        command = ["ingest", feed_url, "--output", str(tmp_path), "--allow-network", "127.0.0.1/32"]
+        plain, verbose = podflow(*command), podflow(*command, "--verbose")
+
+    for result in (plain, verbose):
+        shown = result.stdout + result.stderr
+        assert result.returncode == 1, shown
+        said = [line for line in shown.splitlines() if "connection refused" in line.lower()]
+        assert len(said) == 1 and said[0].startswith(f"{feed_url}: could not connect to 127.0.0.1:{port}"), shown
+        assert "NoneType" not in shown and "0/0" not in shown and "Traceback" not in shown
+        assert "Run failed" not in shown  # the feed's line says it
+        assert os.listdir(tmp_path) == []  # no lock file, no feed folder
+    assert plain.stdout.strip() == f"{feed_url}: could not connect to 127.0.0.1:{port}: connection refused"
+    assert plain.stderr.strip() == ""
+    assert "Error" not in plain.stdout  # no kinds of error without --verbose
+    assert verbose.stdout.strip() == (
+        f"{feed_url}: could not connect to 127.0.0.1:{port}: connection refused "
+        "[FeedError ← ConnectionError ← MaxRetryError ← NewConnectionError ← ConnectionRefusedError]"
+    )
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -108,7 +174,7 @@ def test_every_option_name_is_whole_at_80_columns() -> None:
 
 def test_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     given: list[Settings] = []
-    monkeypatch.setattr(cli, "run", lambda feed_urls, opml, settings: given.append(settings) or 0)
+    monkeypatch.setattr(cli, "run", lambda feed_urls, opml, settings, *shown: given.append(settings) or 0)
     result = runner.invoke(
         app,
         [
@@ -204,6 +270,35 @@ def test_ingest_takes_many_feeds_and_an_opml_file(server: FeedServer, tmp_path) 
 def test_ingest_needs_a_feed() -> None:
     result = runner.invoke(app, ["ingest"])
     assert result.exit_code == 2 and "FEED_URL" in result.output
+
+
+def test_the_console_keeps_warnings_and_drops_run_failures_but_a_bugs_traceback_with_verbose() -> None:
+    def record(name: str, level: int, traceback: bool | None) -> logging.LogRecord:
+        try:
+            raise KeyError("a bug")
+        except KeyError:
+            exc_info = sys.exc_info() if traceback else (None, None, None) if traceback is False else None
+        return logging.LogRecord(name, level, __file__, 1, "message", None, exc_info)
+
+    quiet, verbose = cli_display.RunFailureFilter(verbose=False), cli_display.RunFailureFilter(verbose=True)
+    warning = record("prefect.task_runs", logging.WARNING, None)  # a stage's warning: not a failure
+    failed_state = record("prefect.task_runs", logging.ERROR, False)  # Prefect's exc_info=True with no exception
+    bug = record("prefect.flow_runs", logging.ERROR, True)
+    elsewhere = record("prefect.server", logging.ERROR, None)
+    assert [quiet.filter(r) for r in (warning, failed_state, bug, elsewhere)] == [True, False, False, True]
+    assert [verbose.filter(r) for r in (warning, failed_state, bug, elsewhere)] == [True, False, True, True]
+
+
+def test_a_stage_gets_its_bar_with_its_first_episode() -> None:
+    from flows.pipeline import Progress
+
+    display = cli_display.StageDisplay()
+    with display:
+        display(Progress(total=0, settled=0, done={}, failed={}, planned={}, dropped={}))
+        assert display.bars.tasks == []  # nothing to do: no bar, no 0/0
+        display(Progress(total=2, settled=0, done={}, failed={}, planned={"metadata": 2}, dropped={}))
+        display(Progress(total=2, settled=1, done={"metadata": 1}, failed={}, planned={"metadata": 2}, dropped={}))
+        assert [(bar.description, bar.completed, bar.total) for bar in display.bars.tasks] == [("metadata", 1, 2)]
 
 
 @pytest.mark.usefixtures("prefect_api")

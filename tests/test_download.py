@@ -143,20 +143,18 @@ def test_one_translation_of_request_failures_for_downloads_and_documents() -> No
     url = "http://host.example/ep.mp3"
 
     def download_error(exc: Exception) -> PodflowError:
-        return request_error(
-            exc, url, DownloadError, transient=RetryableDownloadError, failed="", redirects="too many times"
-        )
+        return request_error(exc, url, DownloadError, transient=RetryableDownloadError, redirects="too many times")
 
     lost = requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer"))
     assert type(download_error(lost)) is RetryableDownloadError
-    assert str(download_error(lost)) == f"{url}: ConnectionError: ConnectionResetError (Connection reset by peer)"
+    assert str(download_error(lost)) == f"{url}: the connection was reset [ConnectionError ← ConnectionResetError]"
     assert type(download_error(requests.exceptions.ChunkedEncodingError())) is RetryableDownloadError
     assert type(download_error(requests.exceptions.InvalidURL())) is DownloadError
     assert str(download_error(requests.TooManyRedirects())) == f"{url} redirects too many times"
     assert str(download_error(AddressRefusedError("refused"))) == f"{url}: refused"
     document = f"{url} (published transcript)"
     assert type(request_error(lost, document, TranscriptionError)) is TranscriptionError
-    assert str(request_error(lost, document, TranscriptionError)).startswith(f"{document} could not be fetched: ")
+    assert str(request_error(lost, document, TranscriptionError)).startswith(f"{document}: the connection was reset")
     assert str(request_error(lost, document, FeedError, late="too slow")) == "too slow"
     assert str(request_error(requests.exceptions.InvalidSchema(), url, FeedError)) == (
         f"{url} redirects to a URL that is not http(s)"

@@ -23,7 +23,6 @@ from flows.summary import markdown_text, summary_markdown
 from tasks.episode_id import normalise_url
 from tasks.folder_names import slugify
 from tasks.models import EpisodeOutcome, IngestReport, RunReport, Settings
-from tasks.run_locks import LOCK_FILE
 from tasks.stages import STAGES
 from tasks.store import FeedStore
 from tests.conftest import DEMO_EPISODES, DemoEpisode
@@ -180,7 +179,7 @@ def test_a_feed_folder_an_older_podflow_named_is_taken_over_and_nothing_is_redon
     assert state.is_completed(), state.message
     assert report.feeds[0].status == "not modified"  # its ledger found, every episode in it complete
     assert audio_hits(server) == 1
-    assert sorted(os.listdir(settings.output.output_dir)) == [LOCK_FILE, store.feed_dir.name]
+    assert os.listdir(settings.output.output_dir) == [store.feed_dir.name]  # the run lock's file gone with the run
 
 
 def test_a_feed_whose_folder_is_a_symbolic_link_fails_alone_and_nothing_goes_through_the_link(
