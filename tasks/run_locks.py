@@ -28,21 +28,22 @@ class RunLocks:
         no_link(output_dir).mkdir(parents=True, exist_ok=True)
         self.fd = open_no_link(output_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT)
 
-    def hold(self, feed_dir: Path, feed_url: str) -> None:
-        """Lock the feed folder for this run; FeedBusyError where another run holds it."""
+    def hold(self, key: str, feed_url: str, feed_dir: Path) -> None:
+        """Lock the feed for this run, by a key that stays the feed's while its folder is renamed (tasks/store.py);
+        FeedBusyError where another run holds it."""
         try:
-            fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, _range(fcntl.F_WRLCK, feed_dir))
+            fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, _range(fcntl.F_WRLCK, key))
         except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: held through another open
             raise FeedBusyError(f"another run is already ingesting {feed_url} into {feed_dir}") from None
 
-    def release(self, feed_dir: Path) -> None:
-        fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, _range(fcntl.F_UNLCK, feed_dir))
+    def release(self, key: str) -> None:
+        fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, _range(fcntl.F_UNLCK, key))
 
     def close(self) -> None:
         os.close(self.fd)
 
 
-def _range(kind: int, feed_dir: Path) -> bytes:
-    """The folder's byte: at an offset from a 56-bit hash of its name, so no two feeds of a run share one."""
-    offset = int.from_bytes(hashlib.sha256(feed_dir.name.encode()).digest()[:7], "big")
+def _range(kind: int, key: str) -> bytes:
+    """The feed's byte: at an offset from a 56-bit hash of its key, so no two feeds of a run share one."""
+    offset = int.from_bytes(hashlib.sha256(key.encode()).digest()[:7], "big")
     return struct.pack(FLOCK, kind, os.SEEK_SET, offset, 1, 0)
