@@ -71,6 +71,7 @@ def claim_feed_folder(output: Path, identity: str, names: list[str], found: Foun
 
 
 def _claim(output: Path, names: list[str]) -> str:
+    output.mkdir(parents=True, exist_ok=True)
     for name in names:
         try:
             os.mkdir(output / name)  # fails where anything has the name, a link included
