@@ -62,10 +62,8 @@ def feed_folder_names(feed: Feed, identity: str) -> list[str]:
     """The names a feed's folder may take, the first free one to be used: the slug of its title, then the same with
     more and more of its identity after it. A feed without a title of its own (feed_parse gives it the URL's) or
     with none in letters or digits is named by its host."""
-    titled = feed.title not in {redact_url(feed.url), redact_url(feed.final_url)} and _words(
-        feed.title, FEED_SLUG_MAX_CHARS
-    )
-    base = titled or slugify(urlsplit(feed.url).hostname or "", FEED_SLUG_MAX_CHARS)
+    own_title = "" if feed.title in {redact_url(feed.url), redact_url(feed.final_url)} else feed.title
+    base = _words(own_title, FEED_SLUG_MAX_CHARS) or slugify(urlsplit(feed.url).hostname or "", FEED_SLUG_MAX_CHARS)
     names = _names(base, identity)
     return names[1:] if base in WINDOWS_RESERVED else names
 

@@ -104,8 +104,8 @@ class FeedStore:
             try:
                 self._find_folder()
                 self._take_over_old_folder()
-                if (saved := self._saved_feed()) is not None:
-                    self.name_folder(saved)
+                if not self.named and (saved := self._saved_feed()) is not None:
+                    self.name_folder(saved)  # a folder the previous release wrote: its title is known already
                 self._rename_episode_folders()
                 self.remove_leftovers()
                 yield
