@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tasks.episode_folder import EpisodeFolder
 from tasks.episode_id import renamed_episode_ids
@@ -46,15 +45,15 @@ def open_feeds(urls: list[str], settings: Settings, locks: ExitStack, listed: Co
     """Each distinct feed with its folder's run lock held in `locks`; a feed another run holds, or whose folder
     cannot be used (a symbolic link), fails alone. `listed`: the URLs that came from an OPML list.
 
-    Feeds are the same where their folders are: where their URLs are, up to blanks and the case of scheme and host.
-    A URL listed twice is one feed; one with another token is another feed, with its own folder."""
-    feeds: dict[Path, FeedRun] = {}
+    Feeds are the same where their URLs are, up to blanks and the case of scheme and host (tasks/folder_names.py's
+    feed_identity). A URL listed twice is one feed; one with another token is another feed, with its own folder."""
+    feeds: dict[str, FeedRun] = {}
     run_locks = locks.enter_context(closing(RunLocks(settings.output.output_dir.resolve())))
     for url in filter(None, (url.strip() for url in urls)):
         store = FeedStore.for_feed(settings.output.output_dir, url)
-        if store.feed_dir in feeds:
+        if store.identity in feeds:
             continue
-        feed_run = feeds[store.feed_dir] = FeedRun(url, store, operator_url=url not in listed)
+        feed_run = feeds[store.identity] = FeedRun(url, store, operator_url=url not in listed)
         try:
             locks.enter_context(store.exclusive_run(run_locks))
         except Exception as exc:  # a folder that cannot be used fails its feed alone, whatever the reason
@@ -66,6 +65,7 @@ def register(feed_run: FeedRun, settings: Settings) -> list[FeedEpisode]:
     """Record the feed and its chosen episodes; return those with stages to run."""
     feed, store = feed_run.feed, feed_run.store
     assert feed is not None
+    store.name_folder(feed)  # before the first write to a new feed's folder: its name is the feed's title
     first_run = not store.ledger.exists()  # not "no episodes": a feed may start out empty
     renamed = renamed_episode_ids(feed_run.episodes, store.read_ledger().episodes)
     entries = store.register(

@@ -6,7 +6,9 @@ killed run loses nothing it recorded. A process keeps one connection per ledger,
 (a connection opened per write cost 3-6 ms, most of it the checkpoint its close makes); processes order their
 writes by SQLite's locks. A person reads it with `podflow ledger FEED_FOLDER` (a table, or `--json`: the Ledger record).
 
-A `ledger.json` left by an earlier podflow is moved into the database the first time the folder is opened.
+A `ledger.json` left by an earlier podflow is moved into the database the first time the folder is opened. The
+database's user_version says how its episode folders are named: 0 by hashes, as the previous releases named them
+(store.py renames them, then sets it), READABLE_NAMES by date and title (tasks/folder_names.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import secrets
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -27,7 +29,8 @@ from tasks.models import AudioFile, FeedValidators, Ledger, LedgerEntry, StageOu
 from tasks.redaction import redact_url
 
 LEDGER = "ledger.sqlite"
-OLD_LEDGER = "ledger.json"  # what the previous release kept
+OLD_LEDGER = "ledger.json"  # what the release before the database kept
+READABLE_NAMES = 1  # PRAGMA user_version of a ledger whose episode folders are named by date and title
 SCHEMA = """
 CREATE TABLE feed (url TEXT NOT NULL, validators TEXT);
 CREATE TABLE episodes (episode_id TEXT PRIMARY KEY, entry TEXT NOT NULL);
@@ -135,7 +138,9 @@ class LedgerDB:
 
     def _create(self) -> None:
         """Make the database, from the folder's `ledger.json` where an earlier podflow left one: built under a temp
-        name and renamed into place, then the JSON removed. A lock file orders the threads and processes racing."""
+        name and renamed into place, then the JSON removed. A lock file orders the threads and processes racing.
+        A new ledger names its folders readably from the start; one from `ledger.json` has the names that release
+        gave."""
         folder = self.path.parent
         no_link(folder).mkdir(parents=True, exist_ok=True)
         lock = open_no_link(folder / ".ledger.lock", os.O_WRONLY | os.O_CREAT)
@@ -151,6 +156,7 @@ class LedgerDB:
                     # No journal while it is built: a build cut short is only a temp file, swept as leftovers.
                     connection.execute("PRAGMA journal_mode=OFF")
                     connection.executescript(SCHEMA)
+                    connection.execute(f"PRAGMA user_version={0 if old.exists() else READABLE_NAMES}")
                     connection.execute("BEGIN")
                     connection.execute(
                         "INSERT INTO feed VALUES (?, ?)",
@@ -198,6 +204,22 @@ class LedgerDB:
             if audio is not None:
                 entry = _entry(connection, episode_id).model_copy(update={"audio": audio})
                 connection.execute("UPDATE episodes SET entry = ? WHERE episode_id = ?", _entry_row(entry)[::-1])
+
+    def names_readably(self) -> bool:
+        """Its episode folders have today's names (not the hashed names the previous releases gave)."""
+        with self._transaction(write=False) as connection:
+            return bool(connection.execute("PRAGMA user_version").fetchone()[0] >= READABLE_NAMES)
+
+    def rename_folders(self, renamed: Mapping[str, str]) -> None:
+        """Give the entries their folders' new names (old name -> new), and mark the ledger named readably: one
+        transaction, so a run cut short leaves the ledger as it was."""
+        with self._transaction(write=True) as connection:
+            for episode_id, entry in connection.execute("SELECT episode_id, entry FROM episodes").fetchall():
+                found = LedgerEntry.model_validate_json(entry)
+                if found.folder in renamed:
+                    moved = found.model_copy(update={"episode_id": episode_id, "folder": renamed[found.folder]})
+                    connection.execute("UPDATE episodes SET entry = ? WHERE episode_id = ?", _entry_row(moved)[::-1])
+            connection.execute(f"PRAGMA user_version={READABLE_NAMES}")
 
     def save_validators(self, validators: FeedValidators | None) -> None:
         with self._transaction(write=True) as connection:

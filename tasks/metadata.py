@@ -1,8 +1,13 @@
-"""Build `metadata.json`: feed, episode, audio, transcript and processing facts for one episode."""
+"""Build `metadata.json`: feed, episode, audio, transcript and processing facts for one episode, and the podflow and
+the settings that made them."""
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
+import tomllib
+from pathlib import Path
 
 from prefect import get_run_logger
 from prefect.runtime import flow_run
@@ -21,15 +26,31 @@ from tasks.models import (
     Episode,
     EpisodeMetadata,
     Feed,
+    FeedFacts,
     ProcessingFacts,
     Settings,
     StageTiming,
+    TranscribedWith,
     Transcript,
     TranscriptFacts,
     utc_now,
 )
 from tasks.prefect_glue import stage_task
 from tasks.store import StageRecording
+
+
+@functools.cache
+def podflow_version() -> str:
+    """The version of the podflow installed; where it runs from a checkout that is not, its pyproject.toml's."""
+    try:
+        return importlib.metadata.version("podflow")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    try:
+        with open(Path(__file__).parents[1] / "pyproject.toml", "rb") as file:
+            return str(tomllib.load(file)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
 
 
 def build_metadata(
@@ -40,10 +61,12 @@ def build_metadata(
     transcript: Transcript,
     processing: ProcessingFacts,
     enrichment: Enrichment | None = None,
+    transcribed_with: TranscribedWith | None = None,
 ) -> EpisodeMetadata:
     """The metadata document; the audio facts come from the file itself, not from what the feed claims."""
     return EpisodeMetadata(
-        feed=feed,
+        podflow_version=podflow_version(),
+        feed=FeedFacts.of(feed),
         episode=episode,
         audio=AudioFacts(
             file=audio.path.name,
@@ -69,6 +92,7 @@ def build_metadata(
             segment_count=len(transcript.segments),
             files=TRANSCRIPT_FILES,
         ),
+        transcribed_with=transcribed_with,
         processing=processing,
         enrichment=enrichment,
     )
@@ -111,6 +135,9 @@ def metadata(
     timings = {name: StageTiming(started=o.started, ended=o.ended) for name, o in stages.items() if o.status == "done"}
     timings["metadata"] = StageTiming(started=recording.started, ended=utc_now())
     processing = ProcessingFacts(flow_run_id=flow_run.id, stages=timings)
-    document = build_metadata(job.feed, job.episode, audio, probe, transcript, processing, enrichment)
+    # Known only where this run transcribed the audio: an earlier run's transcript may have had other settings.
+    transcribed = "transcribe" in job.stages and transcript.source_url is None
+    transcribed_with = TranscribedWith.of(settings.transcribe) if transcribed else None
+    document = build_metadata(job.feed, job.episode, audio, probe, transcript, processing, enrichment, transcribed_with)
     write_record(job.folder.file(METADATA), document)
     return document

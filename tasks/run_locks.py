@@ -47,15 +47,16 @@ class RunLocks:
             os.close(fd)  # deleted meanwhile by the run that closed it last: open the file there now
         self.fd = fd
 
-    def hold(self, feed_dir: Path, feed_url: str) -> None:
-        """Lock the feed folder for this run; FeedBusyError where another run holds it."""
+    def hold(self, key: str, feed_url: str, feed_dir: Path) -> None:
+        """Lock the feed for this run, by a key that stays the feed's while its folder is renamed (tasks/store.py);
+        FeedBusyError where another run holds it."""
         try:
-            fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, _lock(fcntl.F_WRLCK, _offset(feed_dir)))
+            fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, _lock(fcntl.F_WRLCK, _offset(key)))
         except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: held through another open
             raise FeedBusyError(f"another run is already ingesting {feed_url} into {feed_dir}") from None
 
-    def release(self, feed_dir: Path) -> None:
-        fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, _lock(fcntl.F_UNLCK, _offset(feed_dir)))
+    def release(self, key: str) -> None:
+        fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, _lock(fcntl.F_UNLCK, _offset(key)))
 
     def close(self) -> None:
         try:
@@ -78,9 +79,9 @@ def _names(path: Path, fd: int) -> bool:
     return (found.st_dev, found.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-def _offset(feed_dir: Path) -> int:
-    """The folder's byte: at an offset from a 56-bit hash of its name, so no two feeds of a run share one."""
-    return int.from_bytes(hashlib.sha256(feed_dir.name.encode()).digest()[:7], "big")
+def _offset(key: str) -> int:
+    """The feed's byte: at an offset from a 56-bit hash of its key, so no two feeds of a run share one."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:7], "big")
 
 
 def _lock(kind: int, offset: int) -> bytes:

@@ -1,5 +1,5 @@
-"""Ledgers as tests make them and read them: a feed folder the previous release left (its `ledger.json`), and the
-database of a folder a run may still be writing."""
+"""Ledgers as tests make them and read them: a feed folder a release before the database left (its `ledger.json`),
+and the database of a folder a run may still be writing."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from tasks.store import FeedStore
 
 
 def write_old_ledger(store: FeedStore, ledger: Ledger | str) -> None:
-    """Make the feed folder's ledger the `ledger.json` the previous release kept, the database gone: the next open
-    migrates it."""
+    """Make the feed folder's ledger the `ledger.json` a release before the database kept, the database gone: the
+    next open migrates it, and renames the folders it names by hashes (tasks/folder_names.py)."""
     store.ledger.close()
     for name in (LEDGER, f"{LEDGER}-wal", f"{LEDGER}-shm"):
         (store.feed_dir / name).unlink(missing_ok=True)

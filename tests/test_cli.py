@@ -143,7 +143,18 @@ def test_schema_is_the_metadata_json_schema() -> None:
     assert result.exit_code == 0
     schema = json.loads(result.output)
     assert schema == EpisodeMetadata.model_json_schema()
-    assert set(schema["required"]) >= {"feed", "episode", "audio", "transcript", "processing"}
+    assert set(schema["required"]) >= {
+        "podflow_version",
+        "feed",
+        "episode",
+        "audio",
+        "transcript",
+        "transcribed_with",
+        "processing",
+    }
+    assert schema["properties"]["schema_version"]["const"] == 2
+    assert not {"etag", "last_modified", "paging_error"} & schema["$defs"]["FeedFacts"]["properties"].keys()
+    assert "beam_size" in schema["$defs"]["TranscribedWith"]["properties"]
 
 
 def test_invalid_settings_are_refused_before_anything_runs(tmp_path) -> None:

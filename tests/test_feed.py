@@ -404,6 +404,7 @@ def test_a_ledger_keyed_by_an_unmasked_guid_is_rekeyed_keeping_its_folder(
     ledger = store.read_ledger()
     assert set(ledger.episodes) == {episodes[0].episode_id, "plain"}
     assert ledger.episodes[episodes[0].episode_id].folder == old.folder
+    store.ledger.close()  # its write-ahead log checkpointed into the database
     assert b"SECRET" not in (store.feed_dir / LEDGER).read_bytes()
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 from uuid import UUID
@@ -15,7 +17,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.states import State
 
 from flows.ingest import ingest_feed
-from tasks.models import EpisodeMetadata, IngestReport, Ledger, Settings
+from tasks.folder_names import slugify
+from tasks.models import EpisodeMetadata, IngestReport, Ledger, Settings, TranscribedWith
 from tasks.store import FeedStore
 from tests.conftest import DEMO_DIR, DEMO_EPISODES, LOOPBACK
 from tests.feeds import rss, rss_item
@@ -24,6 +27,8 @@ from tests.intervals import overlaps
 from tests.speech import word_error_rate
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
+# The feed's HTTP validators (the ledger keeps them) and what a run's paging left unread: in neither file.
+RUN_STATE = {"etag", "last_modified", "paging_error"}
 
 
 class DemoRun(NamedTuple):
@@ -72,7 +77,10 @@ def test_demo_feed_end_to_end(demo_run: DemoRun) -> None:
 
     assert state.is_completed()
     assert [e.status for e in report.episodes] == ["complete"] * 4
+    assert report.feed_dir.name == "the-podflow-demo-show"
     for demo, outcome in zip(DEMO_EPISODES, report.episodes):
+        published = datetime.strptime(demo.published, "%a, %d %b %Y %H:%M:%S GMT")
+        assert outcome.folder == f"{published:%Y-%m-%d}-{slugify(demo.title)}"  # no id: none shares its name
         folder = report.feed_dir / "episodes" / outcome.folder
         assert sorted(p.name for p in folder.iterdir()) == [
             "audio.mp3",
@@ -93,7 +101,14 @@ def test_demo_feed_end_to_end(demo_run: DemoRun) -> None:
         assert timings["download"].ended <= timings["transcribe"].started <= timings["transcribe"].ended
         assert timings["transcribe"].ended <= timings["metadata"].started
         assert word_error_rate(demo.script, (folder / "transcript.txt").read_text()) < 0.3
-    assert json.loads((report.feed_dir / "feed.json").read_text())["title"] == "The podflow Demo Show"
+        assert document.podflow_version == importlib.metadata.version("podflow")
+        assert document.transcribed_with == TranscribedWith.of(settings.transcribe)
+        assert document.transcribed_with is not None and document.transcribed_with.transcriber == "faster-whisper"
+        written = json.loads((folder / "metadata.json").read_text())
+        assert written["schema_version"] == 2 and not RUN_STATE & written["feed"].keys()
+    saved = json.loads((report.feed_dir / "feed.json").read_text())
+    assert saved["title"] == "The podflow Demo Show" and not RUN_STATE & saved.keys()
+    assert ledger_of(feed_url, settings).validators is not None
     assert all(entry.complete for entry in ledger_of(feed_url, settings).episodes.values())
 
 
@@ -302,6 +317,7 @@ def test_published_transcripts_are_read_from_the_feed_and_bad_ones_fail_their_ep
     folder = report.feed_dir / "episodes" / status["good"].folder
     document = EpisodeMetadata.model_validate_json((folder / "metadata.json").read_bytes())
     assert document.transcript.backend == "published" and document.transcript.source_url == server.url("/good.vtt")
+    assert document.transcribed_with is None  # no transcriber made it
     assert (folder / "transcript.txt").read_text().strip() == good.script
     assert "links no transcript" in (status["unlinked"].error or "")
     assert server.url("/broken.json") in (status["broken"].error or "")

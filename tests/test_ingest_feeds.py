@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from prefect.states import State
 from flows.ingest import ingest_feeds
 from flows.summary import markdown_text, summary_markdown
 from tasks.episode_id import normalise_url
+from tasks.feed_index import FEED_ID, INDEX
 from tasks.folder_names import slugify
 from tasks.models import EpisodeOutcome, IngestReport, RunReport, Settings
 from tasks.stages import STAGES
@@ -166,12 +168,17 @@ def test_a_feed_folder_an_older_podflow_named_is_taken_over_and_nothing_is_redon
     # Leave the folders as an older podflow named them: slug + 8 hex of the (masked) URL, episodes with 8 hex.
     store = FeedStore.for_feed(settings.output.output_dir, feed_url)
     ledger = store.read_ledger()
-    entries = {i: e.model_copy(update={"folder": e.folder[:-8]}) for i, e in ledger.episodes.items()}
+    entries = {
+        i: e.model_copy(update={"folder": f"{e.folder}-{hashlib.sha256(i.encode()).hexdigest()[:8]}"})
+        for i, e in ledger.episodes.items()
+    }
     for entry in ledger.episodes.values():
         store.folder(entry).path.rename(store.feed_dir / "episodes" / entries[entry.episode_id].folder)
     write_old_ledger(store, ledger.model_copy(update={"episodes": entries}))
     parts = urlsplit(feed_url)
     old_name = f"{slugify(parts.netloc + ' ' + parts.path, 40)}-{hashlib.sha256(feed_url.encode()).hexdigest()[:8]}"
+    (store.feed_dir / FEED_ID).unlink()
+    shutil.rmtree(settings.output.output_dir / INDEX)
     store.feed_dir.rename(settings.output.output_dir / old_name)
 
     state, report = run(settings, [feed_url])
@@ -179,7 +186,10 @@ def test_a_feed_folder_an_older_podflow_named_is_taken_over_and_nothing_is_redon
     assert state.is_completed(), state.message
     assert report.feeds[0].status == "not modified"  # its ledger found, every episode in it complete
     assert audio_hits(server) == 1
-    assert os.listdir(settings.output.output_dir) == [store.feed_dir.name]  # the run lock's file gone with the run
+    # The run lock's file gone with the run; the feed named by its title again, its episodes by theirs.
+    assert sorted(os.listdir(settings.output.output_dir)) == [INDEX, "test-show"]
+    assert report.feeds[0].feed_dir == store.feed_dir
+    assert FeedStore.for_feed(settings.output.output_dir, feed_url).read_ledger().episodes == ledger.episodes
 
 
 def test_a_feed_whose_folder_is_a_symbolic_link_fails_alone_and_nothing_goes_through_the_link(

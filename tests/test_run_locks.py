@@ -19,16 +19,16 @@ from tasks.run_locks import GUARD_OFFSET, LOCK_FILE, RunLocks, _lock
 
 def test_the_lock_file_goes_with_the_last_run_out(tmp_path: Path) -> None:
     first, second = RunLocks(tmp_path), RunLocks(tmp_path)
-    first.hold(tmp_path / "feed-a", "https://a/feed.xml")
+    first.hold("feed-a", "https://a/feed.xml", tmp_path / "feed-a")
     with pytest.raises(FeedBusyError, match="another run is already ingesting https://b/feed.xml"):
-        second.hold(tmp_path / "feed-a", "https://b/feed.xml")
-    second.hold(tmp_path / "feed-b", "https://b/feed.xml")
+        second.hold("feed-a", "https://b/feed.xml", tmp_path / "feed-a")
+    second.hold("feed-b", "https://b/feed.xml", tmp_path / "feed-b")
     first.close()
     assert os.listdir(tmp_path) == [LOCK_FILE]  # the second run still holds feed-b in it
     second.close()
     assert os.listdir(tmp_path) == []
     third = RunLocks(tmp_path)
-    third.hold(tmp_path / "feed-a", "https://a/feed.xml")
+    third.hold("feed-a", "https://a/feed.xml", tmp_path / "feed-a")
     third.close()
     assert os.listdir(tmp_path) == []
 
@@ -36,7 +36,8 @@ def test_the_lock_file_goes_with_the_last_run_out(tmp_path: Path) -> None:
 def test_a_killed_runs_file_is_deleted_by_the_next_run_out(tmp_path: Path) -> None:
     holding = (
         "import sys; from pathlib import Path; from tasks.run_locks import RunLocks; "
-        f"RunLocks(Path({str(tmp_path)!r})).hold(Path({str(tmp_path / 'feed-a')!r}), 'u'); print('held', flush=True); "
+        f"RunLocks(Path({str(tmp_path)!r})).hold('feed-a', 'u', Path({str(tmp_path / 'feed-a')!r})); "
+        "print('held', flush=True); "
         "sys.stdin.read()"
     )
     killed = subprocess.Popen(
@@ -50,14 +51,14 @@ def test_a_killed_runs_file_is_deleted_by_the_next_run_out(tmp_path: Path) -> No
         assert killed.stdout is not None and killed.stdout.readline() == "held\n"
         busy = RunLocks(tmp_path)
         with pytest.raises(FeedBusyError):
-            busy.hold(tmp_path / "feed-a", "u")
+            busy.hold("feed-a", "u", tmp_path / "feed-a")
         busy.close()
     finally:
         killed.kill()
         killed.wait()
     assert os.listdir(tmp_path) == [LOCK_FILE]  # a killed run cleans nothing up; the kernel drops its locks
     locks = RunLocks(tmp_path)
-    locks.hold(tmp_path / "feed-a", "u")
+    locks.hold("feed-a", "u", tmp_path / "feed-a")
     locks.close()
     assert os.listdir(tmp_path) == []
 
@@ -80,10 +81,10 @@ def test_a_run_that_opens_the_file_as_the_last_run_deletes_it_opens_the_new_one(
     (arrived,) = opened
     opened_file, there = os.fstat(arrived.fd), (tmp_path / LOCK_FILE).stat()
     assert opened_file.st_nlink == 1 and opened_file.st_ino == there.st_ino  # not the deleted one
-    arrived.hold(tmp_path / "feed-a", "u")
+    arrived.hold("feed-a", "u", tmp_path / "feed-a")
     later = RunLocks(tmp_path)
     with pytest.raises(FeedBusyError):  # both lock in the one file there is: the feed is held once
-        later.hold(tmp_path / "feed-a", "u")
+        later.hold("feed-a", "u", tmp_path / "feed-a")
     later.close()
     arrived.close()
     assert os.listdir(tmp_path) == []

@@ -21,10 +21,12 @@ from tasks.episode_id import guid_episode_id, renamed_episode_ids
 from tasks.errors import FeedBusyError, StorageError
 from tasks.files import atomic_write_text
 from tasks.folder_names import (
-    episode_folder_name,
-    feed_folder_name,
+    episode_folder_base,
     feed_folder_name_0_2,
+    feed_identity,
     free_episode_folder_name,
+    previous_feed_folder_name,
+    short_hash,
     slugify,
 )
 from tasks.ledger_db import LEDGER, OPEN_LEDGERS
@@ -54,77 +56,87 @@ HOSTILE_TITLES = [
 @pytest.mark.parametrize("title", HOSTILE_TITLES)
 def test_episode_folders_are_safe_names_inside_the_feed_folder(tmp_path: Path, title: str) -> None:
     episode = Episode(episode_id=f"guid/{title}", title=title, published=datetime(2026, 11, 2, tzinfo=UTC))
-    name = episode_folder_name(episode)
-
-    assert name.startswith("2026-11-02-")
-    assert len(name) <= 90
-    assert all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in name)
-    folder = (tmp_path / "episodes" / name).resolve()
-    assert folder.parent == (tmp_path / "episodes").resolve()
-    folder.mkdir(parents=True)  # the OS accepts it
-
-
-def test_same_title_different_guid_never_share_a_folder() -> None:
-    names = {episode_folder_name(Episode(episode_id=f"id-{i}", title="Weekly Update")) for i in range(50)}
-    assert len(names) == 50
+    taken = {episode_folder_base(episode)}  # another episode of that title that day: an id follows
+    for name in (episode_folder_base(episode), free_episode_folder_name(episode, taken)):
+        assert name.startswith("2026-11-02-")
+        assert len(name) <= 90
+        assert all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in name)
+        folder = (tmp_path / "episodes" / name).resolve()
+        assert folder.parent == (tmp_path / "episodes").resolve()
+        folder.mkdir(parents=True)  # the OS accepts it
 
 
-def test_feed_folder_is_stable_and_distinct_per_url() -> None:
-    a = feed_folder_name("https://feeds.example.org/show/rss.xml")
-    assert a == feed_folder_name("https://feeds.example.org/show/rss.xml")
-    assert a.startswith("feeds-example-org-show-rss-xml-")
-    assert a != feed_folder_name("https://feeds.example.org/show/rss.xml?page=2")
+def test_episodes_titled_alike_never_share_a_folder_and_only_the_later_ones_carry_an_id(tmp_path: Path) -> None:
+    store = FeedStore(tmp_path, "https://example.org/feed.xml")
+    episodes = [
+        Episode(episode_id=f"id-{i}", title="Weekly Update", enclosure_url="https://x/a.mp3") for i in range(50)
+    ]
+    entries = store.register(episodes)
+    names = [entries[f"id-{i}"].folder for i in range(50)]
+    assert len(set(names)) == 50
+    assert names[0] == "undated-weekly-update"
+    assert names[1:] == [f"undated-weekly-update-{short_hash(f'id-{i}', 6)}" for i in range(1, 50)]
 
 
-def test_feeds_that_differ_only_in_a_secret_are_different_folders_that_never_show_it() -> None:
-    key_a, key_b = (
-        feed_folder_name("https://feeds.example.org/show.xml?key=s3cretA"),
-        feed_folder_name("https://feeds.example.org/show.xml?key=s3cretB"),
+def test_a_feed_is_its_url_up_to_blanks_and_the_case_of_scheme_and_host() -> None:
+    a = feed_identity("https://feeds.example.org/show/rss.xml")
+    assert a == feed_identity("  HTTPS://Feeds.Example.org/show/rss.xml ")
+    assert a != feed_identity("https://feeds.example.org/show/rss.xml?page=2")
+    assert previous_feed_folder_name("https://feeds.example.org/show/rss.xml") == f"feeds-example-org-show-rss-xml-{a}"
+
+
+def test_feeds_that_differ_only_in_a_secret_are_different_feeds() -> None:
+    assert feed_identity("https://feeds.example.org/show.xml?key=s3cretA") != feed_identity(
+        "https://feeds.example.org/show.xml?key=s3cretB"
     )
-    assert key_a != key_b
-    assert "s3cret" not in key_a + key_b
-    assert feed_folder_name("https://me:pw1@feeds.example.org/show.xml") != feed_folder_name(
+    assert feed_identity("https://me:pw1@feeds.example.org/show.xml") != feed_identity(
         "https://me:pw2@feeds.example.org/show.xml"
     )
-    # The same URL, but for blanks around it and the case of scheme and host, is the same feed.
-    assert feed_folder_name("  HTTPS://Feeds.Example.org/show.xml?key=s3cretA ") == key_a
+    assert "s3cret" not in previous_feed_folder_name("https://feeds.example.org/show.xml?key=s3cretA")
 
 
-def colliding_pair(prefix: str) -> tuple[str, str]:
-    """Two texts `prefix<n>` whose SHA-256 digests share their first 8 hex digits (a birthday search, ~0.1 s)."""
+def colliding_pair(prefix: str, chars: int = 8) -> tuple[str, str]:
+    """Two texts `prefix<n>` whose SHA-256 digests share their first `chars` hex digits (a birthday search)."""
     seen: dict[str, str] = {}
     for text in (f"{prefix}{n}" for n in itertools.count()):
-        head = hashlib.sha256(text.encode()).hexdigest()[:8]
+        head = hashlib.sha256(text.encode()).hexdigest()[:chars]
         if head in seen:
             return seen[head], text
         seen[head] = text
     raise AssertionError("itertools.count() never ends")  # for the type checker
 
 
-def test_folders_that_32_bit_hashes_would_merge_stay_apart() -> None:
-    first, second = colliding_pair("guid-")
-    assert episode_folder_name(Episode(episode_id=first, title="Weekly")) != episode_folder_name(
-        Episode(episode_id=second, title="Weekly")
-    )
+def test_episodes_whose_short_ids_collide_still_get_folders_of_their_own(tmp_path: Path) -> None:
+    first, second = colliding_pair("guid-", 6)
+    store = FeedStore(tmp_path, "https://example.org/feed.xml")
+    titled = [Episode(episode_id=i, title="Weekly", enclosure_url="https://x/a.mp3") for i in ("guid", first, second)]
+    entries = store.register(titled)
+    assert [entries[e.episode_id].folder for e in titled] == [
+        "undated-weekly",
+        f"undated-weekly-{short_hash(first, 6)}",
+        f"undated-weekly-{short_hash(second, 16)}",  # its 6 hex are the other's
+    ]
     first, second = colliding_pair("https://feeds.example.org/show.xml?page=")
-    assert feed_folder_name(first) != feed_folder_name(second)
+    assert feed_identity(first) != feed_identity(second)
 
 
 def test_a_new_episode_never_takes_a_folder_another_entry_has(tmp_path: Path) -> None:
     store = FeedStore(tmp_path, "https://example.org/feed.xml")
     new = Episode(episode_id="new", title="Weekly", enclosure_url="https://x/a.mp3")
-    # An entry holding the folder the new episode would get: a 64-bit collision, or a name an older podflow gave.
-    store.register([Episode(episode_id="old", title="Weekly", enclosure_url="https://x/a.mp3")])
+    # An entry holding the folder the new episode would get: another episode's, of another title then.
+    store.register([Episode(episode_id="old", title="Old", enclosure_url="https://x/a.mp3")])
     ledger = store.read_ledger()
-    old = ledger.episodes["old"].model_copy(update={"folder": episode_folder_name(new)})
+    old = ledger.episodes["old"].model_copy(update={"folder": "undated-weekly"})
     write_old_ledger(store, ledger.model_copy(update={"episodes": {"old": old}}))
 
     entries = store.register([new])
 
-    assert entries["new"].folder != entries["old"].folder
-    assert entries["new"].folder.startswith("undated-weekly-") and entries["old"].folder == episode_folder_name(new)
+    assert (
+        entries["new"].folder == f"undated-weekly-{short_hash('new', 6)}" and entries["old"].folder == "undated-weekly"
+    )
+    every = {"undated-weekly"} | {f"undated-weekly-{short_hash('new', n)}" for n in (6, 16, 64)}
     with pytest.raises(StorageError, match="every folder name for episode new is taken"):
-        free_episode_folder_name(new, {episode_folder_name(new), episode_folder_name(new, 64)})
+        free_episode_folder_name(new, every)
 
 
 def old_feed_folder_name(url: str, masked_url: str) -> str:
@@ -145,7 +157,8 @@ def test_a_feed_folder_named_the_old_way_is_taken_over_on_first_open(tmp_path: P
         assert not old_dir.exists()
         assert store.read_ledger().episodes.keys() == {"ep"}
         assert (store.feed_dir / "episodes" / "ep-folder" / "audio.mp3").read_bytes() == b"done before"
-    assert "ab3de5" not in store.feed_dir.name  # the new name shows no path token
+    # The previous release's name until a run knows the feed's title: it shows no path token.
+    assert store.feed_dir.name == previous_feed_folder_name(url) and "ab3de5" not in store.feed_dir.name
     # Another token's feed is another feed: it starts a folder of its own.
     other = FeedStore.for_feed(tmp_path, url.replace("abc", "xyz"))
     with other.exclusive_run():
@@ -427,7 +440,7 @@ def test_a_folder_and_episode_ids_podflow_0_2_masked_otherwise_are_taken_over(tm
     its ledger's ids are taken over, so nothing done then is done again."""
     url = "https://feeds.example.org/public/shows/5e7b777ba085cbe7192b0607"  # an ObjectId, readable today
     old_dir = tmp_path / feed_folder_name_0_2(url)
-    assert old_dir.name != feed_folder_name(url)
+    assert old_dir.name != previous_feed_folder_name(url)
     guids = ["https://www.narro.co/article/54e703933058540300000069", "https://x.org/a.mp3?k=Zq81mWx04bLr7TeY&token=1"]
     old_ids = [guid_episode_id(guid, redact_urls_0_2) for guid in guids]
     before = FeedStore(old_dir, url).register(
@@ -441,6 +454,6 @@ def test_a_folder_and_episode_ids_podflow_0_2_masked_otherwise_are_taken_over(tm
         ]
         renamed = renamed_episode_ids(episodes, store.read_ledger().episodes)
         entries = store.register(episodes, renamed=renamed)
-    assert not old_dir.exists() and store.feed_dir.name == feed_folder_name(url)
+    assert not old_dir.exists() and store.feed_dir.name == previous_feed_folder_name(url)
     assert set(entries) == {e.episode_id for e in episodes} and episodes[0].episode_id == guids[0]
     assert [entries[e.episode_id].folder for e in episodes] == [before[i].folder for i in old_ids]  # kept

@@ -17,9 +17,11 @@ from tasks.models.metadata import (
     Chapter,
     Enrichment,
     EpisodeMetadata,
+    FeedFacts,
     ProcessingFacts,
     StageTiming,
     TokenUsage,
+    TranscribedWith,
     TranscriptFacts,
 )
 from tasks.models.records import (
@@ -61,6 +63,7 @@ __all__ = [
     "EpisodeMetadata",
     "EpisodeOutcome",
     "Feed",
+    "FeedFacts",
     "FeedValidators",
     "IngestReport",
     "Ledger",
@@ -84,6 +87,7 @@ __all__ = [
     "StageOutcome",
     "StageTiming",
     "TokenUsage",
+    "TranscribedWith",
     "Transcript",
     "TranscriptFacts",
     "TranscriptLink",

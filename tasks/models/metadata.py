@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tasks.models.records import Episode, Feed, ModelChoice, Record
+from tasks.models.settings import TranscribeSettings
 from tasks.redaction import RedactedUrl
 from tasks.stages import StageName
 
-METADATA_SCHEMA_VERSION: Literal[1] = 1
+METADATA_SCHEMA_VERSION: Literal[2] = 2
+# What schema 1 kept of the feed that is not the show's: its HTTP cache state (the ledger's) and the run's paging.
+FEED_RUN_STATE = ("etag", "last_modified", "paging_error")
+
+
+class FeedFacts(Record):
+    """The show, as its feed describes it: `metadata.json`'s and `feed.json`'s feed."""
+
+    url: RedactedUrl = Field(description="The URL podflow was given.")
+    final_url: RedactedUrl = Field(description="Where the feed was found after redirects.")
+    title: str
+    link: RedactedUrl | None = None
+    description: str = ""
+    image: RedactedUrl | None = None
+    language: str | None = None
+    author: str | None = None
+    fetched_at: datetime
+
+    @classmethod
+    def of(cls, feed: Feed) -> FeedFacts:
+        return cls.model_validate(feed.model_dump(exclude=set(FEED_RUN_STATE)))
 
 
 class AudioFacts(Record):
@@ -38,6 +59,23 @@ class TranscriptFacts(Record):
     word_count: int
     segment_count: int
     files: tuple[str, ...]
+
+
+class TranscribedWith(Record):
+    """The transcribe settings a transcriber made the transcript with."""
+
+    transcriber: str
+    model: str
+    device: str
+    compute_type: str | None
+    beam_size: int
+    batch_size: int
+    language: str | None = Field(description="The language setting: None where the language was detected.")
+    word_timestamps: bool
+
+    @classmethod
+    def of(cls, settings: TranscribeSettings) -> TranscribedWith:
+        return cls.model_validate(settings.model_dump(include=set(cls.model_fields)))
 
 
 class StageTiming(Record):
@@ -86,10 +124,29 @@ class Enrichment(Record):
 class EpisodeMetadata(Record):
     """`metadata.json`: one document per episode. Bump METADATA_SCHEMA_VERSION on any incompatible change."""
 
-    schema_version: Literal[1] = METADATA_SCHEMA_VERSION
-    feed: Feed
+    schema_version: Literal[2] = METADATA_SCHEMA_VERSION
+    podflow_version: str | None = Field(
+        description="The version of podflow that wrote it (None only in a schema 1 document read back: it had none)."
+    )
+    feed: FeedFacts
     episode: Episode
     audio: AudioFacts
     transcript: TranscriptFacts
+    transcribed_with: TranscribedWith | None = Field(
+        description="The settings of the run that transcribed the audio; None where the transcript is the feed's "
+        "own, or was made before the run that wrote this document (its settings are not known)."
+    )
     processing: ProcessingFacts
     enrichment: Enrichment | None = Field(None, description="Summary, keywords or topics, chapters: see `enrich`.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_schema_1(cls, data: Any) -> Any:
+        """A schema 1 document, as a folder of an earlier release holds: read as schema 2, less the feed's run
+        state, the version and settings it did not record being None."""
+        if not isinstance(data, dict) or data.get("schema_version") != 1:
+            return data
+        upgraded = {"podflow_version": None, "transcribed_with": None, **data, "schema_version": 2}
+        if isinstance(feed := data.get("feed"), dict):
+            upgraded["feed"] = {key: value for key, value in feed.items() if key not in FEED_RUN_STATE}
+        return upgraded
