@@ -13,7 +13,6 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import inspect  # noqa: E402
-from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any  # noqa: E402
 
@@ -38,6 +37,7 @@ from tasks.ledger_db import LedgerDB  # noqa: E402
 from tasks.metadata import metadata_json_schema  # noqa: E402
 from tasks.models import RunReport, Settings  # noqa: E402
 from tasks.transcribe.base import hears_audio  # noqa: E402
+from tasks.version import podflow_version  # noqa: E402
 
 DEMO_DIR = Path(__file__).parent / "demo"
 # Fixed, because the feed URL names the output folder: a second demo run must find the first one's work.
@@ -57,13 +57,6 @@ CONFIG_OPTION = typer.Option(
     help=f"A TOML file of settings; default: $PODFLOW_CONFIG, else ./{CONFIG_FILE} where there is one.",
     rich_help_panel=COMMON,
 )
-
-
-def podflow_version() -> str:
-    try:
-        return version("podflow")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
 
 
 def print_version(asked: bool) -> None:

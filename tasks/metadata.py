@@ -3,11 +3,7 @@ the settings that made them."""
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
 import json
-import tomllib
-from pathlib import Path
 
 from prefect import get_run_logger
 from prefect.runtime import flow_run
@@ -37,20 +33,7 @@ from tasks.models import (
 )
 from tasks.prefect_glue import stage_task
 from tasks.store import StageRecording
-
-
-@functools.cache
-def podflow_version() -> str:
-    """The version of the podflow installed; where it runs from a checkout that is not, its pyproject.toml's."""
-    try:
-        return importlib.metadata.version("podflow")
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    try:
-        with open(Path(__file__).parents[1] / "pyproject.toml", "rb") as file:
-            return str(tomllib.load(file)["project"]["version"])
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        return "unknown"
+from tasks.version import podflow_version
 
 
 def build_metadata(

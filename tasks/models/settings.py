@@ -18,6 +18,7 @@ from tasks.models.records import Record
 from tasks.models.units import ByteSize, Delay, Seconds
 from tasks.transcribe.languages import AUTO_MODEL, spoken_language
 from tasks.transcribers import BACKENDS, DEFAULT_BACKEND, described_backends, registered
+from tasks.version import podflow_version
 
 # Timed formats first: their cue times are the speaker's, where HTML and text timings can only be estimated.
 PUBLISHED_TRANSCRIPT_TYPES = ("text/vtt", "application/x-subrip", "application/json", "text/html", "text/plain")
@@ -56,7 +57,7 @@ class SelectionSettings(Record):
 class NetworkSettings(Record):
     """How podflow talks to feed and media hosts, and which networks it may reach."""
 
-    user_agent: str = Field("podflow/0.1", description="HTTP User-Agent.")
+    user_agent: str = Field(f"podflow/{podflow_version()}", description="HTTP User-Agent.")
     http_timeout_s: Seconds = Field(30.0, description="Connect and read timeout of each HTTP request.")
     allowed_networks: tuple[IPvAnyNetwork, ...] = Field(
         (),
