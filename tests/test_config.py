@@ -24,7 +24,7 @@ def ingest_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Set
     """The Settings each `podflow ingest` run here would use, the run itself left out; in a folder of its own, so
     no podflow.toml but the test's is found."""
     given: list[Settings] = []
-    monkeypatch.setattr(cli, "run", lambda feed_urls, opml, settings: given.append(settings) or 0)
+    monkeypatch.setattr(cli, "run", lambda feed_urls, opml, settings, *display: given.append(settings) or 0)
     monkeypatch.chdir(tmp_path)
     return given
 

@@ -24,7 +24,6 @@ from tasks.folder_names import (
 )
 from tasks.models import Episode, EpisodeMetadata, Feed, LedgerEntry, RunReport, Settings, utc_now
 from tasks.redaction import redact_url
-from tasks.run_locks import LOCK_FILE
 from tasks.store import FeedStore
 from tests.feedserver import FeedServer
 from tests.ledgers import read_folder_ledger, write_old_ledger
@@ -88,7 +87,7 @@ def test_a_new_feed_folder_is_named_by_its_title_and_found_by_the_next_run(tmp_p
     store = named_store(tmp_path, URL, "Bees & Stars")
 
     assert store.feed_dir == tmp_path.resolve() / "bees-stars"
-    assert sorted(os.listdir(tmp_path)) == [INDEX, LOCK_FILE, "bees-stars"]
+    assert sorted(os.listdir(tmp_path)) == [INDEX, "bees-stars"]
     assert (tmp_path / INDEX / ID).read_text() == "bees-stars" and (store.feed_dir / FEED_ID).read_text() == ID
     again = FeedStore.for_feed(tmp_path, f"  {URL} ")
     assert again.feed_dir == store.feed_dir and again.named
@@ -111,7 +110,7 @@ def test_a_feed_keeps_its_folder_when_its_title_changes(tmp_path: Path) -> None:
     again = named_store(tmp_path, URL, "New title", [episode("ep"), episode("ep2")])
 
     assert again.feed_dir == store.feed_dir and store.feed_dir.name == "old-title"
-    assert sorted(os.listdir(tmp_path)) == [INDEX, LOCK_FILE, "old-title"]
+    assert sorted(os.listdir(tmp_path)) == [INDEX, "old-title"]
     assert again.read_ledger().episodes.keys() == {"ep", "ep2"}
 
 
@@ -143,7 +142,7 @@ def test_a_naming_cut_short_is_finished_by_the_next_run(tmp_path: Path) -> None:
     assert (found.feed_dir, found.named, found.claimed) == (previous, False, "show")
     with found.exclusive_run():  # its feed.json gives the title: named before anything is fetched
         assert found.feed_dir == tmp_path.resolve() / "show"
-    assert sorted(os.listdir(tmp_path)) == [INDEX, LOCK_FILE, "show"]
+    assert sorted(os.listdir(tmp_path)) == [INDEX, "show"]
     assert found.read_ledger().episodes.keys() == {"ep"}
 
 
@@ -259,7 +258,7 @@ def test_a_folder_the_previous_release_wrote_is_renamed_in_place_and_nothing_is_
     # Its validators, in the ledger, made the GET conditional: the feed is the same, every episode done.
     assert report.feeds[0].status == "not modified"
     feed_dir = output / "bees-stars-a-field-guide"
-    assert sorted(os.listdir(output)) == [INDEX, LOCK_FILE, feed_dir.name] and report.feeds[0].feed_dir == feed_dir
+    assert sorted(os.listdir(output)) == [INDEX, feed_dir.name] and report.feeds[0].feed_dir == feed_dir
     second = f"2026-11-02-weekly-update-{short_hash('weekly-night-sky', 6)}"
     assert sorted(os.listdir(feed_dir / "episodes")) == ["2026-11-02-weekly-update", second]
     ledger = read_folder_ledger(feed_dir)
@@ -279,7 +278,7 @@ def test_a_folder_the_previous_release_wrote_is_renamed_in_place_and_nothing_is_
 
     assert report.feeds[0].status == "fetched" and report.feeds[0].feed_title == "Stars Only"
     assert [e.status for e in report.episodes] == ["already complete", "already complete", "skipped"]
-    assert sorted(os.listdir(output)) == [INDEX, LOCK_FILE, feed_dir.name]
+    assert sorted(os.listdir(output)) == [INDEX, feed_dir.name]
     assert files_under(feed_dir) == before and not any(hit.path.endswith(".mp3") for hit in server.hits)
     saved = json.loads((feed_dir / "feed.json").read_text())
     assert saved["title"] == "Stars Only" and not {"etag", "last_modified", "paging_error"} & saved.keys()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.logging.handlers import APILogWorker
 
 from flows.ingest import ingest_feed
 from tasks.errors import EnglishOnlyModelError
@@ -193,6 +194,7 @@ def ingested(feed_url: str, settings: Settings) -> tuple[IngestReport, list[str]
     state = ingest_feed(feed_url, settings, return_state=True)
     report = state.result(raise_on_failure=False)
     assert isinstance(report, IngestReport), report
+    APILogWorker.drain_all(timeout=30)  # the logs are sent in batches, in the background: all of them first
     with get_client(sync_client=True) as prefect:
         flow_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
         return report, [log.message for log in prefect.read_logs(log_filter=flow_run)]
