@@ -61,11 +61,8 @@ def panel_of(name: str) -> str:
 
 
 def in_panel_order(names: list[str]) -> list[str]:
-    """The common settings first, then each group's in PANELS order."""
-    common, order = list(COMMON_SETTINGS), list(PANELS)
-    return sorted(
-        names, key=lambda name: common.index(name) if name in common else len(common) + order.index(GROUP_OF[name])
-    )
+    """The settings group after group, in PANELS order."""
+    return sorted(names, key=lambda name: list(PANELS).index(GROUP_OF[name]))
 
 
 def setting_option(name: str, field: FieldInfo) -> inspect.Parameter:

@@ -7,32 +7,12 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tasks.models.records import Episode, Feed, ModelChoice, Record
+from tasks.models.records import Episode, FeedFacts, ModelChoice, Record
 from tasks.models.settings import TranscribeSettings
 from tasks.redaction import RedactedUrl
 from tasks.stages import StageName
 
 METADATA_SCHEMA_VERSION: Literal[2] = 2
-# What schema 1 kept of the feed that is not the show's: its HTTP cache state (the ledger's) and the run's paging.
-FEED_RUN_STATE = ("etag", "last_modified", "paging_error")
-
-
-class FeedFacts(Record):
-    """The show, as its feed describes it: `metadata.json`'s and `feed.json`'s feed."""
-
-    url: RedactedUrl = Field(description="The URL podflow was given.")
-    final_url: RedactedUrl = Field(description="Where the feed was found after redirects.")
-    title: str
-    link: RedactedUrl | None = None
-    description: str = ""
-    image: RedactedUrl | None = None
-    language: str | None = None
-    author: str | None = None
-    fetched_at: datetime
-
-    @classmethod
-    def of(cls, feed: Feed) -> FeedFacts:
-        return cls.model_validate(feed.model_dump(exclude=set(FEED_RUN_STATE)))
 
 
 class AudioFacts(Record):
@@ -148,5 +128,5 @@ class EpisodeMetadata(Record):
             return data
         upgraded = {"podflow_version": None, "transcribed_with": None, **data, "schema_version": 2}
         if isinstance(feed := data.get("feed"), dict):
-            upgraded["feed"] = {key: value for key, value in feed.items() if key not in FEED_RUN_STATE}
+            upgraded["feed"] = {key: value for key, value in feed.items() if key in FeedFacts.model_fields}
         return upgraded

@@ -32,7 +32,9 @@ class TranscriptLink(Record):
     rel: str | None = None
 
 
-class Feed(Record):
+class FeedFacts(Record):
+    """The show, as its feed describes it: `metadata.json`'s and `feed.json`'s feed."""
+
     url: RedactedUrl = Field(description="The URL podflow was given.")
     final_url: RedactedUrl = Field(description="Where the feed was found after redirects.")
     title: str
@@ -41,9 +43,19 @@ class Feed(Record):
     image: RedactedUrl | None = None
     language: str | None = None
     author: str | None = None
+    fetched_at: datetime
+
+    @classmethod
+    def of(cls, feed: FeedFacts) -> FeedFacts:
+        """Only the show's facts of a Feed, what its fetch found left out."""
+        return cls.model_validate(feed.model_dump(include=set(cls.model_fields)))
+
+
+class Feed(FeedFacts):
+    """The show, and what this run's fetch of it found: the HTTP cache state the ledger keeps, and its paging."""
+
     etag: str | None = None
     last_modified: str | None = None
-    fetched_at: datetime
     paging_error: str | None = Field(
         None,
         description="Why part of the feed was left unread this run: a page of a paged feed (RFC 5005 rel=next) "
