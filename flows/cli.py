@@ -23,6 +23,7 @@ from flows.cli_options import COMMON, COMMON_SETTINGS, PanelledCommand, in_panel
 from flows.config import (  # noqa: E402
     CONFIG_FILE,
     ConfigError,
+    Given,
     command_settings,
     commented_config,
     setting_fields,
@@ -75,10 +76,17 @@ def main(
     """podflow: download, transcribe and describe every episode of a podcast feed."""
 
 
-def settings_or_exit(flags: dict[str, Any], config: Path | None) -> Settings:
-    """The command's Settings from flags, environment and file, or one error line and exit status 2."""
+def switch(name: str, description: str) -> inspect.Parameter:
+    """An on/off option of `podflow ingest` that is no setting, in the common panel."""
+    option = typer.Option(f"--{name.replace('_', '-')}", help=description, rich_help_panel=COMMON)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[bool, option])
+
+
+def settings_or_exit(flags: dict[str, Any], config: Path | None) -> tuple[Settings, dict[str, Given]]:
+    """The command's Settings from flags, environment and file, and each value's source; or one error line and
+    exit status 2."""
     try:
-        return command_settings(flags, config)[0]
+        return command_settings(flags, config)
     except ConfigError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -123,7 +131,7 @@ def ingest(
     its default (`podflow config show` prints them all)."""
     if not feed_urls and not opml:
         raise typer.BadParameter("give at least one FEED_URL, or --opml")
-    settings = settings_or_exit(given_flags(given), config)
+    settings, _ = settings_or_exit(given_flags(given), config)
     if dry_run:
         from flows.dry_run import print_plan
 
@@ -160,42 +168,13 @@ ingest.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         inspect.Parameter(
             "config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Path | None, CONFIG_OPTION]
         ),
-        inspect.Parameter(
+        switch(
             "dry_run",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=False,
-            annotation=Annotated[
-                bool,
-                typer.Option(
-                    "--dry-run",
-                    help="Read the feeds and print what a run would do (episodes chosen, their declared size and "
-                    "length, which are done), downloading no audio and writing nothing.",
-                    rich_help_panel=COMMON,
-                ),
-            ],
+            "Read the feeds and print what a run would do (episodes chosen, their declared size and length, which "
+            "are done), downloading no audio and writing nothing.",
         ),
-        inspect.Parameter(
-            "details",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=False,
-            annotation=Annotated[
-                bool,
-                typer.Option("--details", help="At the end, a row per episode of each feed.", rich_help_panel=COMMON),
-            ],
-        ),
-        inspect.Parameter(
-            "verbose",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=False,
-            annotation=Annotated[
-                bool,
-                typer.Option(
-                    "--verbose",
-                    help="Each failure's chain of errors, and the traceback of a bug.",
-                    rich_help_panel=COMMON,
-                ),
-            ],
-        ),
+        switch("details", "At the end, a row per episode of each feed."),
+        switch("verbose", "Each failure's chain of errors, and the traceback of a bug."),
         *(
             setting_option(name, setting_fields()[name])
             for name in in_panel_order(list(setting_fields()))
@@ -240,7 +219,7 @@ def worker(ctx: typer.Context, scheduler: str, config: Path | None, **given: obj
     except TranscriptionError as exc:
         raise typer.BadParameter(str(exc)) from None
 
-    settings = settings_or_exit(given_flags(given), config)
+    settings, _ = settings_or_exit(given_flags(given), config)
     if not hears_audio(settings):
         raise typer.BadParameter(
             f"{settings.transcribe.transcriber} does not hear audio itself: a worker has nothing to run"
@@ -273,12 +252,7 @@ app.add_typer(config_app, name="config")
 @config_app.command("show")
 def config_show(config: Annotated[Path | None, CONFIG_OPTION] = None) -> None:
     """Print every setting `podflow ingest` would use here and where each comes from, as TOML; secrets masked."""
-    try:
-        settings, given = command_settings({}, config)
-    except ConfigError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    print(settings_toml(settings, given), end="")
+    print(settings_toml(*settings_or_exit({}, config)), end="")
 
 
 @config_app.command("init")
