@@ -1,5 +1,7 @@
-"""Episodes of any length from the committed sentence bank (tests/fixtures/sentences.*), and a check of a transcript
-against the script they were built from: which sentences were lost and which were heard twice, and when.
+"""Episodes of any length from a committed sentence bank, and a check of a transcript against the script they were
+built from: which sentences were lost and which were heard twice, and when. Two banks: ESPEAK (tests/fixtures/
+sentences.*: 40 sentences in four espeak-ng voices) and REAL (tests/fixtures/real-speech.*: the sentences of two
+public-domain recordings of human speech).
 
 An episode is the bank's sentences in a seeded random order (never one twice in a row), with the pauses of speech
 between them (short within a paragraph, longer between) and a faint noise floor, as a recording has: a cut must
@@ -27,7 +29,6 @@ from tasks.models import AudioFile, Segment
 from tests.speech import decoded
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
-SENTENCES: list[str] = json.loads((FIXTURES_DIR / "sentences.json").read_text(encoding="utf-8"))["sentences"]
 NOISE_FLOOR = 10 ** (-55 / 20)  # -55 dBFS of white noise under everything
 # A heard piece is a bank sentence when their letters agree this well (difflib ratio over the words, spaced): tiny.en's
 # misheard sentences scored 0.78 or more, two different sentences of the bank at most 0.55.
@@ -35,23 +36,53 @@ MATCHED = 0.65
 
 
 class Spoken(NamedTuple):
-    sentence: int  # index into SENTENCES
+    sentence: int  # index into its bank's sentences
     start_s: float
     end_s: float
 
 
+class Bank(NamedTuple):
+    """Sentences, each a clip of one audio file: `spans` (in 16 kHz samples) say where."""
+
+    name: str
+    sentences: tuple[str, ...]
+    audio: Path
+    spans: tuple[tuple[int, int], ...]
+
+    def clips(self) -> tuple[np.ndarray, ...]:
+        return _clips(self.audio, self.spans)
+
+
 @cache
-def sentence_clips() -> tuple[np.ndarray, ...]:
-    samples = decoded(FIXTURES_DIR / "sentences.ogg")
-    spans = json.loads((FIXTURES_DIR / "sentences-spans.json").read_text(encoding="utf-8"))
+def _clips(audio: Path, spans: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, ...]:
+    samples = decoded(audio)
     return tuple(samples[start:end] for start, end in spans)
 
 
-def write_episode(path: Path, duration_s: float, seed: int = 0) -> list[Spoken]:
-    """An MP3 of about `duration_s` of speech at `path`; what is said in it, in order."""
+def _read_spans(path: Path) -> tuple[tuple[int, int], ...]:
+    return tuple((start, end) for start, end in json.loads(path.read_text(encoding="utf-8")))
+
+
+ESPEAK = Bank(
+    "espeak-ng",
+    tuple(json.loads((FIXTURES_DIR / "sentences.json").read_text(encoding="utf-8"))["sentences"]),
+    FIXTURES_DIR / "sentences.ogg",
+    _read_spans(FIXTURES_DIR / "sentences-spans.json"),
+)
+REAL = Bank(
+    "real speech",
+    tuple(sentence["text"] for sentence in json.loads((FIXTURES_DIR / "real-speech.json").read_text())["sentences"]),
+    FIXTURES_DIR / "real-speech.ogg",
+    _read_spans(FIXTURES_DIR / "real-speech-spans.json"),
+)
+BANKS = {"espeak": ESPEAK, "real": REAL}
+
+
+def write_episode(path: Path, duration_s: float, seed: int = 0, bank: Bank = ESPEAK) -> list[Spoken]:
+    """An MP3 of about `duration_s` of the bank's sentences at `path`; what is said in it, in order."""
     rng = random.Random(seed)
     noise = np.random.default_rng(seed)
-    clips = sentence_clips()
+    clips = bank.clips()
     script: list[Spoken] = []
     at, previous = 0, -1
     rate = audio_codec.SAMPLE_RATE
@@ -101,18 +132,20 @@ def spelled(text: str) -> str:
 
 
 @cache
-def _bank() -> tuple[str, ...]:
-    return tuple(spelled(sentence) for sentence in SENTENCES)
+def _spelled_bank(sentences: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(spelled(sentence) for sentence in sentences)
 
 
-def _best_match(text: str) -> tuple[int, float]:
+def _best_match(text: str, bank: Bank) -> tuple[int, float]:
     heard = spelled(text)
-    scores = [difflib.SequenceMatcher(None, heard, bank, autojunk=False).ratio() for bank in _bank()]
+    scores = [
+        difflib.SequenceMatcher(None, heard, said, autojunk=False).ratio() for said in _spelled_bank(bank.sentences)
+    ]
     best = int(np.argmax(scores))
     return best, scores[best]
 
 
-def heard_sentences(segments: Iterable[Segment]) -> list[Spoken]:
+def heard_sentences(segments: Iterable[Segment], bank: Bank = ESPEAK) -> list[Spoken]:
     """The bank sentences a transcript says, in order, each with the times of the segment(s) it was heard in.
     Pieces split at punctuation that make one sentence together (Whisper sometimes ends a sentence early) are joined,
     and two sentences heard as one with a comma between them are split; pieces that match no sentence are left
@@ -122,14 +155,14 @@ def heard_sentences(segments: Iterable[Segment]) -> list[Spoken]:
         for segment in segments
         for piece in re.split(r"(?<=[.?!])\s+|(?<=[.?!][\"')”’])\s+", segment.text)
         if words(piece)
-        for part in split_at_comma(piece)
+        for part in split_at_comma(piece, bank)
     ]
     heard: list[tuple[str, float, float, int, float]] = []
     for text, start, end in pieces:
-        sentence, score = _best_match(text)
+        sentence, score = _best_match(text, bank)
         if heard:
             joined = f"{heard[-1][0]} {text}"
-            joined_sentence, joined_score = _best_match(joined)
+            joined_sentence, joined_score = _best_match(joined, bank)
             if joined_score > max(score, heard[-1][4]):
                 heard[-1] = (joined, heard[-1][1], end, joined_sentence, joined_score)
                 continue
@@ -137,13 +170,13 @@ def heard_sentences(segments: Iterable[Segment]) -> list[Spoken]:
     return [Spoken(sentence, start, end) for _, start, end, sentence, score in heard if score >= MATCHED]
 
 
-def split_at_comma(piece: str) -> list[str]:
+def split_at_comma(piece: str, bank: Bank) -> list[str]:
     """The piece, or its two halves at a comma where each is a sentence of the bank and they match better apart."""
-    whole = _best_match(piece)[1]
+    whole = _best_match(piece, bank)[1]
     best: tuple[float, list[str]] = (whole, [piece])
     for comma in (m.start() for m in re.finditer(",", piece)):
         halves = [piece[: comma + 1], piece[comma + 1 :]]
-        scores = [_best_match(half)[1] for half in halves if words(half)]
+        scores = [_best_match(half, bank)[1] for half in halves if words(half)]
         if len(scores) == 2 and min(scores) >= MATCHED and sum(scores) / 2 > best[0]:
             best = (sum(scores) / 2, halves)
     return best[1]
