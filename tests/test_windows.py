@@ -36,6 +36,10 @@ def test_windows_hold_every_sample_once_in_order_and_are_cut_in_pauses(episode: 
     for window in cut[:-1]:
         length_s = window.samples.size / audio_codec.SAMPLE_RATE
         assert WINDOW_S * (1 - SEARCH_FRACTION) <= length_s <= WINDOW_S
+    # The last is never a short tail: what a fifth more than a window holds is read into it.
+    assert (
+        WINDOW_S * SEARCH_FRACTION < cut[-1].samples.size / audio_codec.SAMPLE_RATE <= WINDOW_S * (1 + SEARCH_FRACTION)
+    )
     for moment in starts[1:]:  # no cut inside a spoken sentence
         assert not [s for s in script if s.start_s < moment < s.end_s], moment
 

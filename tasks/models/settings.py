@@ -142,6 +142,11 @@ class TranscribeSettings(Record):
         None, description="CTranslate2 compute type; default int8 on CPU, float16 on CUDA, the model's own on auto."
     )
     beam_size: PositiveInt = Field(5, description="Beam size for decoding.")
+    greedy_first: bool = Field(
+        False,
+        description="faster-whisper, batched: hear each stretch with beam 1 first, and again with beam_size only where "
+        "its text fails Whisper's quality tests (compression ratio, average log-probability).",
+    )
     batch_size: PositiveInt = Field(
         4,
         description="faster-whisper: stretches of speech (up to 30 s each, found by its bundled Silero VAD) decoded "

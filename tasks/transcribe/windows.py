@@ -51,19 +51,20 @@ def quietest_cut(power: np.ndarray, frame_s: float, lo_s: float, hi_s: float) ->
 
 def windows(pieces: Iterable[np.ndarray], window_s: float) -> Iterator[Window]:
     """The samples, arriving in pieces of any size, as windows of at most `window_s`, each (but the last) cut at
-    the quietest moment of its last fifth; what follows a cut starts the next window. One window's buffer is all
-    that is held."""
+    the quietest moment of its last fifth; what follows a cut starts the next window. The last may run to
+    `window_s` and a fifth more: the end of the stream read that far ahead, no short last window costs a stretch
+    of its own in a decoder. One window's buffer, and that fifth, is all that is held."""
     size = round(window_s * audio_codec.SAMPLE_RATE)
-    buffer = np.empty(size, dtype=np.float32)
+    buffer = np.empty(size + round(size * SEARCH_FRACTION), dtype=np.float32)
     filled = start = 0
     for piece in pieces:
         while piece.size:
-            taken = min(piece.size, size - filled)
+            taken = min(piece.size, buffer.size - filled)
             buffer[filled : filled + taken] = piece[:taken]
             filled += taken
             piece = piece[taken:]
-            if filled == size:
-                cut_s = quietest_cut(frame_power(buffer), FRAME_S, window_s * (1 - SEARCH_FRACTION), window_s)
+            if filled == buffer.size:
+                cut_s = quietest_cut(frame_power(buffer[:size]), FRAME_S, window_s * (1 - SEARCH_FRACTION), window_s)
                 cut = round(cut_s * audio_codec.SAMPLE_RATE)
                 yield Window(start / audio_codec.SAMPLE_RATE, buffer[:cut].copy())
                 buffer[: filled - cut] = buffer[cut:filled]
