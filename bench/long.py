@@ -14,8 +14,16 @@ first episode's start of it to the last one's end. `--baseline PATH` runs the sa
 `--episodes N` puts N episodes of each length in the feed (seeds --seed, --seed + 1, …), for rows whose workers
 transcribe several at once: × real time is then their total audio over the run's wall time, and lost and repeated
 sentences are summed over them. `--device cuda` swaps the rows for CUDA ones (a GPU machine; see ROWS_BY_DEVICE).
+`--bank real` builds the episodes from the real-speech bank (two public-domain recordings) instead of espeak-ng's.
+
+`--vs-engine` measures instead the transcribe stage's own code against faster-whisper's own `BatchedInferencePipeline`
+on the same episode file, each hearing in a fresh process (bench/hear_episode.py: same model, compute type, beam,
+batch size and threads), the ways taking turns and the order turning each repeat (`--repeats N`, medians): the
+time from audio file to segments, throughput against the engine's, CPU time, peak RSS, word error rate and the
+sentences lost and repeated. With `--baseline PATH` the stage of that checkout runs in the same turns.
 Run: `.venv/bin/python bench/long.py [--minutes 10 60 180] [--rows faster-whisper whisper] [--baseline PATH]
-[--device cuda] [--episodes 4] [--json bench/out/long.json]`.
+[--device cuda] [--episodes 4] [--bank real] [--json bench/out/long.json]`, or
+`.venv/bin/python bench/long.py --vs-engine [--minutes 10 60] [--bank real] [--repeats 3] [--baseline PATH]`.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,11 +47,12 @@ from checkout import Checkout  # noqa: E402  (bench/, beside this script: whiche
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tasks.models import Ledger, Transcript  # noqa: E402
+from tasks.models import Ledger, Segment, Transcript  # noqa: E402
 from tests.feeds import rss, rss_item  # noqa: E402
 from tests.feedserver import FeedServer  # noqa: E402
-from tests.long_episode import Spoken, compare, heard_sentences, write_episode  # noqa: E402
+from tests.long_episode import BANKS, Bank, Spoken, compare, heard_sentences, write_episode  # noqa: E402
 from tests.openai_server import OpenAIServer  # noqa: E402
+from tests.speech import word_error_rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EPISODES_DIR = ROOT / "bench" / "out" / "long"
@@ -109,6 +119,7 @@ class Episode:
     seed: int
     path: Path
     script: list[Spoken]
+    bank: Bank
 
     @property
     def title(self) -> str:
@@ -145,41 +156,44 @@ class Result:
     heard: list[Heard] = field(default_factory=list)  # one per episode, when the run is ok
 
 
-def episode_files(minutes: float, seed: int) -> tuple[Path, Path]:
+def episode_files(minutes: float, seed: int, bank: str) -> tuple[Path, Path]:
     """The cached episode's audio and script."""
-    stem = f"episode-{minutes:g}min-seed{seed}"  # not a Path's stem: 0.5 minutes has a dot
+    stem = f"{'' if bank == 'espeak' else bank + '-'}episode-{minutes:g}min-seed{seed}"  # 0.5 minutes has a dot
     return EPISODES_DIR / f"{stem}.mp3", EPISODES_DIR / f"{stem}.json"
 
 
-def build_episode(minutes: float, seed: int) -> None:
+def build_episode(minutes: float, seed: int, bank: str) -> None:
     """Builds and caches the episode: the audio first, its script last, so a build cut short is never taken for a
     finished one."""
-    audio, script_path = episode_files(minutes, seed)
+    audio, script_path = episode_files(minutes, seed, bank)
     partial = audio.with_name(audio.name + ".partial")
-    script = write_episode(partial, minutes * 60, seed)
+    script = write_episode(partial, minutes * 60, seed, BANKS[bank])
     partial.replace(audio)
     partial_script = script_path.with_name(script_path.name + ".partial")
     partial_script.write_text(json.dumps(script))
     partial_script.replace(script_path)
 
 
-def built_episodes(minutes: list[float], seeds: list[int], console: Console) -> list[Episode]:
+def built_episodes(minutes: list[float], seeds: list[int], bank: str, console: Console) -> list[Episode]:
     """Every length with every seed, from the cache or built and cached; those missing are built at once, one per
     core, since a machine lent for a GPU run starts without the cache."""
     wanted = [(length, seed) for length in minutes for seed in seeds]
-    missing = [(length, seed) for length, seed in wanted if not all(f.exists() for f in episode_files(length, seed))]
+    missing = [
+        (length, seed) for length, seed in wanted if not all(f.exists() for f in episode_files(length, seed, bank))
+    ]
     if missing:
         console.print(
             "building " + ", ".join(f"the {length:g}-minute episode (seed {seed})" for length, seed in missing)
         )
         EPISODES_DIR.mkdir(parents=True, exist_ok=True)
         with ProcessPoolExecutor(min(len(missing), os.cpu_count() or 1)) as pool:
-            list(pool.map(build_episode, *zip(*missing, strict=True)))
+            lengths, missing_seeds = zip(*missing, strict=True)
+            list(pool.map(build_episode, lengths, missing_seeds, [bank] * len(missing)))
     episodes = []
     for length, seed in wanted:
-        audio, script_path = episode_files(length, seed)
+        audio, script_path = episode_files(length, seed, bank)
         script = [Spoken(*spoken) for spoken in json.loads(script_path.read_text())]
-        episodes.append(Episode(length, seed, audio, script))
+        episodes.append(Episode(length, seed, audio, script, BANKS[bank]))
     return episodes
 
 
@@ -255,7 +269,7 @@ def heard(episodes: list[Episode], ledger: Ledger, output: Path) -> list[Heard] 
     result = []
     for episode in episodes:
         transcript = by_title[episode.title]
-        comparison = compare(episode.script, heard_sentences(transcript.segments))
+        comparison = compare(episode.script, heard_sentences(transcript.segments, episode.bank))
         missing_at_s = [round(spoken.start_s, 1) for spoken in comparison.missing]
         repeated_at_s = [round(spoken.start_s, 1) for spoken in comparison.repeated]
         result.append(
@@ -375,6 +389,125 @@ def run_bench(checkouts: list[Checkout], episodes: list[Episode], rows: dict[str
     return bench
 
 
+# --vs-engine: each way of hearing an episode, by its label in the table.
+WAYS = {
+    "podflow": "podflow's transcribe stage",
+    "engine-words": "BatchedInferencePipeline, word timings",
+    "engine": "BatchedInferencePipeline",
+}
+HEAR_EPISODE = ROOT / "bench" / "hear_episode.py"
+
+
+@dataclass
+class Hearing:
+    way: str
+    code: str  # the checkout whose `tasks` heard it
+    wall_s: float
+    cpu_s: float
+    peak_rss_mib: float
+    word_error_rate: float
+    missing_at_s: list[float]
+    repeated_at_s: list[float]
+
+
+def hear_in_fresh_process(way: str, checkout: Checkout, episode: Episode) -> Hearing:
+    """One hearing of the episode by bench/hear_episode.py in a fresh process, scored against its script."""
+    done = subprocess.run(
+        [sys.executable, str(HEAR_EPISODE), way, str(episode.path)],
+        cwd=checkout.path,
+        env={**os.environ, "PYTHONPATH": str(checkout.path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    heard = json.loads(done.stdout)
+    segments = [Segment(start=start, end=end, text=text) for start, end, text in heard["segments"]]
+    comparison = compare(episode.script, heard_sentences(segments, episode.bank))
+    said = " ".join(episode.bank.sentences[spoken.sentence] for spoken in episode.script)
+    return Hearing(
+        way,
+        checkout.name,
+        heard["wall_s"],
+        heard["cpu_s"],
+        heard["peak_rss_mib"],
+        word_error_rate(said, " ".join(segment.text for segment in segments)),
+        [round(spoken.start_s, 1) for spoken in comparison.missing],
+        [round(spoken.start_s, 1) for spoken in comparison.repeated],
+    )
+
+
+def vs_engine(
+    checkouts: list[Checkout], episodes: list[Episode], repeats: int, progress: Console
+) -> list[tuple[Episode, list[Hearing]]]:
+    """Every way on every episode, `repeats` times, taking turns: the order turns by one each repeat, so a drift in
+    the machine's load falls on every way alike."""
+    ways = [("podflow", checkout) for checkout in checkouts] + [(way, checkouts[0]) for way in WAYS if way != "podflow"]
+    hearings: list[tuple[Episode, list[Hearing]]] = []
+    for episode in episodes:
+        hearings.append((episode, []))
+        for repeat in range(repeats):
+            turn = repeat % len(ways)
+            for way, checkout in ways[turn:] + ways[:turn]:
+                progress.print(f"{episode.minutes:g} min, repeat {repeat + 1}: {checkout.name} {way} …", end=" ")
+                hearing = hear_in_fresh_process(way, checkout, episode)
+                progress.print(f"{hearing.wall_s:.1f} s")
+                hearings[-1][1].append(hearing)
+    return hearings
+
+
+def print_vs_engine(hearings: list[tuple[Episode, list[Hearing]]], bank: str, machine_name: str) -> None:
+    table = Table(title=f"The transcribe stage against the engine's own pipeline ({BANKS[bank].name}; {machine_name})")
+    for column in (
+        "episode",
+        "code",
+        "way",
+        "s",
+        "× real time",
+        "/ engine, words",
+        "/ engine",
+        "CPU s",
+        "peak RSS MiB",
+        "WER %",
+        "sentences",
+        "lost",
+        "repeated",
+    ):
+        table.add_column(column, justify="right")
+    for episode, all_hearings in hearings:
+        by_way: dict[tuple[str, str], list[Hearing]] = {}
+        for hearing in all_hearings:
+            by_way.setdefault((hearing.code, hearing.way), []).append(hearing)
+        median_s = {key: statistics.median(h.wall_s for h in same) for key, same in by_way.items()}
+        engine_s = {way: s for (_, way), s in median_s.items() if way != "podflow"}
+        for (code, way), same in by_way.items():
+            last = same[-1]
+            table.add_row(
+                f"{episode.minutes:g} min",
+                code,
+                WAYS[way],
+                f"{median_s[code, way]:.1f}",
+                f"{episode.minutes * 60 / median_s[code, way]:.1f}",
+                f"{engine_s['engine-words'] / median_s[code, way]:.2f}",
+                f"{engine_s['engine'] / median_s[code, way]:.2f}",
+                f"{statistics.median(h.cpu_s for h in same):.1f}",
+                f"{max(h.peak_rss_mib for h in same):.0f}",
+                f"{100 * last.word_error_rate:.1f}",
+                str(len(episode.script)),
+                str(max(len(h.missing_at_s) for h in same)),
+                str(max(len(h.repeated_at_s) for h in same)),
+            )
+    console = Console(width=200)
+    console.print(table)
+    console.print("Times are medians; lost and repeated, the most of any repeat. Where sentences were lost (s):")
+    for episode, all_hearings in hearings:
+        for hearing in all_hearings:
+            if hearing.missing_at_s or hearing.repeated_at_s:
+                console.print(
+                    f"  {episode.minutes:g} min, {hearing.code} {WAYS[hearing.way]}: lost at {hearing.missing_at_s}, "
+                    f"repeated at {hearing.repeated_at_s}"
+                )
+
+
 def machine(device: str) -> str | None:
     """The machine in words: its CPUs, and on CUDA its GPU; None when --device cuda finds no GPU."""
     cpus = f"{os.cpu_count()} CPUs"
@@ -418,6 +551,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=1, help="episodes of each length in the feed (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="the first episode's sentence order")
     parser.add_argument("--baseline", type=Path, help="another checkout to run the same rows from, side by side")
+    parser.add_argument("--bank", choices=list(BANKS), default="espeak", help="the episodes' sentences")
+    parser.add_argument("--vs-engine", action="store_true", help="the stage's code against the engine's pipeline")
+    parser.add_argument("--repeats", type=int, default=1, help="--vs-engine: hearings of each way (default 1)")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
     device_rows = ROWS_BY_DEVICE[args.device]
@@ -438,7 +574,10 @@ def main() -> None:
         if row.workers > args.episodes:
             progress.print(f"[yellow]{name} has {row.workers} workers but the feed {args.episodes} episode(s)")
     seeds = list(range(args.seed, args.seed + args.episodes))
-    episodes = built_episodes(args.minutes, seeds, progress)
+    episodes = built_episodes(args.minutes, seeds, args.bank, progress)
+    if args.vs_engine:
+        print_vs_engine(vs_engine(checkouts, episodes, args.repeats, progress), args.bank, machine_name)
+        return
     bench = run_bench(checkouts, episodes, rows, progress)
     print_bench(bench, checkouts, rows, machine_name)
     if args.json:
