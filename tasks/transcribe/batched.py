@@ -40,6 +40,10 @@ MIN_UNHEARD_S = 1.0  # speech left without words that is heard again: a sentence
 LOOP_PHRASE, LOOP_TIMES, LOOP_WORDS = 8, 3, 8
 # A word the alignment spreads over more than this covers speech the decoder skipped: the stretch is heard again.
 LONGEST_WORD_S = 2.0
+RUN_ON_WORDS = 45  # more words than this with no sentence's end: a sentence of the bench's banks has 5 to 22
+SENTENCE_ENDS = (".", "?", "!")
+CLOSING = "\"')]}»”’"  # after a sentence's full stop: `jar."` ends one
+PROMPT_WORDS = 40  # of the text heard so far, the prompt for hearing again
 UNSURE = -1.0  # below this average log-probability per token a text is a guess: Whisper's own log_prob_threshold
 # The stretches of the rounds after the first: at most 15 s, then each piece alone (0).
 AGAIN_STRETCH_S = (30, 10)
@@ -63,9 +67,9 @@ def heard_words(
     # Stretches with their pauses: laid end to end without them, as BatchedInferencePipeline lays the VAD's pieces,
     # the real-speech loop in bench/ lost 23 sentences in 10 minutes instead of none.
     words, again, info = heard_round(
-        model, samples, contiguous(speech, STRETCH_S), speech, settings, language, first_beam, UNSURE
+        model, samples, contiguous(speech, STRETCH_S), speech, settings, language, first_beam, UNSURE, last=False
     )
-    for stretch_s in AGAIN_STRETCH_S:
+    for number, stretch_s in enumerate(AGAIN_STRETCH_S, 1):
         if not again:
             break
         packed = Packed.of(samples, again)
@@ -79,6 +83,8 @@ def heard_words(
             info.language,
             settings.transcribe.beam_size,
             -math.inf,
+            last=number == len(AGAIN_STRETCH_S),
+            prompt=written(words),
         )
         words = merged(words, [packed.in_window(word) for word in heard])
         again = [span for packed_span in again_packed for span in packed.origins(packed_span)]
@@ -123,7 +129,7 @@ class Packed(NamedTuple):
 
 def loops(words: Iterable[fw.Word]) -> bool:
     """Whether the words loop: the same phrase again and again."""
-    said = [re.sub(r"\W", "", w.word.lower()) for w in words]
+    said = [spelled(w) for w in words]
     for length in range(1, LOOP_PHRASE + 1):
         for first in range(length):  # where the phrase may start
             times = 1
@@ -135,17 +141,30 @@ def loops(words: Iterable[fw.Word]) -> bool:
 
 
 def merged(words: list[fw.Word], again: list[fw.Word]) -> list[fw.Word]:
-    """The words heard before and those heard again, in time order, less those heard again over half of whose time
-    a word heard before already covers: a gap is heard again with a little of the speech around it."""
+    """The words heard before and those heard again, in time order, less those heard again that a word heard before
+    already is: the same word over half of its time. A gap is heard again with a little of the speech around it."""
     words = sorted(words, key=lambda w: w.start)
     starts = [w.start for w in words]
     kept = []
     for word in again:
         near = words[max(0, bisect.bisect_left(starts, word.start) - 1) : bisect.bisect_right(starts, word.end)]
-        covered = sum(max(0.0, min(w.end, word.end) - max(w.start, word.start)) for w in near)
+        same = [w for w in near if spelled(w) == spelled(word)]
+        covered = sum(max(0.0, min(w.end, word.end) - max(w.start, word.start)) for w in same)
         if covered <= (word.end - word.start) / 2:
             kept.append(word)
     return sorted(words + kept, key=lambda w: w.start)
+
+
+def spelled(word: fw.Word) -> str:
+    return re.sub(r"\W", "", word.word.lower())
+
+
+def written(words: list[fw.Word]) -> str | None:
+    """The last sentences heard, as a prompt for hearing again: Whisper writes as the text before it is written, and
+    short pieces heard on their own otherwise come back without punctuation at times."""
+    text = "".join(w.word for w in words[-PROMPT_WORDS:])
+    ends = [m.end() for m in re.finditer(r"[.?!][\"')\]}»”’]*(\s|$)", text)]
+    return (text[: ends[-1]].strip() or None) if ends else None
 
 
 def heard_round(
@@ -157,10 +176,12 @@ def heard_round(
     language: str | None,
     beam_size: int,
     unsure_below: float,
+    last: bool,
+    prompt: str | None = None,
 ) -> tuple[list[fw.Word], list[Span], fw.TranscriptionInfo]:
-    """One batched pass over the stretches: the words of those whose text passes Whisper's quality tests (no loop,
-    an average log-probability of at least `unsure_below`) and whose words all fit the time they were said in, and
-    the speech to hear again: the pieces of those that fail, and what no word of those that pass covers."""
+    """One batched pass over the stretches: the words of those that pass (see `failing`), and the speech to hear
+    again: the pieces of those that fail, and what no word of those that pass covers. In the `last` round only a
+    loop fails: a text that fails the other tests is the best there is."""
     # A pipeline per call: it keeps state between its batches.
     produced, info = BatchedInferencePipeline(model).transcribe(
         samples,
@@ -171,22 +192,33 @@ def heard_round(
         word_timestamps=True,
         clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in stretches],
         vad_filter=False,
+        initial_prompt=prompt,
     )
     words: list[fw.Word] = []
     failed: list[Span] = []
     for segment in produced:  # a segment (one per stretch) arrives after each batch: what it freed goes back first
         give_back_freed_memory()
-        if (
-            loops(segment.words or ())
-            or segment.avg_logprob < unsure_below
-            or any(w.end - w.start > LONGEST_WORD_S for w in segment.words or ())
-        ):
+        said = segment.words or []
+        if loops(said) or (not last and failing(said, segment.avg_logprob, unsure_below)):
             failed.append(min(stretches, key=lambda s: abs(s[0] - segment.start * SAMPLE_RATE)))
         else:
-            words += segment.words or ()
+            words += said
     again = [piece for stretch in failed for piece in speech if piece[0] >= stretch[0] and piece[1] <= stretch[1]]
     again += unheard([s for s in stretches if s not in failed], speech, words)
     return words, sorted(again), info
+
+
+def failing(words: list[fw.Word], average_log_probability: float, unsure_below: float) -> bool:
+    """Whether a stretch's text, though no loop, is worth hearing again: unsure (an average log-probability per
+    token below `unsure_below`), a word spread over more time than a word takes (the decoder skipped what was said
+    there), or a run of RUN_ON_WORDS words with no sentence's end (the decoder stopped writing punctuation, and a
+    transcript's sentences and subtitle cues are cut at it)."""
+    run = 0
+    for word in words:
+        run = 0 if word.word.rstrip().rstrip(CLOSING).endswith(SENTENCE_ENDS) else run + 1
+        if run > RUN_ON_WORDS or word.end - word.start > LONGEST_WORD_S:
+            return True
+    return average_log_probability < unsure_below
 
 
 def give_back_freed_memory() -> None:

@@ -11,12 +11,11 @@ from faster_whisper import WhisperModel
 
 from tasks.models import Segment, Settings, Word
 from tasks.transcribe.base import Detected, SampleBackend, threads_per_worker
-from tasks.transcribe.batched import heard_words
+from tasks.transcribe.batched import CLOSING, SENTENCE_ENDS, heard_words
 from tasks.transcribe.bundled import bundled_model
 from tasks.transcribe.cuda_libraries import load_cuda_libraries
 
 SPEAKER_PAUSE_S = 1.0  # a pause this long ends a cue: within a sentence, speakers pause for less
-CLOSING = "\"')]}»”’"  # after a sentence's full stop: `jar."` ends one
 
 
 class FasterWhisperBackend(SampleBackend):
@@ -88,7 +87,7 @@ def sentences(words: Iterable[fw.Word], keep_words: bool) -> Iterator[Segment]:
             yield record(sentence[0].start, sentence[-1].end, "".join(w.word for w in sentence), sentence, keep_words)
             sentence = []
         sentence.append(word)
-        if word.word.rstrip().rstrip(CLOSING).endswith((".", "?", "!")):
+        if word.word.rstrip().rstrip(CLOSING).endswith(SENTENCE_ENDS):
             yield record(sentence[0].start, word.end, "".join(w.word for w in sentence), sentence, keep_words)
             sentence = []
     if sentence:
