@@ -5,7 +5,7 @@
 it imports (this one, or a --baseline). Both ways load the model the same way (podflow's FasterWhisperBackend: the
 bundled model, int8 on the CPU, the cores' threads) and hear with the same beam and batch size (the settings'
 defaults); the engine decodes the file itself and finds speech with its own VAD.
-Run: `python bench/hear_episode.py {podflow,engine,engine-words} AUDIO [--model bundled:tiny.en]`.
+Run: `python bench/hear_episode.py {podflow,podflow-greedy,engine,engine-words} AUDIO [--model bundled:tiny.en]`.
 """
 
 from __future__ import annotations
@@ -22,19 +22,24 @@ from tasks.files import sha256_of
 from tasks.models import AudioFile, Episode, Settings
 from tasks.transcribe.faster_whisper import FasterWhisperBackend
 
-WAYS = ("podflow", "engine", "engine-words")
+WAYS = ("podflow", "podflow-greedy", "engine", "engine-words")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("way", choices=WAYS, help="podflow's stage, or the engine's pipeline without or with words")
+    parser.add_argument(
+        "way",
+        choices=WAYS,
+        help="podflow's stage (greedy_first off or on), or the engine's pipeline without or with words",
+    )
     parser.add_argument("audio", type=Path)
     parser.add_argument("--model", default="bundled:tiny.en")
     args = parser.parse_args()
-    settings = Settings.model_validate({"transcribe": {"model": args.model}})
+    greedy = {"greedy_first": True} if args.way == "podflow-greedy" else {}  # a baseline may know no such setting
+    settings = Settings.model_validate({"transcribe": {"model": args.model, **greedy}})
     backend = FasterWhisperBackend(settings, 1)
     started, cpu_started = time.perf_counter(), time.process_time()
-    if args.way == "podflow":
+    if args.way.startswith("podflow"):
         audio = AudioFile(
             episode_id="bench",
             path=args.audio,

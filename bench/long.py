@@ -392,6 +392,7 @@ def run_bench(checkouts: list[Checkout], episodes: list[Episode], rows: dict[str
 # --vs-engine: each way of hearing an episode, by its label in the table.
 WAYS = {
     "podflow": "podflow's transcribe stage",
+    "podflow-greedy": "podflow's stage, greedy_first",
     "engine-words": "BatchedInferencePipeline, word timings",
     "engine": "BatchedInferencePipeline",
 }
@@ -437,11 +438,12 @@ def hear_in_fresh_process(way: str, checkout: Checkout, episode: Episode) -> Hea
 
 
 def vs_engine(
-    checkouts: list[Checkout], episodes: list[Episode], repeats: int, progress: Console
+    checkouts: list[Checkout], episodes: list[Episode], chosen: list[str], repeats: int, progress: Console
 ) -> list[tuple[Episode, list[Hearing]]]:
-    """Every way on every episode, `repeats` times, taking turns: the order turns by one each repeat, so a drift in
-    the machine's load falls on every way alike."""
-    ways = [("podflow", checkout) for checkout in checkouts] + [(way, checkouts[0]) for way in WAYS if way != "podflow"]
+    """Every chosen way on every episode (podflow's from every checkout), `repeats` times, taking turns: the order
+    turns by one each repeat, so a drift in the machine's load falls on every way alike."""
+    ways = [(way, checkout) for way in chosen if way.startswith("podflow") for checkout in checkouts]
+    ways += [(way, checkouts[0]) for way in chosen if not way.startswith("podflow")]
     hearings: list[tuple[Episode, list[Hearing]]] = []
     for episode in episodes:
         hearings.append((episode, []))
@@ -487,8 +489,10 @@ def print_vs_engine(hearings: list[tuple[Episode, list[Hearing]]], bank: str, ma
                 WAYS[way],
                 f"{median_s[code, way]:.1f}",
                 f"{episode.minutes * 60 / median_s[code, way]:.1f}",
-                f"{engine_s['engine-words'] / median_s[code, way]:.2f}",
-                f"{engine_s['engine'] / median_s[code, way]:.2f}",
+                *(
+                    f"{engine_s[engine] / median_s[code, way]:.2f}" if engine in engine_s else "-"
+                    for engine in ("engine-words", "engine")
+                ),
                 f"{statistics.median(h.cpu_s for h in same):.1f}",
                 f"{max(h.peak_rss_mib for h in same):.0f}",
                 f"{100 * last.word_error_rate:.1f}",
@@ -554,6 +558,9 @@ def main() -> None:
     parser.add_argument("--bank", choices=list(BANKS), default="espeak", help="the episodes' sentences")
     parser.add_argument("--vs-engine", action="store_true", help="the stage's code against the engine's pipeline")
     parser.add_argument("--repeats", type=int, default=1, help="--vs-engine: hearings of each way (default 1)")
+    parser.add_argument(
+        "--ways", nargs="+", choices=list(WAYS), default=["podflow", "engine-words", "engine"], help="--vs-engine's"
+    )
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
     device_rows = ROWS_BY_DEVICE[args.device]
@@ -576,7 +583,7 @@ def main() -> None:
     seeds = list(range(args.seed, args.seed + args.episodes))
     episodes = built_episodes(args.minutes, seeds, args.bank, progress)
     if args.vs_engine:
-        print_vs_engine(vs_engine(checkouts, episodes, args.repeats, progress), args.bank, machine_name)
+        print_vs_engine(vs_engine(checkouts, episodes, args.ways, args.repeats, progress), args.bank, machine_name)
         return
     bench = run_bench(checkouts, episodes, rows, progress)
     print_bench(bench, checkouts, rows, machine_name)

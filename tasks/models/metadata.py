@@ -49,6 +49,7 @@ class TranscribedWith(Record):
     device: str
     compute_type: str | None
     beam_size: int
+    greedy_first: bool = False
     batch_size: int
     language: str | None = Field(description="The language setting: None where the language was detected.")
     word_timestamps: bool
