@@ -48,6 +48,7 @@ lint: $(BIN)/podflow
 bench: $(BIN)/podflow
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/pipeline.py --chart $(CHART) --cluster
+	$(BIN)/python bench/task_parameters.py
 	$(BIN)/python bench/cluster_transport.py
 	# Real Whisper on the cluster: on 2 cores the workers share them; on a GPU machine add
 	# --transcriber whisper --model … --device cuda --workers 1 2 4 --episodes 8 --minutes 10.

@@ -27,17 +27,23 @@ run, on a real local cluster of separate processes (tests/dask_cluster.py: a `da
   of `fn` to `result()` returning in the stage task. Both by time.time() on either side (one machine, one clock).
 - throughput curve: 1, 2 and 4 workers of one slot each. The transcriptions SLEEP rather than compute: this
   machine has 2 cores, so computing ones would measure CPU contention; sleeping ones show how dispatch scales.
-Run: `.venv/bin/python bench/pipeline.py [--chart bench/out/pipeline-gantt.png] [--cluster [--episodes 100 1000]
-[--curve-scale 1]]` (bench/out/ is ignored by git; the docs' picture is docs/images/pipeline-gantt.png).
+With --baseline PATH, the podflow rows of the chosen workloads only, from this checkout and from the one at PATH
+(this script, that checkout's run_pipeline), each in a fresh process with its own Prefect API, taking turns
+--repeats times: on a shared machine, load that comes and goes then falls on both alike. The medians are compared.
+Run: `.venv/bin/python bench/pipeline.py [--chart bench/out/pipeline-gantt.png] [--workloads NAME ...] [--cluster
+[--episodes 100 1000] [--curve-scale 1]] [--baseline PATH [--repeats 3]]` (bench/out/ is ignored by git; the
+docs' picture is docs/images/pipeline-gantt.png).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import queue
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +58,9 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="podflow-bench-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # 2 busy cores: 20 s may not do
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --baseline runs this script again on another checkout's code: the child finds that checkout here.
+CHECKOUT_VARIABLE = "PODFLOW_BENCH_CHECKOUT"
+sys.path.insert(0, os.environ.get(CHECKOUT_VARIABLE) or str(Path(__file__).resolve().parents[1]))
 
 import distributed  # noqa: E402
 from prefect import flow, task  # noqa: E402
@@ -536,9 +544,84 @@ def cluster_rows(console: Console, episodes: Sequence[int], curve_workers: Seque
     console.print(f"Warnings and errors in the cluster's logs: {len(logged)}", *logged[:20], sep="\n  ")
 
 
+@dataclass(frozen=True)
+class PodflowRun:
+    """One podflow row of one process, as a --baseline child hands it back."""
+
+    workload: str
+    makespan: float
+    ratio: float
+    handoff_p50_ms: float
+    peaks: str
+
+
+def podflow_rows(workloads: Sequence[Workload]) -> list[PodflowRun]:
+    """Each workload's podflow row, after a run that starts the ephemeral API outside the timings."""
+    measure("warm-up", podflow_wiring, uniform("warm-up", 1, 0, 0, 0))
+    runs = []
+    for workload in workloads:
+        ideal = ideal_makespan(workload)
+        result = measure("podflow", podflow_wiring, workload)
+        cells = row(result, workload, ideal)
+        runs.append(PodflowRun(workload.name, result.makespan, result.makespan / ideal, float(cells[3]), cells[6]))
+    return runs
+
+
+def child_runs(checkout: Path, workloads: Sequence[Workload]) -> list[PodflowRun]:
+    """This script's podflow rows on `checkout`'s code, in a process of its own with a Prefect API of its own."""
+    with tempfile.TemporaryDirectory(prefix="podflow-bench-") as home:
+        env = os.environ | {CHECKOUT_VARIABLE: str(checkout), "PREFECT_HOME": home}
+        names = [argument for workload in workloads for argument in ("--workloads", workload.name)]
+        done = subprocess.run(
+            [sys.executable, __file__, *names, "--child"], env=env, cwd=checkout, capture_output=True, text=True
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"the run on {checkout} failed:\n{done.stderr[-3000:]}")
+    return [PodflowRun(**fields) for fields in json.loads(done.stdout.splitlines()[-1])]
+
+
+def compare(console: Console, baseline: Path, workloads: Sequence[Workload], repeats: int) -> None:
+    """The podflow rows from this checkout and from `baseline`, taking turns `repeats` times; their medians."""
+    checkouts = {"this checkout": Path(__file__).resolve().parents[1], f"baseline {baseline}": baseline.resolve()}
+    load_before = os.getloadavg()
+    runs: dict[tuple[str, str], list[PodflowRun]] = {}
+    for _ in range(repeats):
+        for name, checkout in checkouts.items():
+            for run in child_runs(checkout, workloads):
+                runs.setdefault((run.workload, name), []).append(run)
+    table = Table(
+        title=f"podflow (run_pipeline), each checkout {repeats}×, taking turns; load average (1, 5, 15 min) "
+        f"{' '.join(f'{x:.2f}' for x in load_before)} before, {' '.join(f'{x:.2f}' for x in os.getloadavg())} after"
+    )
+    for column in ("workload", "code", "/ ideal, each run", "median / ideal", "median makespan s", "handoff p50 ms"):
+        table.add_column(column, justify="right")
+    for (workload, name), found in runs.items():
+        table.add_row(
+            workload,
+            name,
+            " ".join(f"{run.ratio:.3f}" for run in found),
+            f"{statistics.median(run.ratio for run in found):.3f}",
+            f"{statistics.median(run.makespan for run in found):.2f}",
+            f"{statistics.median(run.handoff_p50_ms for run in found):.0f}",
+        )
+    console.print(table)
+    console.print("Most running per stage, each run:", *{run.peaks for found in runs.values() for run in found})
+
+
 def main() -> None:
+    names = [workload.name for workload, _ in WORKLOADS]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chart", type=Path, help="write a Gantt chart of the first workload here (PNG)")
+    parser.add_argument(
+        "--workloads",
+        action="append",
+        choices=names,
+        metavar="NAME",
+        help=f"run this workload (repeat for more; default all): {', '.join(repr(name) for name in names)}",
+    )
+    parser.add_argument("--baseline", type=Path, help="another checkout: its podflow rows and this one's, compared")
+    parser.add_argument("--repeats", type=int, default=3, help="--baseline: runs of each checkout (default 3)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cluster", action="store_true", help="add the Dask cluster rows and the throughput curve")
     parser.add_argument("--cluster-only", action="store_true", help="the cluster rows only (implies --cluster)")
     parser.add_argument(
@@ -562,9 +645,16 @@ def main() -> None:
         help="throughput curve: 100 episodes of the reference durations times this (default 0.3: about a minute)",
     )
     args = parser.parse_args()
+    chosen = [(workload, naive) for workload, naive in WORKLOADS if workload.name in (args.workloads or names)]
+    if args.child:
+        print(json.dumps([vars(run) for run in podflow_rows([workload for workload, _ in chosen])]))
+        return
     console = Console(width=200)
+    if args.baseline:
+        compare(console, args.baseline, [workload for workload, _ in chosen], args.repeats)
+        return
     measure("warm-up", podflow_wiring, uniform("warm-up", 1, 0, 0, 0))  # start the ephemeral API outside the timings
-    for workload, with_naive in [] if args.cluster_only else WORKLOADS:
+    for workload, with_naive in [] if args.cluster_only else chosen:
         ideal = ideal_makespan(workload)
         variants: list[tuple[str, Callable[[Workload], None]]] = [("podflow (run_pipeline)", podflow_wiring)]
         if with_naive:

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from prefect import Task
+from prefect.client.schemas.objects import RunInput, TaskRunResult
 from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture
+from prefect.results import ResultRecord
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from tasks import stopping
 
@@ -32,9 +35,10 @@ Item = TypeVar("Item")
 class Stage(Generic[Item]):
     """One stage: its task, how many of its tasks may run at once, the stages it waits for, and how to call it.
 
-    `parameters(item, finished)` gets the item's finished upstream futures by stage name; passing them (not their
-    results) as task parameters is what lets the Prefect UI draw each episode's lineage. `after` names the stages
-    whose results it takes: the stages form a graph, and a stage starts the moment the last of those resolves.
+    `parameters(item, finished)` gets the item's finished upstream futures by stage name; a parameter that is one of
+    them is given to the task as that future's result, and recorded as the task run's input from it, which is how
+    the Prefect UI draws each episode's lineage (`task_call`). `after` names the stages whose results it takes: the
+    stages form a graph, and a stage starts the moment the last of those resolves.
     """
 
     name: str
@@ -98,6 +102,31 @@ def stopping_on_termination() -> Iterator[None]:
         raise
 
 
+def completed_result(future: PrefectFuture[Any]) -> Any:
+    """A completed task's return value. A task run of this process holds it in its final state; `future.result()`
+    would fetch it through Prefect's event loop thread, where it waits behind every event and log line sent."""
+    data = future.state.data
+    return data.result if isinstance(data, ResultRecord) else future.result()
+
+
+def task_call(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, set[RunInput]]]:
+    """A stage's parameters as its task run takes them, and the task runs they come from.
+
+    A finished future becomes its result, its task run named as that parameter's input (a task in a worker process
+    sees only the value). Every value is quoted: Prefect would otherwise walk each one (a transcript's every word,
+    the settings' every field) twice per task run, looking for futures to wait on and inputs to record, and fetch
+    each future's result through its event loop thread.
+    """
+    given: dict[str, Any] = {}
+    upstream: dict[str, set[RunInput]] = {}
+    for name, value in parameters.items():
+        if isinstance(value, PrefectFuture):
+            upstream[name] = {TaskRunResult(id=value.task_run_id)}
+            value = completed_result(value)
+        given[name] = quote(value)
+    return given, upstream
+
+
 def failure_message(future: PrefectFuture[Any]) -> str | None:
     """Why a finished task failed: its exception, or the message of the Failed state it returned."""
     exc = future.result(raise_on_failure=False)
@@ -143,7 +172,8 @@ def run_pipeline(
         def submit_ready(run: ItemRun[Item]) -> None:
             for name in run.ready(by_name):
                 stage = by_name[name]
-                future = runners[name].submit(stage.task, stage.parameters(run.item, run.finished))
+                parameters, upstream = task_call(stage.parameters(run.item, run.finished))
+                future = runners[name].submit(stage.task, parameters, dependencies=upstream)
                 run.running.add(name)
                 in_flight[future.task_run_id] = (run, name, runners[name])
                 future.add_done_callback(resolved.put)

@@ -133,9 +133,10 @@ def test_task_runs_belong_to_the_flow_run_and_record_lineage(demo_run: DemoRun) 
     download_ids = {r.id for r in by_stage["download"]}
     transcribe_ids = {r.id for r in by_stage["transcribe"]}
     for task_run in by_stage["transcribe"]:
-        assert {i.id for i in task_run.task_inputs["audio"]} <= download_ids
+        assert len(audio := {i.id for i in task_run.task_inputs["audio"]}) == 1 and audio <= download_ids
     for task_run in by_stage["metadata"]:
-        assert {i.id for i in task_run.task_inputs["transcript"]} <= transcribe_ids
+        assert len(transcript := {i.id for i in task_run.task_inputs["transcript"]}) == 1
+        assert transcript <= transcribe_ids
     table = next(a for a in artifacts if a.type == "table")
     assert table.key == "podflow-episodes"
     assert "complete" in str(table.data)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.futures import PrefectFuture
 
 from flows.pipeline import ItemRun, Progress, Stage, run_pipeline
@@ -60,3 +62,64 @@ def test_a_dead_worker_process_fails_its_item_and_later_items_get_a_new_pool(tmp
     assert "BrokenProcessPool" in (runs["fatal"].error or "")
     assert "worker process died" in (runs["fatal"].error or "")
     assert runs["late"].failed_stage is None and runs["late"].error is None
+
+
+@task(cache_policy=NO_CACHE, task_run_name="shout-{item}")
+def shout(item: str) -> str:
+    return item.upper()
+
+
+@task(cache_policy=NO_CACHE, task_run_name="count-{item}")
+def count(item: str, loud: str) -> int:
+    return len(loud)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="note-{item}")
+def note(item: str, loud: str, letters: int, notes: Path) -> None:
+    (notes / item).write_text(f"{loud} {letters}")
+
+
+@flow
+def three_stages(items: list[str], notes: Path) -> list[ItemRun[str]]:
+    return run_pipeline(
+        items,
+        [
+            Stage("shout", shout, 2, lambda item, finished: {"item": item}),
+            Stage(
+                "count",
+                count,
+                1,
+                lambda item, finished: {"item": item, "loud": finished["shout"]},
+                after=("shout",),
+                in_processes=True,
+            ),
+            Stage(
+                "note",
+                note,
+                2,
+                lambda item, finished: {
+                    "item": item,
+                    "loud": finished["shout"],
+                    "letters": finished["count"],
+                    "notes": notes,
+                },
+                after=("shout", "count"),
+            ),
+        ],
+    )
+
+
+def test_each_task_gets_its_upstream_results_and_records_the_runs_they_came_from(tmp_path: Path) -> None:
+    state = three_stages(["ab", "cde"], tmp_path, return_state=True)
+    with get_client(sync_client=True) as client:
+        flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        runs = {run.name: run for run in client.read_task_runs(flow_run_filter=flow_run)}
+
+    assert state.is_completed()
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {"ab": "AB 2", "cde": "CDE 3"}
+    for item in ("ab", "cde"):
+        shouted, counted = {runs[f"shout-{item}"].id}, {runs[f"count-{item}"].id}
+        assert {i.id for i in runs[f"count-{item}"].task_inputs["loud"]} == shouted  # across processes too
+        assert {i.id for i in runs[f"note-{item}"].task_inputs["loud"]} == shouted
+        assert {i.id for i in runs[f"note-{item}"].task_inputs["letters"]} == counted
+        assert runs[f"note-{item}"].task_inputs["notes"] == []
