@@ -10,6 +10,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
 
@@ -355,12 +356,20 @@ def self_signed_localhost(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_tls_connections_verify_the_host_name_and_end_at_the_deadline_too(tmp_path: Path) -> None:
-    cert_path, key_path = self_signed_localhost(tmp_path)
+@contextmanager
+def tls_feed_server(folder: Path) -> Iterator[tuple[FeedServer, Path]]:
+    """A feed server on 127.0.0.1 that speaks TLS with a self-signed certificate for `localhost`, and that
+    certificate's file."""
+    cert_path, key_path = self_signed_localhost(folder)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     with FeedServer() as tls_server:
         tls_server._server.socket = context.wrap_socket(tls_server._server.socket, server_side=True)
+        yield tls_server, cert_path
+
+
+def test_tls_connections_verify_the_host_name_and_end_at_the_deadline_too(tmp_path: Path) -> None:
+    with tls_feed_server(tmp_path) as (tls_server, cert_path):
         port = tls_server.url("/").rsplit(":", 1)[1].strip("/")
         tls_server.add("/a", b"over TLS")
         tls_server.add("/drip", b"x" * 100_000, drip_s=0.05)

@@ -4,7 +4,6 @@ a plain reason, the chain of errors after it; and the words of a report's failur
 from __future__ import annotations
 
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from tasks.http import failure_detail, fetch_document, without_chain
 from tasks.models import EpisodeOutcome, Settings
 from tests.conftest import LOOPBACK
 from tests.feedserver import FeedServer
-from tests.test_network import self_signed_localhost
+from tests.test_network import tls_feed_server
 
 
 def fetch_failure(url: str, **settings: object) -> str:
@@ -87,11 +86,7 @@ def test_a_connection_closed_before_any_answer_and_an_answer_that_is_not_http() 
 
 
 def test_a_certificate_that_is_not_trusted_is_a_tls_failure(tmp_path: Path) -> None:
-    cert_path, key_path = self_signed_localhost(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
-    with FeedServer() as tls_server:
-        tls_server._server.socket = context.wrap_socket(tls_server._server.socket, server_side=True)
+    with tls_feed_server(tmp_path) as (tls_server, _):
         url = tls_server.url("/feed.xml").replace("127.0.0.1", "localhost").replace("http:", "https:")
         said = fetch_failure(url)
     assert without_chain(said) == f"{url}: TLS certificate not accepted: self-signed certificate"
