@@ -4,11 +4,11 @@ the later ones over only what the round before failed to hear.
 Without timestamp tokens: with them, the batched decoder lost whole sentences at the start of its stretches (18 of
 126 in a 10-minute episode). Without them it may end a stretch early (it once heard one sentence of six), or loop
 (`Matayler measures` nine times over 24 s of other speech); it has neither the classic decoder's seek nor its
-fallback to higher temperatures. So each round hears its stretches; a stretch whose text fails Whisper's own quality
-tests is dropped and its pieces of speech heard again, and so is the speech no word of a stretch covers. The later
-rounds hear those pieces in shorter stretches (10 s), then each alone: what loops among its neighbours rarely loops
-alone, and a round costs an encoder pass per stretch it hears, so the first round's stretches are as long as Whisper
-hears.
+fallback to higher temperatures. So each round hears its stretches; a stretch whose text fails (a loop, an unsure
+text, a skipped sentence, a run with no full stop: `failing`) is dropped and its pieces of speech heard again, and so
+is the speech no word of a stretch covers. The later rounds lay those pieces end to end in stretches of up to 30 s,
+then 10 s: a round costs an encoder pass per stretch, whatever its length, and what fails among its neighbours
+rarely fails among fewer. The last keeps all but loops.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ SENTENCE_ENDS = (".", "?", "!")
 CLOSING = "\"')]}»”’"  # after a sentence's full stop: `jar."` ends one
 PROMPT_WORDS = 40  # of the text heard so far, the prompt for hearing again
 UNSURE = -1.0  # below this average log-probability per token a text is a guess: Whisper's own log_prob_threshold
-# The stretches of the rounds after the first: at most 15 s, then each piece alone (0).
+# The stretches of the rounds after the first: at most 30 s, then 10 s.
 AGAIN_STRETCH_S = (30, 10)
 PACKED_PAUSE_S = 1.0  # between pieces heard again end to end: Whisper hears where one ends
 try:
